@@ -1,0 +1,42 @@
+// The subcommand groups of `medcard`. Commands report failure by throwing CommandFailed (the
+// edge of the program: everything below returns Result/Status).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <stdexcept>
+#include <string>
+
+#include "common/result.h"
+
+namespace medcard::cli {
+
+class CommandFailed : public std::runtime_error {
+ public:
+  explicit CommandFailed(const std::string& message, int exit_code = 1)
+      : std::runtime_error(message), exit_code_(exit_code) {}
+  int exit_code() const { return exit_code_; }
+
+ private:
+  int exit_code_;
+};
+
+// Unwraps a Result or throws CommandFailed with `context: message`.
+template <typename T>
+T Check(Result<T> r, const std::string& context) {
+  if (!r.ok()) throw CommandFailed(context + ": " + r.error().message);
+  return std::move(r).value();
+}
+inline void Check(const Status& s, const std::string& context) {
+  if (!s.ok()) throw CommandFailed(context + ": " + s.error().message);
+}
+
+void AddCardCommands(CLI::App& app);    // card new | show | attach
+void AddPsamCommands(CLI::App& app);    // psam new | show | attach
+void AddReaderCommands(CLI::App& app);  // reader list | apdu
+void AddDemoCommand(CLI::App& app);     // demo
+
+// Installs SIGINT/SIGTERM handlers that call `stop` (async-signal-safe callers only).
+void OnInterrupt(void (*stop)());
+
+}  // namespace medcard::cli
