@@ -114,19 +114,19 @@ void BM_PurchaseEpTmpfs(benchmark::State& state) {
   Rig rig(TmpfsDir(), nvm::SyncMode::kNone);
   RunPurchases(state, rig, terminal::Wallet::kEp);
 }
-BENCHMARK(BM_PurchaseEpTmpfs)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PurchaseEpTmpfs)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_PurchaseEdWithPinTmpfs(benchmark::State& state) {
   Rig rig(TmpfsDir(), nvm::SyncMode::kNone);
   RunPurchases(state, rig, terminal::Wallet::kEd);
 }
-BENCHMARK(BM_PurchaseEdWithPinTmpfs)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PurchaseEdWithPinTmpfs)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_PurchaseEpFsyncDisk(benchmark::State& state) {
   Rig rig(DiskDir(), nvm::SyncMode::kFsync);
   RunPurchases(state, rig, terminal::Wallet::kEp);
 }
-BENCHMARK(BM_PurchaseEpFsyncDisk)->Unit(benchmark::kMicrosecond)->Iterations(300);
+BENCHMARK(BM_PurchaseEpFsyncDisk)->Unit(benchmark::kMicrosecond)->Iterations(300)->UseRealTime();
 
 // The crypto a purchase cannot avoid, with nothing else.
 void BM_PurchaseCryptoOnly(benchmark::State& state) {

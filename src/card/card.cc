@@ -169,8 +169,7 @@ Card::Card(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Card::~Card() = default;
 
 Result<std::unique_ptr<Card>> Card::Manufacture(std::unique_ptr<nvm::Medium> medium,
-                                                const ManufactureInfo& info,
-                                                CardOptions options) {
+                                                const ManufactureInfo& info, CardOptions options) {
   if (info.chip_serial.size() != 8) return MakeError("card: the chip serial is 8 bytes");
   if (info.transport_key.size() != 16) return MakeError("card: the transport key is 16 bytes");
   auto image = nvm::AtomicImage::Open(std::move(medium));
@@ -194,8 +193,7 @@ Result<std::unique_ptr<Card>> Card::Manufacture(std::unique_ptr<nvm::Medium> med
       std::make_unique<Impl>(std::move(image).value(), std::move(state), std::move(options))));
 }
 
-Result<std::unique_ptr<Card>> Card::Open(std::unique_ptr<nvm::Medium> medium,
-                                         CardOptions options) {
+Result<std::unique_ptr<Card>> Card::Open(std::unique_ptr<nvm::Medium> medium, CardOptions options) {
   auto image = nvm::AtomicImage::Open(std::move(medium));
   if (!image.ok()) return image.error();
   if (image->image().empty()) return MakeError("card: the medium holds no card image");

@@ -61,7 +61,7 @@ std::string_view FileTypeName(FileType type);
 // Access condition of one operation (read, or write = update/append) on an EF.
 enum class AccessKind : std::uint8_t {
   kFree = 0x00,
-  kPin = 0x01,             // the PIN of the file's DF verified since the DF was selected
+  kPin = 0x01,              // the PIN of the file's DF verified since the DF was selected
   kSecureMessaging = 0x02,  // CLA 04 with a MAC under the DF's key of usage `key_ref`
   kExternalAuth = 0x03,     // EXTERNAL AUTHENTICATE with the DF's key index `key_ref`
   kNever = 0xFF,
@@ -145,9 +145,9 @@ struct FileSummary {
   AccessCondition read, write;
   std::uint16_t size = 0;  // transparent: bytes; TLV records: capacity
   std::uint8_t record_length = 0, record_count = 0;
-  bool readable = false;         // read is free: the contents below are filled
-  Bytes content;                 // transparent
-  std::vector<Bytes> records;    // record 1 first (cyclic: newest first); TLV: tag‖len‖value
+  bool readable = false;       // read is free: the contents below are filled
+  Bytes content;               // transparent
+  std::vector<Bytes> records;  // record 1 first (cyclic: newest first); TLV: tag‖len‖value
   // DF
   AppBlock block = AppBlock::kNone;
   std::vector<KeySummary> keys;
@@ -189,7 +189,7 @@ struct PurseSummary {
   Bytes asn;  // from SFI 15, when present
   WalletSummary ed, ep;
   std::optional<PinSummary> pin;
-  std::vector<LogEntry> log;        // newest first
+  std::vector<LogEntry> log;         // newest first
   std::vector<ProofSummary> proofs;  // newest first
   bool operator==(const PurseSummary&) const = default;
 };
@@ -207,6 +207,7 @@ nlohmann::json ToJson(const CardSummary& summary);
 
 // ---- The card -----------------------------------------------------------------------------
 
+// Thread-compatible: one caller at a time (readers serialise access to a card).
 class Card final : public iso7816::Icc {
  public:
   // A blank card as the chip factory delivers it: chip serial, transport key, the MF and

@@ -57,6 +57,7 @@ const Engine::Command* Engine::Lookup(std::uint8_t ins) {
       {0xDC, kClaIso | kClaIsoSm, Phase::kAny, false, &Engine::UpdateRecord},
       {0xE2, kClaIso | kClaIsoSm, Phase::kAny, false, &Engine::AppendRecord},
       {0x84, kClaIso, Phase::kAny, true, &Engine::GetChallenge},
+      {0xCA, kClaProp, Phase::kAny, true, &Engine::GetData},
       {0x82, kClaIso, Phase::kAny, false, &Engine::ExternalAuthenticate},
       {0x88, kClaIso, Phase::kAny, false, &Engine::InternalAuthenticate},
       {0x20, kClaIso, Phase::kAny, false, &Engine::Verify},
@@ -267,8 +268,7 @@ StatusWord Engine::CheckAccess(Ctx& ctx, const AccessCondition& ac, bool write, 
   if (ctx.sm()) {
     // A MAC proves knowledge of the key the access condition names; no other key will do.
     if (ac.kind != AccessKind::kSecureMessaging) return sw::kSecurityNotSatisfied;
-    return VerifySmWithUsage(ctx, sel_.current_df, static_cast<KeyUsage>(ac.key_ref), payload,
-                             mac);
+    return VerifySmWithUsage(ctx, sel_.current_df, static_cast<KeyUsage>(ac.key_ref), payload, mac);
   }
   // Personalisation writes initial contents freely (docs/card-commands.md).
   if (write && state_.lifecycle == Lifecycle::kPersonalisation) return sw::kOk;

@@ -45,8 +45,8 @@ struct Pending {
 struct Selection {
   int current_df = 0;
   int current_ef = kNoFile;
-  int last_name_match = kNoFile;  // SELECT by name, P2 02 "next occurrence" continues after it
-  bool pin_verified = false;      // the PIN of current_df
+  int last_name_match = kNoFile;   // SELECT by name, P2 02 "next occurrence" continues after it
+  bool pin_verified = false;       // the PIN of current_df
   std::bitset<256> external_auth;  // key indexes EXTERNAL AUTHENTICATEd in current_df
 };
 
@@ -123,6 +123,7 @@ class Engine {
 
   // security.cc
   Reply GetChallenge(Ctx& ctx);
+  Reply GetData(Ctx& ctx);
   Reply ExternalAuthenticate(Ctx& ctx);
   Reply InternalAuthenticate(Ctx& ctx);
   Reply Verify(Ctx& ctx);

@@ -31,8 +31,7 @@ FileSpec SpecOf(const File& f) {
 
 // Record n (1-based) of a linear-fixed or cyclic EF (cyclic: 1 = newest), or empty.
 ByteView RecordAt(const File& f, std::uint8_t n) {
-  const std::uint8_t present =
-      f.type == FileType::kLinearFixed ? f.record_count : f.records_used;
+  const std::uint8_t present = f.type == FileType::kLinearFixed ? f.record_count : f.records_used;
   if (n == 0 || n > present) return {};
   return View(f.data).subspan(std::size_t{n - 1u} * f.record_length, f.record_length);
 }

@@ -33,8 +33,7 @@ int ChildEf(const CardState& state, int df, std::uint8_t sfi) {
   return kNoFile;
 }
 
-void Visit(const CardState& state, int index, const std::string& parent_path,
-           CardSummary& out) {
+void Visit(const CardState& state, int index, const std::string& parent_path, CardSummary& out) {
   const File& f = state.files[static_cast<std::size_t>(index)];
   FileSummary s;
   s.path = parent_path.empty() ? FidHex(f.fid) : parent_path + "/" + FidHex(f.fid);

@@ -110,8 +110,7 @@ std::optional<FileSpec> ParseFcp(ByteView data) {
     if (three_byte_descriptor || seen.count(0x88) || have_size || have_ac) return std::nullopt;
     return spec;
   }
-  if (!ValidEfType(spec.type) || !have_ac || seen.count(0x84) || seen.count(0xA5) ||
-      spec.purse) {
+  if (!ValidEfType(spec.type) || !have_ac || seen.count(0x84) || seen.count(0xA5) || spec.purse) {
     return std::nullopt;
   }
   switch (spec.type) {
@@ -225,9 +224,9 @@ Reply Engine::CreateFile(Ctx& ctx) {
 Reply Engine::WriteKey(Ctx& ctx) {
   const CommandApdu& a = ctx.apdu;
   if (a.p1 != 0x00 || a.p2 != 0x00) return Sw(sw::kWrongP1P2);
-  // keyHeader(5) ‖ cryptogram(16, 24 or 32) ‖ MAC(4)
+  // keyHeader(5) ‖ cryptogram(8, 16 or 24: 3DES-ECB under the transport key) ‖ MAC(4)
   const std::size_t n = a.data.size();
-  if (n != 5 + 16 + 4 && n != 5 + 24 + 4 && n != 5 + 32 + 4) return Sw(sw::kWrongLength);
+  if (n != 5 + 8 + 4 && n != 5 + 16 + 4 && n != 5 + 24 + 4) return Sw(sw::kWrongLength);
   const ByteView data = View(a.data);
   const ByteView header = data.first(5);
   const ByteView cryptogram = data.subspan(5, n - 9);
@@ -298,11 +297,10 @@ Reply Engine::EndPersonalisation(Ctx& ctx) {
     if (!app.purse) continue;
     const int basic = FindChildEf(static_cast<int>(i), kPublicDataSfi);
     const int log = FindChildEf(static_cast<int>(i), kLogSfi);
-    const bool complete =
-        basic != kNoFile && file(basic).type == FileType::kTransparent &&
-        file(basic).size == kPublicDataLength && log != kNoFile &&
-        file(log).type == FileType::kCyclic && file(log).record_length == kLogRecordLength &&
-        app.pin.has_value();
+    const bool complete = basic != kNoFile && file(basic).type == FileType::kTransparent &&
+                          file(basic).size == kPublicDataLength && log != kNoFile &&
+                          file(log).type == FileType::kCyclic &&
+                          file(log).record_length == kLogRecordLength && app.pin.has_value();
     if (!complete) return Sw(sw::kConditionsNotSatisfied);
   }
   SecureWipe(state_.transport_key);

@@ -79,8 +79,7 @@ FileSpec Df(std::uint16_t fid, Bytes name) {
 // longest.
 EfLayout RecordsEf(std::uint16_t fid, std::uint8_t sfi, std::vector<Bytes> records) {
   EfLayout ef;
-  ef.file = Ef(FileType::kLinearFixed, fid, sfi, AccessCondition::Free(),
-               AccessCondition::Never());
+  ef.file = Ef(FileType::kLinearFixed, fid, sfi, AccessCondition::Free(), AccessCondition::Never());
   std::size_t longest = 0;
   for (const Bytes& r : records) longest = std::max(longest, r.size());
   for (Bytes& r : records) r.resize(longest, 0x00);
@@ -205,8 +204,8 @@ Result<CardLayout> StandardLayout(const HolderData& h) {
   if (h.app_type < kAppTypeEd || h.app_type > kAppTypeEdEp) {
     return MakeError("card profile: application type is 01, 02 or 03");
   }
-  if (h.pin.size() != 6 || !std::all_of(h.pin.begin(), h.pin.end(),
-                                         [](char c) { return c >= '0' && c <= '9'; })) {
+  if (h.pin.size() != 6 ||
+      !std::all_of(h.pin.begin(), h.pin.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return MakeError("card profile: the PIN is 6 digits");
   }
   if (h.designated_facilities.size() > 3) {
@@ -247,8 +246,9 @@ Result<CardLayout> StandardLayout(const HolderData& h) {
   mf.file = Df(0x3F00, {});
 
   // EF.DIR under the MF: the medical-account ADF and the SSSE DDF.
-  mf.efs.push_back(RecordsEf(kDirFid, 0x01, {DirEntry(View(AdfAid()), "MEDICAL ACCOUNT"),
-                                             DirEntry(View(SsseName()), "SSSE")}));
+  mf.efs.push_back(
+      RecordsEf(kDirFid, 0x01,
+                {DirEntry(View(AdfAid()), "MEDICAL ACCOUNT"), DirEntry(View(SsseName()), "SSSE")}));
 
   // PSE: FCI A5 = 88 01 01 (its DIR at SFI 1), listing the payment application.
   DfLayout pse;
@@ -278,22 +278,21 @@ Result<CardLayout> StandardLayout(const HolderData& h) {
     EfLayout basic;
     basic.file = Ef(FileType::kTransparent, 0x0015, 0x15, AccessCondition::Free(), by_maintenance);
     basic.file.size = 30;
-    basic.content = Concat({View(h.issuer_id), ByteView(&h.app_type, 1),
-                            ByteView(&h.app_version, 1), View(h.asn), View(*start),
-                            View(*expiry), View(h.issuer_data)});
+    basic.content =
+        Concat({View(h.issuer_id), ByteView(&h.app_type, 1), ByteView(&h.app_version, 1),
+                View(h.asn), View(*start), View(*expiry), View(h.issuer_data)});
     adf.efs.push_back(std::move(basic));
     // SFI 16: cardType ‖ staffFlag ‖ name(20) ‖ idNumber(32) ‖ idType
     EfLayout holder;
-    holder.file =
-        Ef(FileType::kTransparent, 0x0016, 0x16, AccessCondition::Free(), by_maintenance);
+    holder.file = Ef(FileType::kTransparent, 0x0016, 0x16, AccessCondition::Free(), by_maintenance);
     holder.file.size = 55;
-    holder.content = Concat({ByteView(&h.card_type, 1), ByteView(&h.staff_flag, 1),
-                             View(*name), View(*id), ByteView(&h.id_type, 1)});
+    holder.content = Concat({ByteView(&h.card_type, 1), ByteView(&h.staff_flag, 1), View(*name),
+                             View(*id), ByteView(&h.id_type, 1)});
     adf.efs.push_back(std::move(holder));
     // SFI 18: the transaction log, written by the card only.
     EfLayout log;
-    log.file = Ef(FileType::kCyclic, 0x0018, 0x18, AccessCondition::Free(),
-                  AccessCondition::Never());
+    log.file =
+        Ef(FileType::kCyclic, 0x0018, 0x18, AccessCondition::Free(), AccessCondition::Never());
     log.file.record_length = 23;
     log.file.record_count = 10;
     adf.efs.push_back(std::move(log));
@@ -307,30 +306,30 @@ Result<CardLayout> StandardLayout(const HolderData& h) {
                Key("visit_record", KeyUsage::kVisitRecord, v)};
   {
     EfLayout ef05;
-    ef05.file = Ef(FileType::kTlvRecords, 0xEF05, 0x05, AccessCondition::Free(),
-                   AccessCondition::Never());
+    ef05.file =
+        Ef(FileType::kTlvRecords, 0xEF05, 0x05, AccessCondition::Free(), AccessCondition::Never());
     ef05.file.size = 64;
     ef05.records = {SimpleTlv(0x01, View(*card_id)), SimpleTlv(0x05, View(*ssse_issue)),
                     SimpleTlv(0x06, View(*ssse_expiry)), SimpleTlv(0x07, View(*card_number))};
     ssse.efs.push_back(std::move(ef05));
 
     EfLayout ef06;
-    ef06.file = Ef(FileType::kTlvRecords, 0xEF06, 0x06, AccessCondition::Free(),
-                   AccessCondition::Never());
+    ef06.file =
+        Ef(FileType::kTlvRecords, 0xEF06, 0x06, AccessCondition::Free(), AccessCondition::Never());
     ef06.file.size = 96;
-    ef06.records = {SimpleTlv(0x08, View(*ssn)),          SimpleTlv(0x09, View(*ssse_name)),
-                    SimpleTlv(0x0A, ByteView(&h.sex, 1)), SimpleTlv(0x0B, ByteView(&h.ethnicity, 1)),
-                    SimpleTlv(0x0C, View(h.birthplace)),  SimpleTlv(0x0D, View(*birth))};
+    ef06.records = {
+        SimpleTlv(0x08, View(*ssn)),          SimpleTlv(0x09, View(*ssse_name)),
+        SimpleTlv(0x0A, ByteView(&h.sex, 1)), SimpleTlv(0x0B, ByteView(&h.ethnicity, 1)),
+        SimpleTlv(0x0C, View(h.birthplace)),  SimpleTlv(0x0D, View(*birth))};
     ssse.efs.push_back(std::move(ef06));
 
     EfLayout ef07;
     ef07.file = Ef(FileType::kTlvRecords, 0xEF07, 0x07, AccessCondition::Free(),
                    AccessCondition::Sm(KeyUsage::kMaintenance));
     ef07.file.size = 192;
-    ef07.records = {SimpleTlv(0x20, ByteView(&h.insured_category, 1)),
-                    SimpleTlv(0x21, View(*employer)),
-                    SimpleTlv(0x22, ByteView(&h.insurance_status, 1)),
-                    SimpleTlv(0x23, View(*pooling))};
+    ef07.records = {
+        SimpleTlv(0x20, ByteView(&h.insured_category, 1)), SimpleTlv(0x21, View(*employer)),
+        SimpleTlv(0x22, ByteView(&h.insurance_status, 1)), SimpleTlv(0x23, View(*pooling))};
     if (!facilities.empty()) ef07.records.push_back(SimpleTlv(0x24, View(facilities)));
     if (!h.emergency_gbk.empty()) ef07.records.push_back(SimpleTlv(0x25, View(h.emergency_gbk)));
     ssse.efs.push_back(std::move(ef07));
@@ -368,8 +367,8 @@ class ScriptBuilder {
       Bytes data{static_cast<std::uint8_t>(key.usage), key.index, key.version, kAlgTdes,
                  key.error_limit};
       Append(data, View(*cryptogram));
-      Add("WRITE KEY " + std::string(KeyUsageName(key.usage)) + " " +
-              std::to_string(key.index) + " in " + where,
+      Add("WRITE KEY " + std::string(KeyUsageName(key.usage)) + " " + std::to_string(key.index) +
+              " in " + where,
           CommandApdu::Case3(0x84, 0xD4, 0x00, 0x00, std::move(data)), true);
     }
     if (df.pin) {
@@ -377,8 +376,7 @@ class ScriptBuilder {
       if (!cryptogram.ok()) return cryptogram.error();
       Bytes data{df.pin->try_limit};
       Append(data, View(*cryptogram));
-      Add("SET PIN in " + where, CommandApdu::Case3(0x84, 0xD8, 0x00, 0x00, std::move(data)),
-          true);
+      Add("SET PIN in " + where, CommandApdu::Case3(0x84, 0xD8, 0x00, 0x00, std::move(data)), true);
     }
     for (const EfLayout& ef : df.efs) {
       if (Status s = Ef(ef); !s.ok()) return s;
@@ -417,8 +415,7 @@ class ScriptBuilder {
           break;
         case FileType::kTlvRecords:
           if (record.size() < 2) return MakeError("layout: empty TLV record in " + where);
-          Add("UPDATE RECORD " + where,
-              CommandApdu::Case3(0x00, 0xDC, record[0], 0x04, record));
+          Add("UPDATE RECORD " + where, CommandApdu::Case3(0x00, 0xDC, record[0], 0x04, record));
           break;
         default:
           return MakeError("layout: records for EF " + where + " which has none");
@@ -445,8 +442,7 @@ std::string AnswerText(ByteView response) {
 
 }  // namespace
 
-Result<PersonalisationScript> BuildPersonalisation(const CardLayout& layout,
-                                                   KeyWrapper& wrapper) {
+Result<PersonalisationScript> BuildPersonalisation(const CardLayout& layout, KeyWrapper& wrapper) {
   ScriptBuilder builder(wrapper);
   builder.Add("SELECT MF", CommandApdu::Case3(0x00, 0xA4, 0x00, 0x0C, U16Bytes(0x3F00)));
   if (Status s = builder.Df(layout.mf, true); !s.ok()) return s.error();
@@ -463,7 +459,8 @@ Status RunPersonalisation(const PersonalisationScript& script, KeyWrapper& wrapp
                               std::to_string(total) + " (" + step.what + ")";
     CommandApdu command = step.command;
     if (step.transport_mac) {
-      const Bytes challenge = transmit(View(CommandApdu::Case2(0x00, 0x84, 0x00, 0x00, 4).Serialize()));
+      const Bytes challenge =
+          transmit(View(CommandApdu::Case2(0x00, 0x84, 0x00, 0x00, 4).Serialize()));
       if (challenge.size() != 6 || challenge[4] != 0x90 || challenge[5] != 0x00) {
         return MakeError(where + ": GET CHALLENGE answered " + AnswerText(View(challenge)));
       }
@@ -486,8 +483,7 @@ Status RunPersonalisation(const PersonalisationScript& script, KeyWrapper& wrapp
 
 Status RunPersonalisation(const PersonalisationScript& script, KeyWrapper& wrapper,
                           iso7816::Icc& icc) {
-  return RunPersonalisation(script, wrapper,
-                            [&icc](ByteView apdu) { return icc.Transmit(apdu); });
+  return RunPersonalisation(script, wrapper, [&icc](ByteView apdu) { return icc.Transmit(apdu); });
 }
 
 }  // namespace medcard::card

@@ -41,12 +41,12 @@ struct PurseParameters {
 struct FileSpec {
   FileType type = FileType::kTransparent;
   std::uint16_t fid = 0;
-  std::uint8_t sfi = 0;  // EF: 1..30, 0 for none
-  Bytes df_name;         // DF: 1..16 bytes (optional)
-  AccessCondition read, write;  // EF
-  std::uint16_t size = 0;       // transparent: bytes; TLV records: capacity
+  std::uint8_t sfi = 0;                              // EF: 1..30, 0 for none
+  Bytes df_name;                                     // DF: 1..16 bytes (optional)
+  AccessCondition read, write;                       // EF
+  std::uint16_t size = 0;                            // transparent: bytes; TLV records: capacity
   std::uint8_t record_length = 0, record_count = 0;  // linear fixed, cyclic
-  Bytes fci_proprietary;        // DF: the content of FCI tag A5 (e.g. 88 01 01 for the PSE)
+  Bytes fci_proprietary;  // DF: the content of FCI tag A5 (e.g. 88 01 01 for the PSE)
   std::optional<PurseParameters> purse;  // DF
   bool operator==(const FileSpec&) const = default;
 };
@@ -152,7 +152,7 @@ struct HolderData {
   std::string id_number;  // <= 32 characters, space padded
   std::uint8_t id_type = 0x00;
   // SSSE EF05 card identification
-  std::string ssse_card_id;      // <= 16, space padded
+  std::string ssse_card_id;  // <= 16, space padded
   Date ssse_issue_date, ssse_expiry_date;
   std::string ssse_card_number;  // <= 9
   // SSSE EF06 personal basic data
@@ -163,12 +163,12 @@ struct HolderData {
   Bytes birthplace = {0x00, 0x00, 0x00};  // 3
   Date birth_date;
   // SSSE EF07 medical-insurance data (medcard TLV records 20..25)
-  std::uint8_t insured_category = 0x01;     // 01 employee, 02 retiree, 03 flexible employment
-  std::string employer_code;                // <= 15
-  std::uint8_t insurance_status = 0x01;     // 01 active, 02 suspended, 03 ended
-  std::string pooling_area;                 // <= 6
+  std::uint8_t insured_category = 0x01;  // 01 employee, 02 retiree, 03 flexible employment
+  std::string employer_code;             // <= 15
+  std::uint8_t insurance_status = 0x01;  // 01 active, 02 suspended, 03 ended
+  std::string pooling_area;              // <= 6
   std::vector<std::string> designated_facilities;  // <= 3, each <= 10
-  Bytes emergency_gbk;                      // <= 64
+  Bytes emergency_gbk;                             // <= 64
   // Purse application
   PurseParameters purse;
   std::string pin;  // 6 digits
@@ -181,9 +181,9 @@ Result<CardLayout> StandardLayout(const HolderData& holder);
 // ---- Script -------------------------------------------------------------------------------
 
 struct ScriptStep {
-  std::string what;               // "CREATE FILE 1001", "WRITE KEY purchase 01", ...
-  iso7816::CommandApdu command;   // complete, except the trailing MAC when transport_mac
-  bool transport_mac = false;     // GET CHALLENGE first, then append the transport-key MAC
+  std::string what;              // "CREATE FILE 1001", "WRITE KEY purchase 01", ...
+  iso7816::CommandApdu command;  // complete, except the trailing MAC when transport_mac
+  bool transport_mac = false;    // GET CHALLENGE first, then append the transport-key MAC
 };
 
 struct PersonalisationScript {

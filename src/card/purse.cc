@@ -271,11 +271,9 @@ Reply Engine::Debit(Ctx& ctx) {
   const bool unload = a.p1 == 0x03;
   // Purchase/cash: termTxnSerial(4) ‖ date ‖ time ‖ MAC1. Unload: date ‖ time ‖ MAC2.
   if (a.data.size() != (unload ? 11u : 15u)) return Sw(sw::kWrongLength);
-  const bool matches =
-      ctx.pending &&
-      (unload ? ctx.pending->kind == PendingKind::kUnload
-              : (ctx.pending->kind == PendingKind::kPurchase ||
-                 ctx.pending->kind == PendingKind::kCashWithdraw));
+  const bool matches = ctx.pending && (unload ? ctx.pending->kind == PendingKind::kUnload
+                                              : (ctx.pending->kind == PendingKind::kPurchase ||
+                                                 ctx.pending->kind == PendingKind::kCashWithdraw));
   if (!matches) return Sw(sw::kConditionsNotSatisfied);
   const Pending& p = *ctx.pending;
   const ByteView data = View(a.data);

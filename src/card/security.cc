@@ -54,6 +54,15 @@ Reply Engine::GetChallenge(Ctx& ctx) {
   return Reply{std::move(challenge), sw::kOk};
 }
 
+// GET DATA 80 CA 00 01 08 (medcard): the chip serial, so a personalisation station can derive
+// the card's transport key for a blank card in its reader. Free in every lifecycle state.
+Reply Engine::GetData(Ctx& ctx) {
+  const CommandApdu& a = ctx.apdu;
+  if (a.p1 != 0x00 || a.p2 != 0x01) return Sw(sw::kReferencedDataNotFound);
+  if (!a.data.empty() || !a.le) return Sw(sw::kWrongLength);
+  return Answer(a, Bytes(state_.chip_serial.begin(), state_.chip_serial.end()));
+}
+
 Reply Engine::ExternalAuthenticate(Ctx& ctx) {
   const CommandApdu& a = ctx.apdu;
   if (a.p1 != 0x00) return Sw(sw::kWrongP1P2);

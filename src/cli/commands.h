@@ -35,6 +35,7 @@ void AddCardCommands(CLI::App& app);    // card new | show | attach
 void AddPsamCommands(CLI::App& app);    // psam new | show | attach
 void AddReaderCommands(CLI::App& app);  // reader list | apdu
 void AddDemoCommand(CLI::App& app);     // demo
+void AddKeysCommands(CLI::App& app);    // keys init | ceremony | generate | rotate | list | ...
 
 // Installs SIGINT/SIGTERM handlers that call `stop` (async-signal-safe callers only).
 void OnInterrupt(void (*stop)());

@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   medcard::cli::AddPsamCommands(app);
   medcard::cli::AddReaderCommands(app);
   medcard::cli::AddDemoCommand(app);
+  medcard::cli::AddKeysCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -111,8 +111,9 @@ Result<Bytes> MakePinBlock(PinBlockFormat format, std::string_view pin, std::str
 Result<std::string> ParsePinBlock(PinBlockFormat format, ByteView block, std::string_view pan = {});
 
 // Key transport for personalisation (docs/card-commands.md, WRITE KEY): a key travels to a card
-// or PSAM only as cryptogram = 3DES-ECB(transport key, pad80(len(1) || key)). transport_key: 16
-// bytes; key: 8, 16 or 24 bytes. The receiving side checks length byte and padding.
+// or PSAM only as cryptogram = 3DES-ECB(transport key, key) — the C_WrapKey(CKM_DES3_ECB) format
+// of any PKCS#11 HSM — always accompanied by a MAC under the transport key that the receiver
+// checks first. transport_key: 16 bytes; key and cryptogram: 8, 16 or 24 bytes.
 Result<Bytes> EncryptKeyForTransport(ByteView transport_key, ByteView key);
 Result<Bytes> DecryptKeyFromTransport(ByteView transport_key, ByteView cryptogram);
 

@@ -105,46 +105,21 @@ Result<Bytes> EncryptKeyForTransport(ByteView transport_key, ByteView key) {
     return MakeError("crypto: a transported key is 8, 16 or 24 bytes, got " +
                      std::to_string(key.size()));
   }
-  // cryptogram = 3DES-ECB(transport key, pad80(len(1) || key))
-  Bytes plain(1 + key.size());
-  plain[0] = static_cast<std::uint8_t>(key.size());
-  std::copy(key.begin(), key.end(), plain.begin() + 1);
-  Bytes padded = PadIso9797M2(plain);
-  SecureWipe(plain);
-  auto cryptogram = TdesEcb(transport_key, padded, true);
-  SecureWipe(padded);
-  return cryptogram;
+  // cryptogram = 3DES-ECB(transport key, key): exactly what an HSM's C_WrapKey(CKM_DES3_ECB)
+  // produces, so a key can leave a PKCS#11 token for a card without ever being in clear.
+  // Integrity comes from the MAC that accompanies every cryptogram (WRITE KEY).
+  return TdesEcb(transport_key, key, true);
 }
 
 Result<Bytes> DecryptKeyFromTransport(ByteView transport_key, ByteView cryptogram) {
   if (transport_key.size() != 16) {
     return LengthError("a transport key", 16, transport_key.size());
   }
-  if (cryptogram.empty() || cryptogram.size() % 8 != 0) {
-    return MakeError("crypto: a key cryptogram is a whole number of 8-byte blocks, got " +
-                     std::to_string(cryptogram.size()) + " bytes");
+  if (cryptogram.size() != 8 && cryptogram.size() != 16 && cryptogram.size() != 24) {
+    return MakeError("crypto: a key cryptogram is 8, 16 or 24 bytes, got " +
+                     std::to_string(cryptogram.size()));
   }
-  auto decrypted = TdesEcb(transport_key, cryptogram, false);
-  if (!decrypted.ok()) return decrypted.error();
-  Bytes plain = std::move(decrypted).value();
-  const std::size_t key_length = plain[0];
-  if (key_length != 8 && key_length != 16 && key_length != 24) {
-    SecureWipe(plain);
-    return MakeError("crypto: key cryptogram has a bad length byte");
-  }
-  // The length byte, the key, 80 and then zeros to the end of the block: nothing more or less.
-  bool padding_ok = plain.size() == (1 + key_length) / 8 * 8 + 8 && plain[1 + key_length] == 0x80;
-  if (padding_ok) {
-    padding_ok = std::all_of(plain.begin() + static_cast<std::ptrdiff_t>(2 + key_length),
-                             plain.end(), [](std::uint8_t b) { return b == 0x00; });
-  }
-  if (!padding_ok) {
-    SecureWipe(plain);
-    return MakeError("crypto: key cryptogram has bad padding");
-  }
-  Bytes key(plain.begin() + 1, plain.begin() + static_cast<std::ptrdiff_t>(1 + key_length));
-  SecureWipe(plain);
-  return key;
+  return TdesEcb(transport_key, cryptogram, false);
 }
 
 Bytes RandomBytes(std::size_t n) {

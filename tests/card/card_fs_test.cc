@@ -91,8 +91,8 @@ TEST_F(CardFsTest, Select_nextOccurrence_findsTheNextDfWithThatNamePrefix) {
 TEST_F(CardFsTest, Select_efByFid_answersItsFcp) {
   Data("00A4040006D15600000503");
   const Bytes fcp = Data("00A40000020018");
-  card::FileSpec expected = EfSpec(FileType::kCyclic, 0x0018, 0x18, AccessCondition::Free(),
-                                   AccessCondition::Never());
+  card::FileSpec expected =
+      EfSpec(FileType::kCyclic, 0x0018, 0x18, AccessCondition::Free(), AccessCondition::Never());
   expected.record_length = 23;
   expected.record_count = 10;
   EXPECT_EQ(ToHex(View(fcp)), ToHex(View(card::EncodeFcp(expected))));
@@ -153,8 +153,14 @@ TEST_F(CardFsTest, Select_ofTheAdfAgain_clearsThePinVerification) {
 TEST_F(CardFsTest, ReadBinary_bySfi_answersTheWholeFile) {
   Data("00A4040006D15600000503");
   const Bytes basic = Data("00B0950000");
-  EXPECT_EQ(ToHex(View(basic)), "3141000000000001" "03" "02" "31410000000000000123" "20240101"
-                                "20341231" "0000");
+  EXPECT_EQ(ToHex(View(basic)),
+            "3141000000000001"
+            "03"
+            "02"
+            "31410000000000000123"
+            "20240101"
+            "20341231"
+            "0000");
 }
 
 TEST_F(CardFsTest, ReadBinary_withOffsetAndLe_answersThoseBytes) {
@@ -242,8 +248,8 @@ TEST_F(CardFsTest, UpdateBinary_plainOnSmFile_answers6987AndChangesNothing) {
 
 TEST_F(CardFsTest, UpdateBinary_withWrongMac_answers6988AndOnlyCountsTheFailure) {
   Data("00A4040006D15600000503");
-  Bytes apdu = SmCommand(card(), 0x04, 0xD6, 0x96, 0x02, HexToBytes("C1C2"),
-                         View(CardKey("maintenance")));
+  Bytes apdu =
+      SmCommand(card(), 0x04, 0xD6, 0x96, 0x02, HexToBytes("C1C2"), View(CardKey("maintenance")));
   apdu.back() ^= 0x01;
   EXPECT_EQ(SwHex(Send(card(), apdu).sw), "6988");
   EXPECT_EQ(ToHex(View(Data("00B0960004"))), "0000D5C5");
@@ -263,8 +269,8 @@ TEST_F(CardFsTest, UpdateBinary_withSmWithoutChallenge_answers6984) {
 
 TEST_F(CardFsTest, UpdateBinary_challengeIsSingleUse_secondCommandAnswers6984) {
   Data("00A4040006D15600000503");
-  const Bytes apdu = SmCommand(card(), 0x04, 0xD6, 0x96, 0x02, HexToBytes("C1C2"),
-                               View(CardKey("maintenance")));
+  const Bytes apdu =
+      SmCommand(card(), 0x04, 0xD6, 0x96, 0x02, HexToBytes("C1C2"), View(CardKey("maintenance")));
   EXPECT_EQ(SwHex(Send(card(), apdu).sw), "9000");
   EXPECT_EQ(SwHex(Send(card(), apdu).sw), "6984");
 }
@@ -285,8 +291,8 @@ TEST_F(CardFsTest, UpdateBinary_withSmOnAFreeFile_answers6982) {
   layout.mf.keys.push_back(card::KeySpec{"maintenance", KeyUsage::kMaintenance, 1, 1, 3});
   auto keys = TestWrapper();
   TestCard c = MakeCardWithLayout(layout, keys);
-  const Bytes apdu = SmCommand(*c.card, 0x04, 0xD6, 0x81, 0x00, HexToBytes("01"),
-                               View(CardKey("maintenance")));
+  const Bytes apdu =
+      SmCommand(*c.card, 0x04, 0xD6, 0x81, 0x00, HexToBytes("01"), View(CardKey("maintenance")));
   EXPECT_EQ(SwHex(Send(*c.card, apdu).sw), "6982");
   EXPECT_EQ(SwHex(Send(*c.card, "00D681000101").sw), "9000");
 }
@@ -333,8 +339,8 @@ class CardAccessTest : public ::testing::Test {
     by_pin.file.size = 4;
     by_pin.content = HexToBytes("11223344");
     card::EfLayout by_auth;
-    by_auth.file = EfSpec(FileType::kTransparent, 0x0002, 0x02,
-                          AccessCondition::ExternalAuth(5), AccessCondition::Never());
+    by_auth.file = EfSpec(FileType::kTransparent, 0x0002, 0x02, AccessCondition::ExternalAuth(5),
+                          AccessCondition::Never());
     by_auth.file.size = 4;
     by_auth.content = HexToBytes("55667788");
     card::EfLayout by_sm;
@@ -387,8 +393,7 @@ TEST_F(CardAccessTest, ExternalAuthFile_afterExternalAuthenticate_isReadable) {
 TEST_F(CardAccessTest, SmReadFile_plain_answers6987) { EXPECT_EQ(Sw("00B0830004"), "6987"); }
 
 TEST_F(CardAccessTest, SmReadFile_withMac_answersTheContent) {
-  const Bytes apdu =
-      SmCommand(*c_.card, 0x04, 0xB0, 0x83, 0x00, {}, View(CardKey("maintenance")));
+  const Bytes apdu = SmCommand(*c_.card, 0x04, 0xB0, 0x83, 0x00, {}, View(CardKey("maintenance")));
   Bytes with_le = apdu;
   with_le.push_back(0x04);
   const Answer a = Send(*c_.card, with_le);
@@ -413,8 +418,7 @@ TEST_F(CardFsTest, ReadRecord_efDirRecord1_listsTheMedicalAccountApplication) {
 TEST_F(CardFsTest, ReadRecord_efDirRecord2_listsTheSsse) {
   auto parsed = iso7816::ParseBerTlv(View(Data("00B2020C00")));
   ASSERT_TRUE(parsed.ok());
-  EXPECT_EQ(ToHex(View(iso7816::FindTag(*parsed, 0x4F)->value)),
-            "7378312E73682EC9E7BBE1B1A3D5CF");
+  EXPECT_EQ(ToHex(View(iso7816::FindTag(*parsed, 0x4F)->value)), "7378312E73682EC9E7BBE1B1A3D5CF");
 }
 
 TEST_F(CardFsTest, ReadRecord_pseDirAfterSelectingThePse_listsTheApplication) {
@@ -438,8 +442,18 @@ TEST_F(CardFsTest, ReadRecord_log_newestTransactionIsRecord1) {
   const Bytes older = Data("00B202C417");
   const std::string where = ToHex(View(kTerminal)) + ToHex(View(kDate)) + ToHex(View(kTime));
   // serial(2) ‖ overdrawLimit(3) ‖ amount(4) ‖ type(1) ‖ termNo ‖ date ‖ time
-  EXPECT_EQ(ToHex(View(newest)), "0000" "000000" "000004D2" "05" + where);
-  EXPECT_EQ(ToHex(View(older)), "0000" "000000" "00001388" "01" + where);
+  EXPECT_EQ(ToHex(View(newest)),
+            "0000"
+            "000000"
+            "000004D2"
+            "05" +
+                where);
+  EXPECT_EQ(ToHex(View(older)),
+            "0000"
+            "000000"
+            "00001388"
+            "01" +
+                where);
   EXPECT_EQ(Sw("00B203C417"), "6A83");
 }
 
@@ -577,11 +591,15 @@ TEST_F(CardLinearFileTest, AppendRecord_onLinearFile_answers6981) {
 
 TEST_F(CardFsTest, AppendRecord_visitWithTheVisitKey_becomesRecord1) {
   SelectSsse(card());
-  Bytes visit = HexToBytes("20240315" "101500");
+  Bytes visit = HexToBytes(
+      "20240315"
+      "101500");
   Append(visit, View(Bytes(10, '7')));
   visit.push_back(0x01);
   Append(visit, View(Bytes{'J', '0', '6', '.', '9', ' ', ' ', ' '}));
-  Append(visit, View(HexToBytes("00002710" "00001F40" "000007D0")));
+  Append(visit, View(HexToBytes("00002710"
+                                "00001F40"
+                                "000007D0")));
   ASSERT_EQ(visit.size(), 38u);
   EXPECT_EQ(SmSw(0x04, 0xE2, 0x00, 0x40, visit, "visit_record"), "9000");
   EXPECT_EQ(ToHex(View(Data("00B2014426"))), ToHex(View(visit)));

@@ -52,7 +52,11 @@ TEST(CardDeviceTest, PowerOn_forgetsPinChallengePendingInitializeAndSelection) {
   TestCard c = OpenCard(PersonalisedImage(), card::CardOptions{CountingRandom()});
   SelectAdf(*c.card);
   ASSERT_EQ(SwHex(Load(*c.card, false, 100).sw), "9000");
-  ASSERT_EQ(SwHex(Send(*c.card, "805000020B0100000064001122334455" "10").sw), "9000");
+  ASSERT_EQ(SwHex(Send(*c.card,
+                       "805000020B0100000064001122334455"
+                       "10")
+                      .sw),
+            "9000");
   const Answer challenge = Send(*c.card, "0084000004");
   c.card->PowerOn();
   EXPECT_EQ(SwHex(Send(*c.card, "805C000204").sw), "6985");  // back in the MF
@@ -99,7 +103,9 @@ TEST(CardImageTest, Commands_thatChangeNothing_writeNothing) {
   Send(*c.card, "00B201C400");
   Send(*c.card, "805C000104");
   Send(*c.card, "0084000008");
-  Send(*c.card, "805000020B0100000064001122334455" "10");
+  Send(*c.card,
+       "805000020B0100000064001122334455"
+       "10");
   Send(*c.card, "00FF000000");
   EXPECT_EQ(c.medium->sector_writes(), writes);
   Send(*c.card, "0020000003654321");
@@ -121,7 +127,8 @@ TEST(CardImageTest, Open_anyCorruptedByte_isAnErrorOrAWorkingCardNeverACrash) {
   for (std::size_t i = 0; i < image.size(); ++i) {
     Bytes bad = image;
     bad[i] ^= 0xA5;
-    auto opened = card::Card::Open(std::make_unique<nvm::FaultInjectionMedium>(MediumWith(View(bad))));
+    auto opened =
+        card::Card::Open(std::make_unique<nvm::FaultInjectionMedium>(MediumWith(View(bad))));
     if (!opened.ok()) {
       ++refused;
       continue;
@@ -130,8 +137,9 @@ TEST(CardImageTest, Open_anyCorruptedByte_isAnErrorOrAWorkingCardNeverACrash) {
     card::Card& card = **opened;
     card.PowerOn();
     for (const char* apdu : {"00A4040006D15600000503", "0020000003123456", "805C000104",
-                             "00B201C417", "00A404000F7378312E73682EC9E7BBE1B1A3D5CF",
-                             "00B2013C00", "805000020B0100000064001122334455" "10"}) {
+                             "00B201C417", "00A404000F7378312E73682EC9E7BBE1B1A3D5CF", "00B2013C00",
+                             "805000020B0100000064001122334455"
+                             "10"}) {
       EXPECT_GE(card.Transmit(View(HexToBytes(apdu))).size(), 2u);
     }
     card.Inspect();
@@ -142,21 +150,23 @@ TEST(CardImageTest, Open_anyCorruptedByte_isAnErrorOrAWorkingCardNeverACrash) {
 TEST(CardImageTest, Open_unknownFormatVersion_isAnErrorNamingTheVersion) {
   Bytes image = ImageOf(PersonalisedImage());
   image[4] = 0x7F;
-  auto opened = card::Card::Open(std::make_unique<nvm::FaultInjectionMedium>(MediumWith(View(image))));
+  auto opened =
+      card::Card::Open(std::make_unique<nvm::FaultInjectionMedium>(MediumWith(View(image))));
   ASSERT_FALSE(opened.ok());
   EXPECT_NE(opened.error().message.find("version 127"), std::string::npos)
       << opened.error().message;
 }
 
 TEST(CardImageTest, Open_anotherKindOfImage_isAnError) {
-  auto opened = card::Card::Open(
-      std::make_unique<nvm::FaultInjectionMedium>(MediumWith(View(HexToBytes("5053414D01020304")))));
+  auto opened = card::Card::Open(std::make_unique<nvm::FaultInjectionMedium>(
+      MediumWith(View(HexToBytes("5053414D01020304")))));
   ASSERT_FALSE(opened.ok());
   EXPECT_NE(opened.error().message.find("not a medcard card image"), std::string::npos);
 }
 
 TEST(CardImageTest, Open_garbageMedium_isAnError) {
-  EXPECT_FALSE(card::Card::Open(std::make_unique<nvm::FaultInjectionMedium>(Bytes(3000, 0x42))).ok());
+  EXPECT_FALSE(
+      card::Card::Open(std::make_unique<nvm::FaultInjectionMedium>(Bytes(3000, 0x42))).ok());
 }
 
 // ---- Inspection ------------------------------------------------------------------------------

@@ -27,8 +27,7 @@ class CardPersoTest : public ::testing::Test {
   Bytes Secured(std::uint8_t ins, const Bytes& data, std::uint8_t p1 = 0, std::uint8_t p2 = 0) {
     return SmCommand(card(), 0x84, ins, p1, p2, data, View(TestTransportKey()));
   }
-  Bytes WriteKeyData(KeyUsage usage, std::uint8_t index, const Bytes& key,
-                     std::uint8_t limit = 3) {
+  Bytes WriteKeyData(KeyUsage usage, std::uint8_t index, const Bytes& key, std::uint8_t limit = 3) {
     Bytes data{static_cast<std::uint8_t>(usage), index, 0x01, card::kAlgTdes, limit};
     Append(data, View(crypto::EncryptKeyForTransport(View(TestTransportKey()), View(key)).value()));
     return data;
@@ -49,8 +48,8 @@ class CardPersoTest : public ::testing::Test {
     return Sw(apdu);
   }
   card::FileSpec Transparent(std::uint16_t fid, std::uint8_t sfi, std::uint16_t size = 8) {
-    card::FileSpec spec = EfSpec(FileType::kTransparent, fid, sfi, AccessCondition::Free(),
-                                 AccessCondition::Free());
+    card::FileSpec spec =
+        EfSpec(FileType::kTransparent, fid, sfi, AccessCondition::Free(), AccessCondition::Free());
     spec.size = size;
     return spec;
   }
@@ -79,9 +78,9 @@ TEST_F(CardPersoTest, Manufacture_blankCard_hasOnlyTheMfAndTheTransportKey) {
 }
 
 TEST(CardManufactureTest, Manufacture_onANonEmptyMedium_isAnError) {
-  auto made = card::Card::Manufacture(
-      std::make_unique<nvm::FaultInjectionMedium>(PersonalisedImage()),
-      card::ManufactureInfo{TestChipSerial(), TestTransportKey()});
+  auto made =
+      card::Card::Manufacture(std::make_unique<nvm::FaultInjectionMedium>(PersonalisedImage()),
+                              card::ManufactureInfo{TestChipSerial(), TestTransportKey()});
   EXPECT_FALSE(made.ok());
 }
 
@@ -101,8 +100,9 @@ TEST(CardManufactureTest, Open_emptyMedium_isAnError) {
 }
 
 TEST_F(CardPersoTest, BlankCard_refusesEveryPurseAndPinCommandWith6985) {
-  for (const char* apdu : {"805000010B0100000064001122334455" "10", "805C000204",
-                           "805200000B2024031510203001020304", "805A000602000008",
+  for (const char* apdu : {"805000010B0100000064001122334455"
+                           "10",
+                           "805C000204", "805200000B2024031510203001020304", "805A000602000008",
                            "805E010007123456FF654321", "841800000401020304"}) {
     EXPECT_EQ(Sw(apdu), "6985") << apdu;
   }
@@ -139,7 +139,9 @@ TEST_F(CardPersoTest, CreateFile_duplicateDfName_answers6A89) {
 }
 
 TEST_F(CardPersoTest, CreateFile_malformedTemplate_answers6A80) {
-  EXPECT_EQ(Sw("80E0000004620283" "01"), "6A80");        // truncated TLV
+  EXPECT_EQ(Sw("80E0000004620283"
+               "01"),
+            "6A80");                                      // truncated TLV
   EXPECT_EQ(Sw("80E00000056F03830101"), "6A80");          // not tag 62
   EXPECT_EQ(Sw("80E000000762058201018301"), "6A80");      // bad FID length
   EXPECT_EQ(Sw("80E0000009620782010183020101"), "6A80");  // EF without access conditions
@@ -151,8 +153,8 @@ TEST_F(CardPersoTest, CreateFile_invalidValues_answer6A80) {
   card::FileSpec big = Transparent(0x0101, 0x01, 4097);
   EXPECT_EQ(CreateFile(big), "6A80");
   EXPECT_EQ(CreateFile(Transparent(0x3F00, 0x01)), "6A80");
-  card::FileSpec no_records = EfSpec(FileType::kCyclic, 0x0102, 0x02, AccessCondition::Free(),
-                                     AccessCondition::Free());
+  card::FileSpec no_records =
+      EfSpec(FileType::kCyclic, 0x0102, 0x02, AccessCondition::Free(), AccessCondition::Free());
   EXPECT_EQ(CreateFile(no_records), "6A80");
   card::FileSpec bad_ac = Transparent(0x0103, 0x03);
   bad_ac.write = AccessCondition{card::AccessKind::kSecureMessaging, 0x77};
@@ -262,8 +264,7 @@ TEST_F(CardPersoTest, WriteKey_cryptogramNotUnderTheTransportKey_answers6A80) {
 
 TEST_F(CardPersoTest, WriteKey_wrongLengthOrP1P2_isRefused) {
   EXPECT_EQ(Sw(Secured(0xD4, Bytes(20, 1))), "6700");
-  EXPECT_EQ(Sw(Secured(0xD4, WriteKeyData(KeyUsage::kMaintenance, 1, Bytes(16, 1)), 1, 0)),
-            "6A86");
+  EXPECT_EQ(Sw(Secured(0xD4, WriteKeyData(KeyUsage::kMaintenance, 1, Bytes(16, 1)), 1, 0)), "6A86");
 }
 
 TEST_F(CardPersoTest, WriteKey_beyond16Keys_answers6A84) {
@@ -331,8 +332,8 @@ TEST_F(CardPersoTest, EndPersonalisation_purseWithoutLogOrPin_answers6985) {
   EXPECT_EQ(CreateFile(DfSpec(0x1001, HexToBytes("D15600000503"), true)), "9000");
   EXPECT_EQ(CreateFile(Transparent(0x0015, 0x15, 30)), "9000");
   EXPECT_EQ(Sw(Secured(0xEE, {})), "6985");  // no log, no PIN
-  card::FileSpec log = EfSpec(FileType::kCyclic, 0x0018, 0x18, AccessCondition::Free(),
-                              AccessCondition::Never());
+  card::FileSpec log =
+      EfSpec(FileType::kCyclic, 0x0018, 0x18, AccessCondition::Free(), AccessCondition::Never());
   log.record_length = 23;
   log.record_count = 10;
   EXPECT_EQ(CreateFile(log), "9000");
@@ -407,8 +408,8 @@ TEST(CardStandardProfileTest, RunPersonalisation_onAnIssuedCard_stopsAtTheFirstR
 TEST(CardStandardProfileTest, RunPersonalisation_withAnotherTransportKey_stopsAtWriteKey) {
   TestCard c = MakeBlankCard();
   auto layout = card::StandardLayout(TestHolder());
-  auto keys = card::ClearKeyWrapper::FromMasterKeys(Bytes(16, 0x42), TestMasterKeys(),
-                                                    View(TestAsn()));
+  auto keys =
+      card::ClearKeyWrapper::FromMasterKeys(Bytes(16, 0x42), TestMasterKeys(), View(TestAsn()));
   auto script = card::BuildPersonalisation(*layout, *keys);
   ASSERT_TRUE(script.ok());
   const Status run = card::RunPersonalisation(*script, *keys, *c.card);
@@ -443,8 +444,8 @@ TEST(CardStandardProfileTest, Script_neverCarriesAClearKeyOrPin) {
 
 TEST(CardStandardProfileTest, RunPersonalisation_mutedCard_saysSo) {
   card::PersonalisationScript script;
-  script.steps.push_back(card::ScriptStep{"SELECT MF",
-                                          iso7816::CommandApdu::Case1(0x00, 0xA4, 0x00, 0x00)});
+  script.steps.push_back(
+      card::ScriptStep{"SELECT MF", iso7816::CommandApdu::Case1(0x00, 0xA4, 0x00, 0x00)});
   auto keys = TestWrapper();
   const Status run = card::RunPersonalisation(script, keys, [](ByteView) { return Bytes{}; });
   ASSERT_FALSE(run.ok());

@@ -32,54 +32,70 @@ struct Scenario {
   std::string expected_sw = "9000";
 };
 
-TestCard Open(const Bytes& content) { return OpenCard(content, card::CardOptions{CountingRandom()}); }
+TestCard Open(const Bytes& content) {
+  return OpenCard(content, card::CardOptions{CountingRandom()});
+}
 
-void RunScenario(const Scenario& s) {
+struct Outcome {
+  int writes = 0;
+  int old_survived = 0;
+  int new_survived = 0;
+};
+
+// The image (AtomicImage payload) decides which state survived: Inspect() hides secrets such as
+// the PIN, so two states can look alike there and still differ.
+Outcome RunScenario(const Scenario& s) {
   SCOPED_TRACE(s.name);
+  Outcome out;
   // Reference run: the command completes.
   TestCard ref = Open(s.start);
-  ASSERT_TRUE(ref.card);
+  EXPECT_TRUE(ref.card);
+  if (!ref.card) return out;
   const std::string old_json = StateJson(*ref.card);
   const Bytes old_image = ImageOf(s.start);
   const Prepared prepared = s.prepare(*ref.card);
   const int writes_before = ref.medium->sector_writes();
   const Answer done = Send(*ref.card, prepared.command);
-  const int writes = ref.medium->sector_writes() - writes_before;
-  ASSERT_EQ(SwHex(done.sw), s.expected_sw);
-  ASSERT_GT(writes, 0) << "the command should change the card";
+  out.writes = ref.medium->sector_writes() - writes_before;
+  EXPECT_EQ(SwHex(done.sw), s.expected_sw);
+  EXPECT_GT(out.writes, 0) << "the command should change the card";
   const std::string new_json = StateJson(*ref.card);
   const Bytes new_image = ImageOf(ref.medium->SurvivingContent());
-  ASSERT_NE(new_json, old_json);
+  EXPECT_TRUE(new_image != old_image) << "the command should change the image";
   if (!prepared.prove.empty()) {
-    // The answer of the completed transaction is what the host computes.
-    ASSERT_GE(done.data.size(), 4u);
-    const Bytes tac(done.data.begin(), done.data.begin() + 4);
-    EXPECT_EQ(ToHex(View(prepared.expected_proof)).substr(8), ToHex(View(tac)));
+    // The completed transaction answers what the host computes.
+    EXPECT_GE(done.data.size(), 4u);
+    EXPECT_EQ(ToHex(View(prepared.expected_proof)).substr(8), ToHex(View(done.data)).substr(0, 8));
   }
 
-  int old_survived = 0, new_survived = 0;
-  for (int n = 1; n <= writes; ++n) {
+  for (int n = 1; n <= out.writes; ++n) {
     SCOPED_TRACE("power cut at sector write " + std::to_string(n) + " of " +
-                 std::to_string(writes));
+                 std::to_string(out.writes));
     TestCard c = Open(s.start);
-    ASSERT_TRUE(c.card);
     const Prepared again = s.prepare(*c.card);
-    ASSERT_EQ(ToHex(View(again.command)), ToHex(View(prepared.command)));
+    EXPECT_EQ(ToHex(View(again.command)), ToHex(View(prepared.command)));
     c.medium->CutPowerAtWrite(n);
     const Answer cut = Send(*c.card, again.command);
     EXPECT_TRUE(cut.empty) << "a card that lost power answers nothing";
     EXPECT_TRUE(c.card->dead());
-    EXPECT_EQ(StateJson(*c.card), old_json) << "no change may stay in memory";
+    EXPECT_TRUE(StateJson(*c.card) == old_json) << "no change may stay in memory";
 
     TestCard reopened = Open(c.medium->SurvivingContent());
-    ASSERT_TRUE(reopened.card) << "the card must reopen after a cut";
-    const std::string json = StateJson(*reopened.card);
+    if (!reopened.card) {
+      ADD_FAILURE() << "the card must reopen after a cut";
+      continue;
+    }
     const Bytes image = ImageOf(c.medium->SurvivingContent());
-    const bool is_old = json == old_json;
-    const bool is_new = json == new_json;
-    ASSERT_TRUE(is_old || is_new) << "a state that is neither the old nor the new one:\n" << json;
-    EXPECT_EQ(ToHex(View(image)), ToHex(View(is_old ? old_image : new_image)));
-    (is_old ? old_survived : new_survived)++;
+    const bool is_old = image == old_image;
+    const bool is_new = image == new_image;
+    if (!is_old && !is_new) {
+      ADD_FAILURE() << "an image that is neither the old nor the new one";
+      continue;
+    }
+    // Balance, serials, log, counters: all of the old state or all of the new one.
+    EXPECT_TRUE(StateJson(*reopened.card) == (is_old ? old_json : new_json))
+        << "Inspect() disagrees with the image that survived";
+    (is_old ? out.old_survived : out.new_survived)++;
 
     if (!prepared.prove.empty()) {
       SelectAdf(*reopened.card, false);
@@ -94,8 +110,8 @@ void RunScenario(const Scenario& s) {
     // The reopened card keeps working.
     EXPECT_EQ(SwHex(Send(*reopened.card, "00A40000023F00").sw), "9000");
   }
-  EXPECT_GT(old_survived, 0);
-  EXPECT_EQ(old_survived + new_survived, writes);
+  EXPECT_EQ(out.old_survived + out.new_survived, out.writes);
+  return out;
 }
 
 // The medium content after `steps` ran on a card opened on `start`.
@@ -140,9 +156,9 @@ Prepared PrepareCredit(card::Card& card, bool ed, std::uint32_t amount) {
          View(LoadMac2(View(seslk), amount, type, View(kTerminal), View(kDate), View(kTime))));
   p.command.push_back(0x04);
   p.prove = ProveApdu(type, serial);
-  p.expected_proof = Concat({View(Bytes(4, 0)),
-                             View(LoadTac(View(CardKey("tac")), balance + amount, serial, amount,
-                                          type, View(kTerminal), View(kDate), View(kTime)))});
+  p.expected_proof = Concat(
+      {View(Bytes(4, 0)), View(LoadTac(View(CardKey("tac")), balance + amount, serial, amount, type,
+                                       View(kTerminal), View(kDate), View(kTime)))});
   return p;
 }
 
@@ -150,8 +166,9 @@ Prepared PrepareDebit(card::Card& card, bool ed, std::uint32_t amount, bool cash
   SelectAdf(card, ed);
   const std::uint8_t type =
       cash ? card::kTxnCashWithdraw : (ed ? card::kTxnEdPurchase : card::kTxnEpPurchase);
-  Bytes init{0x80, 0x50, static_cast<std::uint8_t>(cash ? 2 : 1),
-             static_cast<std::uint8_t>(ed ? 1 : 2), 0x0B, 0x01};
+  Bytes init{
+      0x80, 0x50, static_cast<std::uint8_t>(cash ? 2 : 1), static_cast<std::uint8_t>(ed ? 1 : 2),
+      0x0B, 0x01};
   AppendU32(init, amount);
   Append(init, View(kTerminal));
   init.push_back(0x0F);
@@ -170,10 +187,9 @@ Prepared PrepareDebit(card::Card& card, bool ed, std::uint32_t amount, bool cash
          View(PurchaseMac1(View(sespk), amount, type, View(kTerminal), View(kDate), View(kTime))));
   p.command.push_back(0x08);
   p.prove = ProveApdu(type, serial);
-  p.expected_proof =
-      Concat({View(PurchaseMac2(View(sespk), amount)),
-              View(PurchaseTac(View(CardKey("tac")), amount, type, View(kTerminal),
-                               View(terminal_serial), View(kDate), View(kTime)))});
+  p.expected_proof = Concat({View(PurchaseMac2(View(sespk), amount)),
+                             View(PurchaseTac(View(CardKey("tac")), amount, type, View(kTerminal),
+                                              View(terminal_serial), View(kDate), View(kTime)))});
   return p;
 }
 
@@ -190,18 +206,23 @@ class CardPowerCutTest : public ::testing::Test {
 };
 
 TEST_F(CardPowerCutTest, CreditForLoad_ed) {
-  RunScenario({"credit for load ED", Loaded(),
-               [](card::Card& c) { return PrepareCredit(c, true, 1234); }});
+  // A first torn sector always leaves the old state here: the spare slot holds an older image.
+  EXPECT_GT(RunScenario({"credit for load ED", Loaded(),
+                         [](card::Card& c) { return PrepareCredit(c, true, 1234); }})
+                .old_survived,
+            0);
 }
 
 TEST_F(CardPowerCutTest, CreditForLoad_ep) {
-  RunScenario({"credit for load EP", Loaded(),
-               [](card::Card& c) { return PrepareCredit(c, false, 500); }});
+  RunScenario(
+      {"credit for load EP", Loaded(), [](card::Card& c) { return PrepareCredit(c, false, 500); }});
 }
 
 TEST_F(CardPowerCutTest, DebitForPurchase_ed) {
-  RunScenario({"debit for purchase ED", Loaded(),
-               [](card::Card& c) { return PrepareDebit(c, true, 4321); }});
+  EXPECT_GT(RunScenario({"debit for purchase ED", Loaded(),
+                         [](card::Card& c) { return PrepareDebit(c, true, 4321); }})
+                .old_survived,
+            0);
 }
 
 TEST_F(CardPowerCutTest, DebitForPurchase_ep) {
@@ -231,8 +252,8 @@ TEST_F(CardPowerCutTest, DebitForUnload) {
                  const Answer a = Send(c, "805005010B0100000BB8" + ToHex(View(kTerminal)) + "10");
                  EXPECT_EQ(SwHex(a.sw), "9000");
                  const std::uint16_t serial = ReadU16(View(a.data), 4);
-                 const Bytes sesulk = SessionKeyForLoad(View(CardKey("unload")),
-                                                        View(a.data).subspan(8, 4), serial);
+                 const Bytes sesulk =
+                     SessionKeyForLoad(View(CardKey("unload")), View(a.data).subspan(8, 4), serial);
                  Prepared p;
                  p.command = Concat({View(HexToBytes("805403000B")), View(kDate), View(kTime),
                                      View(LoadMac2(View(sesulk), 3000, card::kTxnUnload,
@@ -248,31 +269,33 @@ TEST_F(CardPowerCutTest, DebitForUnload) {
 }
 
 TEST_F(CardPowerCutTest, UpdateOverdrawLimit) {
-  RunScenario({"update overdraw limit", Loaded(), [](card::Card& c) {
-                 SelectAdf(c);
-                 const Answer a = Send(c, "8050040107" "01" + ToHex(View(kTerminal)) + "13");
-                 EXPECT_EQ(SwHex(a.sw), "9000");
-                 const std::uint16_t serial = ReadU16(View(a.data), 4);
-                 const Bytes sesuk = SessionKeyForLoad(View(CardKey("overdraw")),
-                                                       View(a.data).subspan(11, 4), serial);
-                 Bytes head = HexToBytes("002710");  // 10000 fen
-                 head.push_back(card::kTxnOverdrawUpdate);
-                 Append(head, View(kTerminal));
-                 Append(head, View(kDate));
-                 Append(head, View(kTime));
-                 Prepared p;
-                 p.command = Concat({View(HexToBytes("805800000E002710")), View(kDate),
-                                     View(kTime), View(Mac4(View(sesuk), View(head))),
-                                     View(HexToBytes("04"))});
-                 const Bytes tac_key = std::move(crypto::TacKey(View(CardKey("tac")))).value();
-                 p.prove = ProveApdu(card::kTxnOverdrawUpdate, serial);
-                 p.expected_proof = Concat(
-                     {View(Bytes(4, 0)),
-                      View(Mac4(View(tac_key),
-                                View(Concat({View(HexToBytes("0000C350")), View(U16Bytes(serial)),
-                                             View(head)}))))});
-                 return p;
-               }});
+  RunScenario(
+      {"update overdraw limit", Loaded(), [](card::Card& c) {
+         SelectAdf(c);
+         const Answer a = Send(c,
+                               "8050040107"
+                               "01" +
+                                   ToHex(View(kTerminal)) + "13");
+         EXPECT_EQ(SwHex(a.sw), "9000");
+         const std::uint16_t serial = ReadU16(View(a.data), 4);
+         const Bytes sesuk =
+             SessionKeyForLoad(View(CardKey("overdraw")), View(a.data).subspan(11, 4), serial);
+         Bytes head = HexToBytes("002710");  // 10000 fen
+         head.push_back(card::kTxnOverdrawUpdate);
+         Append(head, View(kTerminal));
+         Append(head, View(kDate));
+         Append(head, View(kTime));
+         Prepared p;
+         p.command = Concat({View(HexToBytes("805800000E002710")), View(kDate), View(kTime),
+                             View(Mac4(View(sesuk), View(head))), View(HexToBytes("04"))});
+         const Bytes tac_key = std::move(crypto::TacKey(View(CardKey("tac")))).value();
+         p.prove = ProveApdu(card::kTxnOverdrawUpdate, serial);
+         p.expected_proof = Concat(
+             {View(Bytes(4, 0)),
+              View(Mac4(View(tac_key), View(Concat({View(HexToBytes("0000C350")),
+                                                    View(U16Bytes(serial)), View(head)}))))});
+         return p;
+       }});
 }
 
 TEST_F(CardPowerCutTest, CreditForLoad_wrongMac2_countsTheFailureAllOrNothing) {
@@ -339,47 +362,51 @@ TEST_F(CardPowerCutTest, ReloadPin) {
 }
 
 TEST_F(CardPowerCutTest, PinUnblock) {
-  RunScenario({"PIN UNBLOCK", Loaded(), [](card::Card& c) {
-                 SelectAdf(c, false);
-                 const Bytes dpuk = CardKey("pin_unblock");
-                 const Bytes block = crypto::BlockCipher::Des(View(dpuk))->EncryptEcb(
-                     View(HexToBytes("0365432180000000")));
-                 return Prepared{SmCommand(c, 0x84, 0x24, 0x00, 0x00, block, View(dpuk)), {}, {}};
-               }});
+  RunScenario(
+      {"PIN UNBLOCK", Loaded(), [](card::Card& c) {
+         SelectAdf(c, false);
+         const Bytes dpuk = CardKey("pin_unblock");
+         const Bytes block =
+             crypto::BlockCipher::Des(View(dpuk))->EncryptEcb(View(HexToBytes("0365432180000000")));
+         return Prepared{SmCommand(c, 0x84, 0x24, 0x00, 0x00, block, View(dpuk)), {}, {}};
+       }});
 }
 
 // ---- Blocking -----------------------------------------------------------------------------------
 
 TEST_F(CardPowerCutTest, ApplicationBlock_temporaryAndPermanent) {
   for (std::uint8_t p2 : {std::uint8_t{0x00}, std::uint8_t{0x01}}) {
-    RunScenario({"APPLICATION BLOCK " + std::to_string(p2), Loaded(), [p2](card::Card& c) {
-                   SelectAdf(c, false);
-                   return Prepared{
-                       SmCommand(c, 0x84, 0x1E, 0x00, p2, {}, View(CardKey("maintenance"))), {}, {}};
-                 }});
+    RunScenario(
+        {"APPLICATION BLOCK " + std::to_string(p2), Loaded(), [p2](card::Card& c) {
+           SelectAdf(c, false);
+           return Prepared{
+               SmCommand(c, 0x84, 0x1E, 0x00, p2, {}, View(CardKey("maintenance"))), {}, {}};
+         }});
   }
 }
 
 TEST_F(CardPowerCutTest, ApplicationUnblock) {
   const Bytes blocked = After(Loaded(), [](card::Card& c) {
     SelectAdf(c, false);
-    EXPECT_EQ(SwHex(Send(c, SmCommand(c, 0x84, 0x1E, 0x00, 0x00, {}, View(CardKey("maintenance"))))
-                        .sw),
-              "9000");
+    EXPECT_EQ(
+        SwHex(Send(c, SmCommand(c, 0x84, 0x1E, 0x00, 0x00, {}, View(CardKey("maintenance")))).sw),
+        "9000");
   });
-  RunScenario({"APPLICATION UNBLOCK", blocked, [](card::Card& c) {
-                 Send(c, "00A4040006D15600000503");
-                 return Prepared{
-                     SmCommand(c, 0x84, 0x18, 0x00, 0x00, {}, View(CardKey("maintenance"))), {}, {}};
-               }});
+  RunScenario(
+      {"APPLICATION UNBLOCK", blocked, [](card::Card& c) {
+         Send(c, "00A4040006D15600000503");
+         return Prepared{
+             SmCommand(c, 0x84, 0x18, 0x00, 0x00, {}, View(CardKey("maintenance"))), {}, {}};
+       }});
 }
 
 TEST_F(CardPowerCutTest, CardBlock) {
-  RunScenario({"CARD BLOCK", Loaded(), [](card::Card& c) {
-                 SelectAdf(c, false);
-                 return Prepared{
-                     SmCommand(c, 0x84, 0x16, 0x00, 0x00, {}, View(CardKey("maintenance"))), {}, {}};
-               }});
+  RunScenario(
+      {"CARD BLOCK", Loaded(), [](card::Card& c) {
+         SelectAdf(c, false);
+         return Prepared{
+             SmCommand(c, 0x84, 0x16, 0x00, 0x00, {}, View(CardKey("maintenance"))), {}, {}};
+       }});
 }
 
 // ---- Secure-messaging file updates ------------------------------------------------------------
@@ -446,25 +473,24 @@ TEST_F(CardPowerCutTest, EveryPersonalisationStep) {
       ef.reset();
       continue;
     }
-    Scenario s{"step " + std::to_string(i + 1) + " " + step.what, content,
-               [df, ef, step](card::Card& c) {
-                 if (df) {
-                   EXPECT_EQ(SwHex(Send(c, Concat({View(HexToBytes("00A4000C02")),
-                                                   View(U16Bytes(*df))})).sw),
-                             "9000");
-                 }
-                 if (ef) {
-                   EXPECT_EQ(SwHex(Send(c, Concat({View(HexToBytes("00A4000C02")),
-                                                   View(U16Bytes(*ef))})).sw),
-                             "9000");
-                 }
-                 Bytes apdu = step.transport_mac
-                                  ? SmCommand(c, step.command.cla, step.command.ins,
-                                              step.command.p1, step.command.p2, step.command.data,
-                                              View(TestTransportKey()))
-                                  : step.command.Serialize();
-                 return Prepared{apdu, {}, {}};
-               }};
+    Scenario s{
+        "step " + std::to_string(i + 1) + " " + step.what, content, [df, ef, step](card::Card& c) {
+          if (df) {
+            EXPECT_EQ(
+                SwHex(Send(c, Concat({View(HexToBytes("00A4000C02")), View(U16Bytes(*df))})).sw),
+                "9000");
+          }
+          if (ef) {
+            EXPECT_EQ(
+                SwHex(Send(c, Concat({View(HexToBytes("00A4000C02")), View(U16Bytes(*ef))})).sw),
+                "9000");
+          }
+          Bytes apdu = step.transport_mac
+                           ? SmCommand(c, step.command.cla, step.command.ins, step.command.p1,
+                                       step.command.p2, step.command.data, View(TestTransportKey()))
+                           : step.command.Serialize();
+          return Prepared{apdu, {}, {}};
+        }};
     RunScenario(s);
     ++cut_steps;
     content = After(content, [&s](card::Card& c) {
@@ -491,8 +517,8 @@ TEST_F(CardPowerCutTest, EveryPersonalisationStep) {
 
 TEST_F(CardPowerCutTest, AppendRecordDuringPersonalisation) {
   TestCard blank = MakeBlankCard(card::CardOptions{CountingRandom()});
-  card::FileSpec spec = EfSpec(card::FileType::kCyclic, 0x0101, 0x01,
-                               card::AccessCondition::Free(), card::AccessCondition::Never());
+  card::FileSpec spec = EfSpec(card::FileType::kCyclic, 0x0101, 0x01, card::AccessCondition::Free(),
+                               card::AccessCondition::Never());
   spec.record_length = 8;
   spec.record_count = 3;
   const Bytes fcp = card::EncodeFcp(spec);

@@ -189,9 +189,9 @@ TEST_F(CardPurseTest, Unload_ed_fullFlowWithMac1Mac2AndTac) {
   debit.push_back(0x04);
   const Answer d = Send(card(), debit);
   ASSERT_EQ(SwHex(d.sw), "9000");
-  EXPECT_EQ(ToHex(View(d.data)), ToHex(View(LoadTac(View(CardKey("tac")), 5000, serial, 3000,
-                                                     card::kTxnUnload, View(kTerminal),
-                                                     View(kDate), View(kTime)))));
+  EXPECT_EQ(ToHex(View(d.data)),
+            ToHex(View(LoadTac(View(CardKey("tac")), 5000, serial, 3000, card::kTxnUnload,
+                               View(kTerminal), View(kDate), View(kTime)))));
   EXPECT_EQ(Balance(true), 5000u);
   EXPECT_EQ(Purse().ed.online_serial, 2);
   EXPECT_EQ(Purse().log.at(0).type, card::kTxnUnload);
@@ -200,8 +200,9 @@ TEST_F(CardPurseTest, Unload_ed_fullFlowWithMac1Mac2AndTac) {
 
 // INITIALIZE FOR UPDATE + UPDATE OVERDRAW LIMIT with the issuer's DUK; answers the TAC.
 Bytes UpdateOverdraw(iso7816::Icc& icc, std::uint32_t new_limit, bool right_mac = true) {
-  const Answer init = Send(icc, Concat({View(HexToBytes("8050040107" "01")), View(kTerminal),
-                                        View(HexToBytes("13"))}));
+  const Answer init = Send(icc, Concat({View(HexToBytes("8050040107"
+                                                        "01")),
+                                        View(kTerminal), View(HexToBytes("13"))}));
   EXPECT_EQ(SwHex(init.sw), "9000");
   if (init.data.size() != 19) return {};
   const std::uint32_t balance = ReadU32(View(init.data));
@@ -214,7 +215,8 @@ Bytes UpdateOverdraw(iso7816::Icc& icc, std::uint32_t new_limit, bool right_mac 
   AppendU24(mac1_input, limit);
   mac1_input.push_back(card::kTxnOverdrawUpdate);
   Append(mac1_input, View(kTerminal));
-  EXPECT_EQ(ToHex(View(init.data).subspan(15, 4)), ToHex(View(Mac4(View(sesuk), View(mac1_input)))));
+  EXPECT_EQ(ToHex(View(init.data).subspan(15, 4)),
+            ToHex(View(Mac4(View(sesuk), View(mac1_input)))));
   Bytes head;
   AppendU24(head, new_limit);
   head.push_back(card::kTxnOverdrawUpdate);
@@ -283,19 +285,24 @@ TEST_F(CardPurseTest, OverdrawUpdate_loadRepaysTheOverdraftFirst) {
   ASSERT_EQ(SwHex(c.sw), "9000");
   EXPECT_EQ(Balance(true), 500u);
   EXPECT_EQ(Purse().ed.overdraw_used, 0u);
-  EXPECT_EQ(ToHex(View(c.data)), ToHex(View(LoadTac(View(CardKey("tac")), 500, 1, 2000,
-                                                    card::kTxnEdLoad, View(kTerminal),
-                                                    View(kDate), View(kTime)))));
+  EXPECT_EQ(ToHex(View(c.data)),
+            ToHex(View(LoadTac(View(CardKey("tac")), 500, 1, 2000, card::kTxnEdLoad,
+                               View(kTerminal), View(kDate), View(kTime)))));
 }
 
 TEST_F(CardPurseTest, OverdrawUpdate_belowTheOverdraftInUse_answers6985) {
   SelectAdf(card());
   ASSERT_EQ(UpdateOverdraw(card(), 5000).size(), 4u);
   ASSERT_EQ(SwHex(Purchase(card(), true, 1500).sw), "9000");
-  const Answer init = Send(card(), Concat({View(HexToBytes("8050040107" "01")), View(kTerminal),
-                                           View(HexToBytes("13"))}));
+  const Answer init = Send(card(), Concat({View(HexToBytes("8050040107"
+                                                           "01")),
+                                           View(kTerminal), View(HexToBytes("13"))}));
   ASSERT_EQ(SwHex(init.sw), "9000");
-  EXPECT_EQ(Sw("805800000E0003E8" "20240315" "102030" "00000000"), "6985");
+  EXPECT_EQ(Sw("805800000E0003E8"
+               "20240315"
+               "102030"
+               "00000000"),
+            "6985");
   EXPECT_EQ(Purse().ed.overdraw_limit, 5000u);
 }
 
@@ -308,7 +315,11 @@ TEST_F(CardPurseTest, OverdrawUpdate_wrongMac_answers9302AndChangesNothing) {
 
 TEST_F(CardPurseTest, OverdrawUpdate_withoutInitialize_answers6985) {
   SelectAdf(card());
-  EXPECT_EQ(Sw("805800000E001388" "20240315" "102030" "00000000"), "6985");
+  EXPECT_EQ(Sw("805800000E001388"
+               "20240315"
+               "102030"
+               "00000000"),
+            "6985");
 }
 
 TEST_F(CardPurseTest, InitializeForUpdate_epOrWrongLength_isRefused) {
@@ -319,8 +330,16 @@ TEST_F(CardPurseTest, InitializeForUpdate_epOrWrongLength_isRefused) {
 
 TEST_F(CardPurseTest, UpdateOverdrawLimit_wrongP1P2OrLength_isRefused) {
   SelectAdf(card());
-  EXPECT_EQ(Sw("805801000E001388" "20240315" "102030" "00000000"), "6A86");
-  EXPECT_EQ(Sw("805800000D001388" "20240315" "102030" "000000"), "6700");
+  EXPECT_EQ(Sw("805801000E001388"
+               "20240315"
+               "102030"
+               "00000000"),
+            "6A86");
+  EXPECT_EQ(Sw("805800000D001388"
+               "20240315"
+               "102030"
+               "000000"),
+            "6700");
 }
 
 // ---- GET BALANCE ----------------------------------------------------------------------------
@@ -418,7 +437,9 @@ TEST_F(CardPurseTest, InitializeForLoad_badP2_answers6A86) {
 
 TEST_F(CardPurseTest, InitializeForLoad_wrongLc_answers6700) {
   SelectAdf(card());
-  EXPECT_EQ(Sw("805000010A01000000640011223344" "10"), "6700");
+  EXPECT_EQ(Sw("805000010A01000000640011223344"
+               "10"),
+            "6700");
 }
 
 TEST_F(CardPurseTest, InitializeForLoad_shortLe_answers6C10) {
@@ -474,21 +495,36 @@ TEST_F(CardPurseTest, InitializeForUnload_withoutPin_answers6982) {
 
 TEST_F(CardPurseTest, CreditForLoad_withoutInitialize_answers6985) {
   SelectAdf(card());
-  EXPECT_EQ(Sw("805200000B" "20240315" "102030" "01020304" "04"), "6985");
+  EXPECT_EQ(Sw("805200000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "6985");
 }
 
 TEST_F(CardPurseTest, CreditForLoad_afterAnotherCommand_answers6985) {
   SelectAdf(card());
   ASSERT_EQ(Sw(Init(0x00, 0x02, 100)), "9000");
   EXPECT_EQ(Sw("805C000204"), "9000");
-  EXPECT_EQ(Sw("805200000B" "20240315" "102030" "01020304" "04"), "6985");
+  EXPECT_EQ(Sw("805200000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "6985");
 }
 
 TEST_F(CardPurseTest, CreditForLoad_afterInitializeForPurchase_answers6985) {
   SelectAdf(card());
   ASSERT_EQ(SwHex(Load(card(), false, 500).sw), "9000");
   ASSERT_EQ(Sw(Init(0x01, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805200000B" "20240315" "102030" "01020304" "04"), "6985");
+  EXPECT_EQ(Sw("805200000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "6985");
 }
 
 TEST_F(CardPurseTest, CreditForLoad_whenMac2Wrong_answers9302AndChangesNothing) {
@@ -496,7 +532,12 @@ TEST_F(CardPurseTest, CreditForLoad_whenMac2Wrong_answers9302AndChangesNothing) 
   ASSERT_EQ(SwHex(Load(card(), false, 500).sw), "9000");
   const std::string before = StateWithoutKeyCounters();
   ASSERT_EQ(Sw(Init(0x00, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805200000B" "20240315" "102030" "01020304" "04"), "9302");
+  EXPECT_EQ(Sw("805200000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "9302");
   EXPECT_EQ(StateWithoutKeyCounters(), before);
   EXPECT_EQ(Balance(false), 500u);
 }
@@ -506,7 +547,12 @@ TEST_F(CardPurseTest, CreditForLoad_afterAMacFailure_theInitializeIsGone) {
   const Answer init = Send(card(), Init(0x00, 0x02, 100));
   ASSERT_EQ(SwHex(init.sw), "9000");
   const Bytes seslk = SessionKeyForLoad(View(CardKey("load")), View(init.data).subspan(8, 4), 0);
-  EXPECT_EQ(Sw("805200000B" "20240315" "102030" "01020304" "04"), "9302");
+  EXPECT_EQ(Sw("805200000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "9302");
   Bytes credit = HexToBytes("805200000B");
   Append(credit, View(kDate));
   Append(credit, View(kTime));
@@ -518,17 +564,37 @@ TEST_F(CardPurseTest, CreditForLoad_afterAMacFailure_theInitializeIsGone) {
 TEST_F(CardPurseTest, CreditForLoad_invalidDate_answers6A80) {
   SelectAdf(card());
   ASSERT_EQ(Sw(Init(0x00, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805200000B" "20241315" "102030" "01020304" "04"), "6A80");
+  EXPECT_EQ(Sw("805200000B"
+               "20241315"
+               "102030"
+               "01020304"
+               "04"),
+            "6A80");
   ASSERT_EQ(Sw(Init(0x00, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805200000B" "20240315" "106030" "01020304" "04"), "6A80");
+  EXPECT_EQ(Sw("805200000B"
+               "20240315"
+               "106030"
+               "01020304"
+               "04"),
+            "6A80");
 }
 
 TEST_F(CardPurseTest, CreditForLoad_wrongP1P2OrLength_isRefused) {
   SelectAdf(card());
   ASSERT_EQ(Sw(Init(0x00, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805201000B" "20240315" "102030" "01020304" "04"), "6A86");
+  EXPECT_EQ(Sw("805201000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "6A86");
   ASSERT_EQ(Sw(Init(0x00, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805200000A" "20240315" "102030" "010203" "04"), "6700");
+  EXPECT_EQ(Sw("805200000A"
+               "20240315"
+               "102030"
+               "010203"
+               "04"),
+            "6700");
 }
 
 TEST_F(CardPurseTest, CreditForLoad_shortLe_answers6C04AndKeepsTheInitialize) {
@@ -550,7 +616,9 @@ TEST_F(CardPurseTest, CreditForLoad_shortLe_answers6C04AndKeepsTheInitialize) {
 // ---- DEBIT errors -----------------------------------------------------------------------------
 
 Bytes DebitApdu(const Bytes& mac1) {
-  Bytes debit = HexToBytes("805401000F" "00000001");
+  Bytes debit = HexToBytes(
+      "805401000F"
+      "00000001");
   Append(debit, View(kDate));
   Append(debit, View(kTime));
   Append(debit, View(mac1));
@@ -584,11 +652,10 @@ TEST_F(CardPurseTest, DebitForPurchase_shortLe_answers6C08AndTheResentDebitCompl
   SelectAdf(card());
   ASSERT_EQ(SwHex(Load(card(), false, 500).sw), "9000");
   const Answer init = Send(card(), Init(0x01, 0x02, 100));
-  const Bytes sespk = SessionKeyForPurchase(View(CardKey("purchase")),
-                                            View(init.data).subspan(11, 4), 0,
-                                            View(HexToBytes("00000001")));
-  Bytes debit = DebitApdu(
-      PurchaseMac1(View(sespk), 100, card::kTxnEpPurchase, View(kTerminal), View(kDate), View(kTime)));
+  const Bytes sespk = SessionKeyForPurchase(
+      View(CardKey("purchase")), View(init.data).subspan(11, 4), 0, View(HexToBytes("00000001")));
+  Bytes debit = DebitApdu(PurchaseMac1(View(sespk), 100, card::kTxnEpPurchase, View(kTerminal),
+                                       View(kDate), View(kTime)));
   debit.back() = 0x04;
   EXPECT_EQ(Sw(debit), "6C08");
   EXPECT_EQ(Purse().ep.balance, 500u);
@@ -601,25 +668,53 @@ TEST_F(CardPurseTest, DebitForPurchase_invalidTime_answers6A80) {
   SelectAdf(card());
   ASSERT_EQ(SwHex(Load(card(), false, 500).sw), "9000");
   ASSERT_EQ(Sw(Init(0x01, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805401000F" "00000001" "20240315" "25FF30" "01020304" "08"), "6A80");
+  EXPECT_EQ(Sw("805401000F"
+               "00000001"
+               "20240315"
+               "25FF30"
+               "01020304"
+               "08"),
+            "6A80");
 }
 
 TEST_F(CardPurseTest, DebitForPurchase_wrongP1P2OrLength_isRefused) {
   SelectAdf(card());
   ASSERT_EQ(SwHex(Load(card(), false, 500).sw), "9000");
   ASSERT_EQ(Sw(Init(0x01, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805402000F" "00000001" "20240315" "102030" "01020304" "08"), "6A86");
+  EXPECT_EQ(Sw("805402000F"
+               "00000001"
+               "20240315"
+               "102030"
+               "01020304"
+               "08"),
+            "6A86");
   ASSERT_EQ(Sw(Init(0x01, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805401010F" "00000001" "20240315" "102030" "01020304" "08"), "6A86");
+  EXPECT_EQ(Sw("805401010F"
+               "00000001"
+               "20240315"
+               "102030"
+               "01020304"
+               "08"),
+            "6A86");
   ASSERT_EQ(Sw(Init(0x01, 0x02, 100)), "9000");
-  EXPECT_EQ(Sw("805401000B" "20240315" "102030" "01020304" "08"), "6700");
+  EXPECT_EQ(Sw("805401000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "08"),
+            "6700");
 }
 
 TEST_F(CardPurseTest, DebitForUnload_afterInitializeForPurchase_answers6985) {
   SelectAdf(card());
   ASSERT_EQ(SwHex(Load(card(), true, 500).sw), "9000");
   ASSERT_EQ(Sw(Init(0x01, 0x01, 100)), "9000");
-  EXPECT_EQ(Sw("805403000B" "20240315" "102030" "01020304" "04"), "6985");
+  EXPECT_EQ(Sw("805403000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "6985");
 }
 
 TEST_F(CardPurseTest, DebitForUnload_whenMac2Wrong_answers9302AndChangesNothing) {
@@ -627,8 +722,39 @@ TEST_F(CardPurseTest, DebitForUnload_whenMac2Wrong_answers9302AndChangesNothing)
   ASSERT_EQ(SwHex(Load(card(), true, 500).sw), "9000");
   const std::string before = StateWithoutKeyCounters();
   ASSERT_EQ(Sw(Init(0x05, 0x01, 100)), "9000");
-  EXPECT_EQ(Sw("805403000B" "20240315" "102030" "01020304" "04"), "9302");
+  EXPECT_EQ(Sw("805403000B"
+               "20240315"
+               "102030"
+               "01020304"
+               "04"),
+            "9302");
   EXPECT_EQ(StateWithoutKeyCounters(), before);
+}
+
+TEST_F(CardPurseTest, DebitForUnload_invalidDate_answers6A80) {
+  SelectAdf(card());
+  ASSERT_EQ(SwHex(Load(card(), true, 500).sw), "9000");
+  ASSERT_EQ(Sw(Init(0x05, 0x01, 100)), "9000");
+  EXPECT_EQ(Sw("805403000B"
+               "20240230"
+               "102030"
+               "01020304"
+               "04"),
+            "6A80");
+}
+
+TEST_F(CardPurseTest, UpdateOverdrawLimit_invalidTime_answers6A80) {
+  SelectAdf(card());
+  ASSERT_EQ(Sw(Concat({View(HexToBytes("8050040107"
+                                       "01")),
+                       View(kTerminal), View(HexToBytes("13"))})),
+            "9000");
+  EXPECT_EQ(Sw("805800000E001388"
+               "20240315"
+               "1020AA"
+               "00000000"
+               "04"),
+            "6A80");
 }
 
 // ---- GET TRANSACTION PROVE --------------------------------------------------------------------

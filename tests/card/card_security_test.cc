@@ -58,6 +58,21 @@ TEST_F(CardSecurityTest, GetChallenge_fourOrEightBytes_answersThatManyRandomByte
   EXPECT_NE(ToHex(View(four.data)), ToHex(View(eight.data)).substr(0, 8));
 }
 
+// ---- GET DATA (chip serial, for the personalisation station) -------------------------------
+
+TEST_F(CardSecurityTest, GetData_chipSerial_answersTheManufacturedSerial) {
+  const Answer a = Send(card(), "80CA000108");
+  EXPECT_EQ(SwHex(a.sw), "9000");
+  EXPECT_EQ(a.data, card().Inspect().chip_serial);
+  EXPECT_EQ(a.data.size(), 8u);
+}
+
+TEST_F(CardSecurityTest, GetData_unknownTagOrNoLe_isRefused) {
+  EXPECT_EQ(Sw("80CA000208"), "6A88");
+  EXPECT_EQ(Sw("80CA0001"), "6700");
+  EXPECT_EQ(Sw("80CA000104"), "6C08");
+}
+
 TEST_F(CardSecurityTest, GetChallenge_otherLe_answers6700) {
   EXPECT_EQ(Sw("0084000002"), "6700");
   EXPECT_EQ(Sw("0084000000"), "6700");
@@ -146,9 +161,10 @@ TEST_F(CardAuthTest, ExternalAuthenticate_wrongLengthOrP1_isRefused) {
 TEST_F(CardAuthTest, InternalAuthenticate_answersTheRandomEncipheredWithTheKey) {
   const Answer a = Send(*c_.card, "00880002081122334455667788");
   EXPECT_EQ(SwHex(a.sw), "9000");
-  EXPECT_EQ(ToHex(View(a.data)),
-            ToHex(View(crypto::BlockCipher::Des(View(int_))->EncryptEcb(
-                View(HexToBytes("1122334455667788"))))));
+  EXPECT_EQ(
+      ToHex(View(a.data)),
+      ToHex(View(
+          crypto::BlockCipher::Des(View(int_))->EncryptEcb(View(HexToBytes("1122334455667788"))))));
 }
 
 TEST_F(CardAuthTest, InternalAuthenticate_shortLe_answers6C08) {
@@ -440,8 +456,15 @@ TEST_F(CardSecurityTest, CardBlock_badP1P2OrLength_isRefused) {
 // ---- MAC failures lock a key until APPLICATION UNBLOCK ------------------------------------------
 
 std::string CreditWithWrongMac(iso7816::Icc& icc) {
-  EXPECT_EQ(SwHex(Send(icc, "805000020B0100000064001122334455" "10").sw), "9000");
-  return SwHex(Send(icc, "805200000B2024031510203000000000" "04").sw);
+  EXPECT_EQ(SwHex(Send(icc,
+                       "805000020B0100000064001122334455"
+                       "10")
+                      .sw),
+            "9000");
+  return SwHex(Send(icc,
+                    "805200000B2024031510203000000000"
+                    "04")
+                   .sw);
 }
 
 TEST_F(CardSecurityTest, MacFailures_threeConsecutive_lockTheKeyUntilApplicationUnblock) {
@@ -449,7 +472,9 @@ TEST_F(CardSecurityTest, MacFailures_threeConsecutive_lockTheKeyUntilApplication
   EXPECT_EQ(CreditWithWrongMac(card()), "9302");
   EXPECT_EQ(CreditWithWrongMac(card()), "9302");
   EXPECT_EQ(CreditWithWrongMac(card()), "9302");  // the third still answers 9302, and locks
-  EXPECT_EQ(Sw("805000020B0100000064001122334455" "10"), "6983");
+  EXPECT_EQ(Sw("805000020B0100000064001122334455"
+               "10"),
+            "6983");
   EXPECT_TRUE(AdfKey(card().Inspect(), KeyUsage::kLoad).locked);
   EXPECT_EQ(SmSw(0x84, 0x18, 0x00, 0x00, {}, "maintenance"), "9000");
   SelectAdf(card());

@@ -87,9 +87,9 @@ TestCard MakeBlankCard(card::CardOptions options) {
   auto medium = std::make_unique<nvm::FaultInjectionMedium>();
   TestCard out;
   out.medium = medium.get();
-  auto made = card::Card::Manufacture(
-      std::move(medium), card::ManufactureInfo{TestChipSerial(), TestTransportKey()},
-      std::move(options));
+  auto made = card::Card::Manufacture(std::move(medium),
+                                      card::ManufactureInfo{TestChipSerial(), TestTransportKey()},
+                                      std::move(options));
   if (!made.ok()) {
     ADD_FAILURE() << "Card::Manufacture: " << made.error().message;
     return out;
@@ -125,8 +125,8 @@ TestCard MakePersonalisedCard(card::CardOptions options, const card::HolderData&
     ADD_FAILURE() << layout.error().message;
     return out;
   }
-  auto keys = card::ClearKeyWrapper::FromMasterKeys(TestTransportKey(), TestMasterKeys(),
-                                                    View(holder.asn));
+  auto keys =
+      card::ClearKeyWrapper::FromMasterKeys(TestTransportKey(), TestMasterKeys(), View(holder.asn));
   auto script = card::BuildPersonalisation(*layout, *keys);
   if (!script.ok()) {
     ADD_FAILURE() << script.error().message;
@@ -218,8 +218,7 @@ Bytes SessionKeyForLoad(ByteView dlk, ByteView random, std::uint16_t online_seri
 
 Bytes SessionKeyForPurchase(ByteView dpk, ByteView random, std::uint16_t offline_serial,
                             ByteView terminal_serial) {
-  return Must(
-      crypto::PurchaseSessionKey(dpk, random, View(U16(offline_serial)), terminal_serial));
+  return Must(crypto::PurchaseSessionKey(dpk, random, View(U16(offline_serial)), terminal_serial));
 }
 
 Bytes Mac4(ByteView key, ByteView data, ByteView iv) {
@@ -228,8 +227,8 @@ Bytes Mac4(ByteView key, ByteView data, ByteView iv) {
 
 Bytes LoadMac1(ByteView seslk, std::uint32_t balance, std::uint32_t amount, std::uint8_t type,
                ByteView terminal) {
-  return Mac4(seslk, View(Concat({View(U32(balance)), View(U32(amount)), ByteView(&type, 1),
-                                   terminal})));
+  return Mac4(seslk,
+              View(Concat({View(U32(balance)), View(U32(amount)), ByteView(&type, 1), terminal})));
 }
 
 Bytes LoadMac2(ByteView seslk, std::uint32_t amount, std::uint8_t type, ByteView terminal,
@@ -241,9 +240,9 @@ Bytes LoadTac(ByteView dtk, std::uint32_t new_balance, std::uint16_t online_seri
               std::uint32_t amount, std::uint8_t type, ByteView terminal, ByteView date,
               ByteView time) {
   const Bytes key = Must(crypto::TacKey(dtk));
-  return Mac4(View(key), View(Concat({View(U32(new_balance)), View(U16(online_serial)),
-                                      View(U32(amount)), ByteView(&type, 1), terminal, date,
-                                      time})));
+  return Mac4(View(key),
+              View(Concat({View(U32(new_balance)), View(U16(online_serial)), View(U32(amount)),
+                           ByteView(&type, 1), terminal, date, time})));
 }
 
 Bytes PurchaseMac1(ByteView sespk, std::uint32_t amount, std::uint8_t type, ByteView terminal,
@@ -256,8 +255,9 @@ Bytes PurchaseMac2(ByteView sespk, std::uint32_t amount) { return Mac4(sespk, Vi
 Bytes PurchaseTac(ByteView dtk, std::uint32_t amount, std::uint8_t type, ByteView terminal,
                   ByteView terminal_serial, ByteView date, ByteView time) {
   const Bytes key = Must(crypto::TacKey(dtk));
-  return Mac4(View(key), View(Concat({View(U32(amount)), ByteView(&type, 1), terminal,
-                                      terminal_serial, date, time})));
+  return Mac4(
+      View(key),
+      View(Concat({View(U32(amount)), ByteView(&type, 1), terminal, terminal_serial, date, time})));
 }
 
 Bytes SmMac(ByteView key, ByteView header_and_data, ByteView challenge) {
@@ -316,8 +316,12 @@ PurchaseOutcome Purchase(iso7816::Icc& icc, bool ed, std::uint32_t amount,
   PurchaseOutcome out;
   const std::uint8_t type =
       cash ? card::kTxnCashWithdraw : (ed ? card::kTxnEdPurchase : card::kTxnEpPurchase);
-  Bytes init{0x80, 0x50, static_cast<std::uint8_t>(cash ? 0x02 : 0x01),
-             static_cast<std::uint8_t>(ed ? 0x01 : 0x02), 0x0B, 0x01};
+  Bytes init{0x80,
+             0x50,
+             static_cast<std::uint8_t>(cash ? 0x02 : 0x01),
+             static_cast<std::uint8_t>(ed ? 0x01 : 0x02),
+             0x0B,
+             0x01};
   Append(init, View(U32(amount)));
   Append(init, View(kTerminal));
   init.push_back(0x0F);

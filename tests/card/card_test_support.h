@@ -64,7 +64,7 @@ Bytes CardKey(const std::string& master_key);
 struct Answer {
   Bytes data;
   std::uint16_t sw = 0;  // 0 when the card answered nothing (dead)
-  bool empty = false;     // no bytes at all
+  bool empty = false;    // no bytes at all
 };
 // Sends hex ("00A4040006D15600000503", spaces allowed) or bytes.
 Answer Send(iso7816::Icc& icc, std::string_view hex);

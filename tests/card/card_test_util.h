@@ -32,8 +32,8 @@ inline TestCard MakeCardWithLayout(const card::CardLayout& layout, card::KeyWrap
 }
 
 inline card::ClearKeyWrapper TestWrapper() {
-  auto made = card::ClearKeyWrapper::FromMasterKeys(TestTransportKey(), TestMasterKeys(),
-                                                    View(TestAsn()));
+  auto made =
+      card::ClearKeyWrapper::FromMasterKeys(TestTransportKey(), TestMasterKeys(), View(TestAsn()));
   return std::move(made).value();
 }
 

@@ -59,18 +59,19 @@ TEST(CardVectorsTest, LoadVectors_cardAnswersMac1AcceptsMac2AndAnswersTheTac) {
       wallet.online_serial = serial;
     });
     SelectAdf(*c.card);
-    const Bytes init = Concat({View(HexToBytes("805000")), View(Bytes{ed ? std::uint8_t{1} : std::uint8_t{2}}),
-                               View(HexToBytes("0B01")), View(Hex(v, "amount")),
-                               View(Hex(v, "termNo")), View(HexToBytes("10"))});
+    const Bytes init =
+        Concat({View(HexToBytes("805000")), View(Bytes{ed ? std::uint8_t{1} : std::uint8_t{2}}),
+                View(HexToBytes("0B01")), View(Hex(v, "amount")), View(Hex(v, "termNo")),
+                View(HexToBytes("10"))});
     const Answer a = Send(*c.card, init);
     ASSERT_EQ(SwHex(a.sw), "9000");
     EXPECT_EQ(ToHex(View(a.data).subspan(0, 4)), v["oldBalance"].get<std::string>());
     EXPECT_EQ(ToHex(View(a.data).subspan(4, 2)), v["onlineSerial"].get<std::string>());
     EXPECT_EQ(ToHex(View(a.data).subspan(8, 4)), v["random"].get<std::string>());
     EXPECT_EQ(ToHex(View(a.data).subspan(12, 4)), v["MAC1"].get<std::string>());
-    const Bytes credit = Concat({View(HexToBytes("805200000B")), View(Hex(v, "date")),
-                                 View(Hex(v, "time")), View(Hex(v, "MAC2")),
-                                 View(HexToBytes("04"))});
+    const Bytes credit =
+        Concat({View(HexToBytes("805200000B")), View(Hex(v, "date")), View(Hex(v, "time")),
+                View(Hex(v, "MAC2")), View(HexToBytes("04"))});
     const Answer r = Send(*c.card, credit);
     ASSERT_EQ(SwHex(r.sw), "9000");
     if (v.contains("TAC")) {
@@ -101,9 +102,10 @@ TEST(CardVectorsTest, PurchaseVectors_cardAcceptsMac1AndAnswersMac2AndTac) {
       wallet.offline_serial = serial;
     });
     SelectAdf(*c.card);
-    const Bytes init = Concat({View(HexToBytes("805001")), View(Bytes{ed ? std::uint8_t{1} : std::uint8_t{2}}),
-                               View(HexToBytes("0B01")), View(Hex(v, "amount")),
-                               View(Hex(v, "termNo")), View(HexToBytes("0F"))});
+    const Bytes init =
+        Concat({View(HexToBytes("805001")), View(Bytes{ed ? std::uint8_t{1} : std::uint8_t{2}}),
+                View(HexToBytes("0B01")), View(Hex(v, "amount")), View(Hex(v, "termNo")),
+                View(HexToBytes("0F"))});
     const Answer a = Send(*c.card, init);
     ASSERT_EQ(SwHex(a.sw), "9000");
     EXPECT_EQ(ToHex(View(a.data).subspan(4, 2)), v["offlineSerial"].get<std::string>());
@@ -112,15 +114,15 @@ TEST(CardVectorsTest, PurchaseVectors_cardAcceptsMac1AndAnswersMac2AndTac) {
     if (card_type && v.contains("MAC1")) {
       mac1 = Hex(v, "MAC1");
     } else {
-      const Bytes sespk = SessionKeyForPurchase(View(Hex(v, "DPK")), View(Hex(v, "random")),
-                                                serial, View(Hex(v, "termTxnSerial")));
+      const Bytes sespk = SessionKeyForPurchase(View(Hex(v, "DPK")), View(Hex(v, "random")), serial,
+                                                View(Hex(v, "termTxnSerial")));
       EXPECT_EQ(ToHex(View(sespk)), v["SESPK"].get<std::string>());
       mac1 = PurchaseMac1(View(sespk), amount, card::kTxnEpPurchase, View(Hex(v, "termNo")),
                           View(Hex(v, "date")), View(Hex(v, "time")));
     }
-    const Bytes debit = Concat({View(HexToBytes("805401000F")), View(Hex(v, "termTxnSerial")),
-                                View(Hex(v, "date")), View(Hex(v, "time")), View(mac1),
-                                View(HexToBytes("08"))});
+    const Bytes debit =
+        Concat({View(HexToBytes("805401000F")), View(Hex(v, "termTxnSerial")), View(Hex(v, "date")),
+                View(Hex(v, "time")), View(mac1), View(HexToBytes("08"))});
     const Answer r = Send(*c.card, debit);
     ASSERT_EQ(SwHex(r.sw), "9000");
     EXPECT_EQ(ToHex(View(r.data).subspan(4, 4)), v["MAC2"].get<std::string>());
@@ -135,12 +137,13 @@ TEST(CardVectorsTest, ExternalAuthenticateVector_cardAcceptsTheCryptogram) {
     card::CardLayout layout;
     layout.mf.keys = {card::KeySpec{"ext", card::KeyUsage::kExternalAuth, 1, 1, 3}};
     card::ClearKeyWrapper keys(TestTransportKey(), {{"ext", Hex(v, "key")}});
-    TestCard c = MakeCardWithLayout(layout, keys, card::CardOptions{FixedRandom(Hex(v, "challenge"))});
+    TestCard c =
+        MakeCardWithLayout(layout, keys, card::CardOptions{FixedRandom(Hex(v, "challenge"))});
     EXPECT_EQ(ToHex(View(Send(*c.card, "0084000004").data)), v["challenge"].get<std::string>());
-    EXPECT_EQ(SwHex(Send(*c.card, Concat({View(HexToBytes("0082000108")),
-                                          View(Hex(v, "cryptogram"))}))
-                        .sw),
-              "9000");
+    EXPECT_EQ(
+        SwHex(
+            Send(*c.card, Concat({View(HexToBytes("0082000108")), View(Hex(v, "cryptogram"))})).sw),
+        "9000");
   }
 }
 

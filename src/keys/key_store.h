@@ -1,0 +1,141 @@
+// keys: every secret of the scheme lives behind KeyStore. Callers hold KeyRefs, never key
+// bytes: master keys are born in the store (generated, or assembled from custodians'
+// components in a key ceremony), card keys are derived inside it, and a key leaves it only
+// encrypted under another key (a card's transport key, a terminal's TMK).
+//
+// Backends (same interface, one parameterised test suite):
+//   software  the embedded default: a file encrypted at rest (AES-256-GCM, key from the
+//             passphrase by scrypt), atomic updates — docs/keys.md
+//   pkcs11    any PKCS#11 HSM (tested with SoftHSM2) — docs/keys-pkcs11.md says which PBOC
+//             operations have no standard mechanism and how the backend handles each.
+//
+// Thread-compatible: one KeyStore per thread, or external locking.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/result.h"
+
+namespace medcard::keys {
+
+// Issuer master key roles (issue: keys and issuance). Terminal master keys are named
+// "tmk/<terminal number hex>".
+inline constexpr std::string_view kIssuerRoles[] = {
+    "purchase",    "load",        "tac",           "unload",     "overdraw",
+    "pin_unblock", "pin_reload",  "maintenance",   "external_auth", "settlement",
+    "card_master", "transport",   "visit_record"};
+bool IsIssuerRole(std::string_view role);
+bool IsTerminalMasterKeyName(std::string_view name);  // "tmk/" + 12 upper-case hex digits
+bool IsValidKeyName(std::string_view name);           // an issuer role or a TMK name
+
+// What List() shows about a stored key: never its value.
+struct KeyInfo {
+  std::string name;          // role or "tmk/..."
+  std::uint8_t version = 0;  // 1, 2, ... (rotation adds a version; old ones still work)
+  std::string kcv;           // 6 hex digits
+  std::string origin;        // "generated", "components", "test-set"
+  std::string created;       // ISO 8601 UTC
+  bool operator==(const KeyInfo&) const = default;
+};
+
+// A key inside the store: a stored key (name + version) or a transient one derived in this
+// session (card keys, session keys). Cheap to copy; meaningless to another KeyStore.
+struct KeyRef {
+  std::uint64_t id = 0;
+  bool operator==(const KeyRef&) const = default;
+};
+
+enum class CipherMode { kEcb, kCbc };
+
+// Key usage (every backend enforces it, the shared test suite checks it). The key-encrypting
+// keys are "transport" and every "tmk/..." key, and the keys diversified from them:
+//   - only a key-encrypting key can Wrap and Unwrap;
+//   - a key-encrypting key never Decrypts data (that would reveal whatever was wrapped under it)
+//     and derives no session or TAC key; it may Encrypt (the SET PIN cryptogram) and Mac;
+//   - under a terminal master key (known to its terminal) only keys received by Unwrap travel,
+//     never an issuer master key, a card key or a transport key;
+//   - a key from Unwrap is a data key: it can never wrap or unwrap.
+
+class KeyStore {
+ public:
+  virtual ~KeyStore() = default;
+
+  // A store created for the published test key set: every listing says so, every card issued
+  // from it is a test card.
+  virtual bool test_only() const = 0;
+  // "software:/path/to/store" or "pkcs11:<token label>".
+  virtual std::string Describe() const = 0;
+
+  // ---- Stored keys ------------------------------------------------------------------------
+  virtual Result<std::vector<KeyInfo>> List() = 0;
+  // A new random 2-key 3DES key: version 1, or latest + 1 when the name exists (rotation).
+  virtual Result<KeyInfo> Generate(std::string_view name) = 0;
+  // Key ceremony: the key is the XOR of the custodians' components (each 16 bytes, at least 2).
+  // The components are wiped by the caller; the store keeps only the result.
+  virtual Result<KeyInfo> ImportComponents(std::string_view name,
+                                           std::span<const Bytes> components) = 0;
+  // Only on a test_only() store: imports a published test key in clear.
+  virtual Result<KeyInfo> ImportTestKey(std::string_view name, ByteView key) = 0;
+  // A stored key by name; version nullopt = the latest. Error naming the key when missing.
+  virtual Result<KeyRef> Find(std::string_view name,
+                              std::optional<std::uint8_t> version = std::nullopt) = 0;
+
+  // ---- Derivation (results are transient KeyRefs, dropped with Release or the store) -------
+  // PBOC diversification: DK = 3DES(MK, D) ‖ 3DES(MK, ~D), D = 8-byte factor.
+  virtual Result<KeyRef> Diversify(KeyRef master, ByteView factor) = 0;
+  // An 8-byte single-DES session key = 3DES-ECB(key, data(8)): SESLK, SESPK, SESULK.
+  virtual Result<KeyRef> DeriveSessionKey(KeyRef key, ByteView data) = 0;
+  // The TAC key DTK_L ⊕ DTK_R (8 bytes) of a 16-byte DTK.
+  virtual Result<KeyRef> DeriveTacKey(KeyRef dtk) = 0;
+  // A key received encrypted under `wrapping` (crypto::EncryptKeyForTransport format), e.g. a
+  // terminal's working keys under its TMK.
+  virtual Result<KeyRef> Unwrap(KeyRef wrapping, ByteView cryptogram) = 0;
+  virtual void Release(KeyRef key) = 0;
+
+  // ---- Use --------------------------------------------------------------------------------
+  // PBOC MAC (4 bytes): 8-byte keys single DES, 16-byte keys ISO 9797-1 alg. 3; iv 8 bytes or
+  // empty (zero).
+  virtual Result<Bytes> Mac(KeyRef key, ByteView data, ByteView iv = {}) = 0;
+  // Constant-time comparison of Mac(key, data, iv) with `mac`; an error says "MAC invalid".
+  Status VerifyMac(KeyRef key, ByteView data, ByteView mac, ByteView iv = {});
+  virtual Result<Bytes> Encrypt(KeyRef key, ByteView data, CipherMode mode = CipherMode::kEcb,
+                                ByteView iv = {}) = 0;
+  virtual Result<Bytes> Decrypt(KeyRef key, ByteView data, CipherMode mode = CipherMode::kEcb,
+                                ByteView iv = {}) = 0;
+  // `key` encrypted under `wrapping`: crypto::EncryptKeyForTransport(wrapping, key) — for
+  // personalisation (card key under the card's transport key) and working keys under a TMK.
+  virtual Result<Bytes> Wrap(KeyRef wrapping, KeyRef key) = 0;
+  // Key check value (3 bytes).
+  virtual Result<Bytes> Kcv(KeyRef key) = 0;
+};
+
+// ---- Backends ----------------------------------------------------------------------------
+// Creates a software key store in `dir` (created, mode 0700; the store file 0600). Error if a
+// store is already there.
+Result<std::unique_ptr<KeyStore>> CreateSoftwareKeyStore(const std::string& dir,
+                                                         std::string_view passphrase,
+                                                         bool test_only = false);
+// Opens it; a wrong passphrase and a tampered file are distinct, clear errors.
+Result<std::unique_ptr<KeyStore>> OpenSoftwareKeyStore(const std::string& dir,
+                                                       std::string_view passphrase);
+
+struct Pkcs11Config {
+  std::string module_path;  // e.g. /usr/lib/softhsm/libsofthsm2.so
+  std::string token_label;
+  std::string user_pin;
+  // Makes a token that holds no medcard keys yet a test key store (like CreateSoftwareKeyStore's
+  // test_only): a marker object goes on the token, so every later open is test_only() too.
+  bool mark_test_only = false;
+};
+// Opens a session on the token (C_Initialize, C_OpenSession, C_Login as CKU_USER). Keys are
+// token objects labelled "medcard/<name>/v<version>".
+Result<std::unique_ptr<KeyStore>> OpenPkcs11KeyStore(const Pkcs11Config& config);
+
+}  // namespace medcard::keys

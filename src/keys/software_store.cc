@@ -1,0 +1,912 @@
+// The software key store: every key in one file, `keystore.mks`, encrypted at rest under a key
+// derived from the passphrase. File format, KDF and update protocol: docs/keys.md.
+//
+//   header (clear, authenticated as GCM additional data; layout in WriteHeader)
+//   AES-256-GCM ciphertext of the key records
+//   GCM tag (16)
+//
+// While the store is open its keys are in memory (wiped on close); the directory is locked
+// (flock) so two processes never write the same store.
+#include <fcntl.h>
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+#include <limits>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+
+#include "crypto/crypto.h"
+#include "keys/key_store.h"
+
+namespace medcard::keys {
+namespace {
+
+constexpr char kStoreFileName[] = "keystore.mks";
+constexpr char kTempFileName[] = "keystore.mks.tmp";
+constexpr std::array<std::uint8_t, 8> kMagic = {'M', 'E', 'D', 'C', 'K', 'E', 'Y', 'S'};
+constexpr std::uint16_t kFormatVersion = 1;
+constexpr std::string_view kKdfName = "scrypt";
+constexpr std::string_view kVerifierLabel = "medcard keystore verifier";
+constexpr std::size_t kSaltSize = 16, kVerifierSize = 32, kNonceSize = 12, kDigestSize = 32;
+constexpr std::size_t kKekSize = 32, kTagSize = 16;
+constexpr std::uint8_t kFlagTestOnly = 0x01;
+// magic ‖ version(2) ‖ kdf name length(1) ‖ "scrypt" ‖ N(8) ‖ r(4) ‖ p(4) ‖ salt(16) ‖ flags(1)
+// ‖ verifier(32) ‖ nonce(12) ‖ SHA-256 of everything before it (32)
+constexpr std::size_t kHeaderSize = kMagic.size() + 2 + 1 + kKdfName.size() + 8 + 4 + 4 +
+                                    kSaltSize + 1 + kVerifierSize + kNonceSize + kDigestSize;
+constexpr std::size_t kMaxFileSize = 16u << 20;
+constexpr std::size_t kMinPassphraseLength = 8;
+
+// scrypt cost. The production default costs ~0.1 s and 32 MiB per open; the test setting exists
+// only so test suites that open hundreds of stores run in seconds (docs/keys.md).
+struct KdfParams {
+  std::uint64_t n = 0;
+  std::uint32_t r = 0, p = 0;
+};
+constexpr KdfParams kProductionKdf{1u << 15, 8, 1};
+constexpr KdfParams kTestKdf{1u << 10, 8, 1};
+constexpr std::uint64_t kScryptMaxMemory = 512u << 20;
+
+enum class Origin : std::uint8_t { kGenerated = 1, kComponents = 2, kTestSet = 3 };
+
+std::string OriginName(Origin origin) {
+  switch (origin) {
+    case Origin::kGenerated:
+      return "generated";
+    case Origin::kComponents:
+      return "components";
+    case Origin::kTestSet:
+      return "test-set";
+  }
+  return "unknown";
+}
+
+// Which keys a key may protect or be used for. A key-encrypting key (the transport keys and the
+// terminal master keys, with everything diversified from them) wraps and unwraps keys but never
+// decrypts data: that would hand out in clear whatever was wrapped under it.
+enum class Family : std::uint8_t {
+  kIssuer,          // issuer master keys other than transport, and the card keys from them
+  kTransport,       // "transport" and the card/PSAM transport keys diversified from it
+  kTerminalMaster,  // "tmk/..." and keys diversified from one
+  kReceived,        // a key unwrapped from a cryptogram (a terminal's working key)
+};
+
+bool IsKeyEncryptingKey(Family f) {
+  return f == Family::kTransport || f == Family::kTerminalMaster;
+}
+
+Family FamilyOfName(std::string_view name) {
+  if (name == "transport") return Family::kTransport;
+  if (IsTerminalMasterKeyName(name)) return Family::kTerminalMaster;
+  return Family::kIssuer;
+}
+
+struct StoredKey {
+  std::string name;
+  std::uint8_t version = 0;
+  Origin origin = Origin::kGenerated;
+  std::int64_t created = 0;  // Unix time, UTC
+  Bytes value;               // 16 bytes (2-key 3DES)
+  Bytes kcv;                 // 3 bytes
+};
+
+std::string IsoUtc(std::int64_t unix_time) {
+  std::time_t t = static_cast<std::time_t>(unix_time);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+std::string KcvHex(const Bytes& kcv) { return ToHex(kcv); }
+
+std::string SystemError(const std::string& what, const std::string& path, int error) {
+  return "key store: " + what + " " + path + ": " + std::strerror(error);
+}
+
+// ---- OpenSSL primitives (none of their errors carries key material) ----------------------
+
+Result<Bytes> Scrypt(std::string_view passphrase, ByteView salt, const KdfParams& kdf) {
+  EVP_KDF* algorithm = EVP_KDF_fetch(nullptr, "SCRYPT", nullptr);
+  if (algorithm == nullptr) return MakeError("key store: OpenSSL has no SCRYPT KDF");
+  EVP_KDF_CTX* ctx = EVP_KDF_CTX_new(algorithm);
+  EVP_KDF_free(algorithm);
+  if (ctx == nullptr) return MakeError("key store: out of memory");
+  std::uint64_t n = kdf.n, max_memory = kScryptMaxMemory;
+  std::uint32_t r = kdf.r, p = kdf.p;
+  // OSSL_PARAM wants non-const pointers; OpenSSL only reads these.
+  OSSL_PARAM params[] = {
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD,
+                                        const_cast<char*>(passphrase.data()), passphrase.size()),
+      OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, const_cast<std::uint8_t*>(salt.data()),
+                                        salt.size()),
+      OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n),
+      OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r),
+      OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p),
+      OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &max_memory),
+      OSSL_PARAM_construct_end()};
+  Bytes kek(kKekSize);
+  const int ok = EVP_KDF_derive(ctx, kek.data(), kek.size(), params);
+  EVP_KDF_CTX_free(ctx);
+  if (ok != 1) return MakeError("key store: scrypt key derivation failed");
+  return kek;
+}
+
+Bytes Verifier(const Bytes& kek) {
+  Bytes out(kVerifierSize);
+  unsigned int length = 0;
+  HMAC(EVP_sha256(), kek.data(), static_cast<int>(kek.size()),
+       reinterpret_cast<const unsigned char*>(kVerifierLabel.data()), kVerifierLabel.size(),
+       out.data(), &length);
+  out.resize(length);
+  return out;
+}
+
+Bytes Sha256(ByteView data) {
+  Bytes out(kDigestSize);
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr);
+  out.resize(length);
+  return out;
+}
+
+struct CipherCtxFree {
+  void operator()(EVP_CIPHER_CTX* ctx) const { EVP_CIPHER_CTX_free(ctx); }
+};
+using CipherCtx = std::unique_ptr<EVP_CIPHER_CTX, CipherCtxFree>;
+
+// AES-256-GCM over `plain` with `aad`: ciphertext ‖ tag.
+Result<Bytes> GcmSeal(const Bytes& kek, ByteView nonce, ByteView aad, ByteView plain) {
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  Bytes out(plain.size() + kTagSize);
+  int length = 0, final_length = 0;
+  if (!ctx ||
+      EVP_EncryptInit_ex2(ctx.get(), EVP_aes_256_gcm(), kek.data(), nonce.data(), nullptr) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &length, aad.data(), static_cast<int>(aad.size())) !=
+          1 ||
+      EVP_EncryptUpdate(ctx.get(), out.data(), &length, plain.data(),
+                        static_cast<int>(plain.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), out.data() + length, &final_length) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, static_cast<int>(kTagSize),
+                          out.data() + plain.size()) != 1) {
+    SecureWipe(out);
+    return MakeError("key store: AES-256-GCM encryption failed");
+  }
+  return out;
+}
+
+// The plaintext, or nullopt when the tag does not verify.
+std::optional<Bytes> GcmOpen(const Bytes& kek, ByteView nonce, ByteView aad, ByteView sealed) {
+  if (sealed.size() < kTagSize) return std::nullopt;
+  const std::size_t body_size = sealed.size() - kTagSize;
+  Bytes tag(sealed.end() - static_cast<std::ptrdiff_t>(kTagSize), sealed.end());
+  CipherCtx ctx(EVP_CIPHER_CTX_new());
+  Bytes plain(body_size + 1);  // never zero-sized: OpenSSL wants a valid pointer
+  int length = 0, final_length = 0;
+  const bool ok =
+      ctx &&
+      EVP_DecryptInit_ex2(ctx.get(), EVP_aes_256_gcm(), kek.data(), nonce.data(), nullptr) == 1 &&
+      EVP_DecryptUpdate(ctx.get(), nullptr, &length, aad.data(), static_cast<int>(aad.size())) ==
+          1 &&
+      EVP_DecryptUpdate(ctx.get(), plain.data(), &length, sealed.data(),
+                        static_cast<int>(body_size)) == 1 &&
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, static_cast<int>(kTagSize),
+                          tag.data()) == 1 &&
+      EVP_DecryptFinal_ex(ctx.get(), plain.data() + length, &final_length) == 1;
+  if (!ok) {
+    SecureWipe(plain);
+    return std::nullopt;
+  }
+  plain.resize(body_size);
+  return plain;
+}
+
+// ---- Header and records --------------------------------------------------------------------
+
+struct Header {
+  KdfParams kdf;
+  Bytes salt;  // 16
+  bool test_only = false;
+  Bytes verifier;  // 32
+  Bytes nonce;     // 12
+};
+
+Bytes WriteHeader(const Header& h) {
+  Bytes out;
+  out.reserve(kHeaderSize);
+  Append(out, kMagic);
+  AppendU16(out, kFormatVersion);
+  out.push_back(static_cast<std::uint8_t>(kKdfName.size()));
+  out.insert(out.end(), kKdfName.begin(), kKdfName.end());
+  AppendU64(out, h.kdf.n);
+  AppendU32(out, h.kdf.r);
+  AppendU32(out, h.kdf.p);
+  Append(out, h.salt);
+  out.push_back(h.test_only ? kFlagTestOnly : 0);
+  Append(out, h.verifier);
+  Append(out, h.nonce);
+  Append(out, Sha256(out));
+  return out;
+}
+
+bool IsAcceptedKdf(const KdfParams& kdf) {
+  const bool n_power_of_two = kdf.n != 0 && (kdf.n & (kdf.n - 1)) == 0;
+  return n_power_of_two && kdf.n >= kTestKdf.n && kdf.n <= (1u << 20) && kdf.r >= 1 &&
+         kdf.r <= 32 && kdf.p >= 1 && kdf.p <= 16 && 128 * kdf.n * kdf.r <= kScryptMaxMemory;
+}
+
+Error Corrupt(const std::string& path) {
+  return MakeError("key store file " + path + " is corrupt or has been tampered with");
+}
+
+Result<Header> ReadHeader(ByteView file, const std::string& path) {
+  if (file.size() < kMagic.size() || !std::equal(kMagic.begin(), kMagic.end(), file.begin())) {
+    return MakeError("key store: " + path + " is not a medcard key store file");
+  }
+  if (file.size() < kHeaderSize + kTagSize) return Corrupt(path);
+  const std::uint16_t version = ReadU16(file, kMagic.size());
+  if (version != kFormatVersion) {
+    return MakeError("key store: " + path + " has format version " + std::to_string(version) +
+                     "; this medcard reads version " + std::to_string(kFormatVersion));
+  }
+  ByteView header = file.first(kHeaderSize);
+  if (!ConstantTimeEqual(Sha256(header.first(kHeaderSize - kDigestSize)),
+                         header.last(kDigestSize))) {
+    return Corrupt(path);
+  }
+  std::size_t at = kMagic.size() + 2;
+  const std::size_t name_length = header[at++];
+  if (name_length != kKdfName.size() ||
+      !std::equal(kKdfName.begin(), kKdfName.end(), header.begin() + static_cast<long>(at))) {
+    return MakeError("key store: " + path + " uses an unknown key derivation function");
+  }
+  at += name_length;
+  Header h;
+  h.kdf.n = ReadU64(header, at);
+  h.kdf.r = ReadU32(header, at + 8);
+  h.kdf.p = ReadU32(header, at + 12);
+  at += 16;
+  if (!IsAcceptedKdf(h.kdf)) return Corrupt(path);
+  h.salt.assign(header.begin() + static_cast<long>(at),
+                header.begin() + static_cast<long>(at + kSaltSize));
+  at += kSaltSize;
+  const std::uint8_t flags = header[at++];
+  if ((flags & ~kFlagTestOnly) != 0) return Corrupt(path);
+  h.test_only = (flags & kFlagTestOnly) != 0;
+  h.verifier.assign(header.begin() + static_cast<long>(at),
+                    header.begin() + static_cast<long>(at + kVerifierSize));
+  at += kVerifierSize;
+  h.nonce.assign(header.begin() + static_cast<long>(at),
+                 header.begin() + static_cast<long>(at + kNonceSize));
+  return h;
+}
+
+// count(4) ‖ per key: name length(1) ‖ name ‖ version(1) ‖ origin(1) ‖ created(8, Unix time)
+// ‖ value length(1) ‖ value ‖ KCV(3)
+Bytes WriteRecords(const std::vector<StoredKey>& keys) {
+  std::size_t size = 4;
+  for (const auto& k : keys) size += 1 + k.name.size() + 1 + 1 + 8 + 1 + k.value.size() + 3;
+  Bytes out;
+  out.reserve(size);  // one allocation: no stray copies of key bytes in freed memory
+  AppendU32(out, static_cast<std::uint32_t>(keys.size()));
+  for (const auto& k : keys) {
+    out.push_back(static_cast<std::uint8_t>(k.name.size()));
+    out.insert(out.end(), k.name.begin(), k.name.end());
+    out.push_back(k.version);
+    out.push_back(static_cast<std::uint8_t>(k.origin));
+    AppendU64(out, static_cast<std::uint64_t>(k.created));
+    out.push_back(static_cast<std::uint8_t>(k.value.size()));
+    Append(out, k.value);
+    Append(out, k.kcv);
+  }
+  return out;
+}
+
+std::optional<std::vector<StoredKey>> ReadRecords(ByteView in) {
+  if (in.size() < 4) return std::nullopt;
+  const std::uint32_t count = ReadU32(in, 0);
+  std::size_t at = 4;
+  std::vector<StoredKey> keys;
+  auto fail = [&keys] {
+    for (auto& k : keys) SecureWipe(k.value);
+    return std::nullopt;
+  };
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (at + 1 > in.size()) return fail();
+    StoredKey k;
+    const std::size_t name_length = in[at++];
+    if (at + name_length + 11 > in.size()) return fail();
+    k.name.assign(in.begin() + static_cast<long>(at),
+                  in.begin() + static_cast<long>(at + name_length));
+    at += name_length;
+    k.version = in[at++];
+    const std::uint8_t origin = in[at++];
+    k.created = static_cast<std::int64_t>(ReadU64(in, at));
+    at += 8;
+    const std::size_t value_length = in[at++];
+    if (!IsValidKeyName(k.name) || k.version == 0 || origin < 1 || origin > 3 ||
+        value_length != 16 || at + value_length + 3 > in.size()) {
+      return fail();
+    }
+    k.origin = static_cast<Origin>(origin);
+    k.value.reserve(value_length);
+    k.value.assign(in.begin() + static_cast<long>(at),
+                   in.begin() + static_cast<long>(at + value_length));
+    at += value_length;
+    k.kcv.assign(in.begin() + static_cast<long>(at), in.begin() + static_cast<long>(at + 3));
+    at += 3;
+    auto kcv = crypto::Kcv(k.value);
+    keys.push_back(std::move(k));
+    if (!kcv.ok() || *kcv != keys.back().kcv) return fail();
+  }
+  if (at != in.size()) return fail();
+  return keys;
+}
+
+// ---- Files ---------------------------------------------------------------------------------
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  Fd& operator=(Fd&& other) noexcept {
+    if (this != &other) {
+      Close();
+      fd_ = std::exchange(other.fd_, -1);
+    }
+    return *this;
+  }
+  ~Fd() { Close(); }
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// Opens the store directory and takes an exclusive lock on it for the life of the store.
+Result<Fd> LockDirectory(const std::string& dir) {
+  Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!fd.valid()) return MakeError(SystemError("cannot open directory", dir, errno));
+  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return MakeError("key store " + dir + " is in use by another process");
+    }
+    return MakeError(SystemError("cannot lock", dir, errno));
+  }
+  return fd;
+}
+
+Status WriteAll(int fd, ByteView data, const std::string& path) {
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + done, data.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return MakeError(SystemError("cannot write", path, errno));
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::Ok();
+}
+
+Status SyncFd(int fd, const std::string& path) {
+  while (::fsync(fd) != 0) {
+    if (errno != EINTR) return MakeError(SystemError("cannot fsync", path, errno));
+  }
+  return Status::Ok();
+}
+
+// The new content goes to keystore.mks.tmp (0600), is synced, then renamed over keystore.mks
+// and the directory synced: a crash at any point leaves either the old or the new store.
+Status ReplaceAtomically(const std::string& dir, int dir_fd, ByteView content) {
+  const std::string temp = dir + "/" + kTempFileName, target = dir + "/" + kStoreFileName;
+  Fd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
+  if (!fd.valid()) return MakeError(SystemError("cannot create", temp, errno));
+  Status written = ::fchmod(fd.get(), 0600) == 0
+                       ? WriteAll(fd.get(), content, temp)
+                       : Status(MakeError(SystemError("cannot chmod", temp, errno)));
+  if (written.ok()) written = SyncFd(fd.get(), temp);
+  fd.Close();
+  if (written.ok() && ::rename(temp.c_str(), target.c_str()) != 0) {
+    written = MakeError(SystemError("cannot rename to", target, errno));
+  }
+  if (!written.ok()) {
+    ::unlink(temp.c_str());
+    return written;
+  }
+  return SyncFd(dir_fd, dir);
+}
+
+Result<Bytes> ReadStoreFile(const std::string& path) {
+  Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+  if (!fd.valid()) {
+    if (errno == ENOENT) return MakeError("key store: no key store at " + path);
+    return MakeError(SystemError("cannot open", path, errno));
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return MakeError(SystemError("cannot stat", path, errno));
+  if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) > kMaxFileSize) {
+    return MakeError("key store: " + path + " is not a medcard key store file");
+  }
+  Bytes content(static_cast<std::size_t>(st.st_size));
+  std::size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::read(fd.get(), content.data() + done, content.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return MakeError(SystemError("cannot read", path, errno));
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  content.resize(done);
+  return content;
+}
+
+Result<KdfParams> KdfForNewStore() {
+  const char* setting = std::getenv("MEDCARD_KEYSTORE_TEST_KDF");
+  if (setting == nullptr || *setting == '\0') return kProductionKdf;
+  if (std::string_view(setting) == "fast") return kTestKdf;
+  return MakeError("key store: MEDCARD_KEYSTORE_TEST_KDF must be \"fast\" or unset");
+}
+
+// Sets the DES parity bit (the low bit of each byte) so every byte has odd parity; DES ignores
+// these bits, but HSMs and key-loading devices check them.
+void AdjustDesParity(Bytes& key) {
+  for (auto& b : key) {
+    const std::uint8_t high = static_cast<std::uint8_t>(b & 0xFE);
+    const bool even = std::popcount(static_cast<unsigned>(high)) % 2 == 0;
+    b = static_cast<std::uint8_t>(high | (even ? 1 : 0));
+  }
+}
+
+bool HalvesEqual(const Bytes& key) {
+  return key.size() == 16 && std::equal(key.begin(), key.begin() + 8, key.begin() + 8);
+}
+
+// ---- The store ------------------------------------------------------------------------------
+
+class SoftwareKeyStore final : public KeyStore {
+ public:
+  SoftwareKeyStore(std::string dir, Fd lock, Header header, Bytes kek, std::vector<StoredKey> keys)
+      : dir_(std::move(dir)),
+        lock_(std::move(lock)),
+        header_(std::move(header)),
+        kek_(std::move(kek)),
+        keys_(std::move(keys)) {
+    // Refs start at a random point so a ref from another store is very unlikely to name a key
+    // here; 0 is never a valid ref.
+    next_id_ = (ReadU64(crypto::RandomBytes(8)) >> 2) | 1;
+  }
+  SoftwareKeyStore(const SoftwareKeyStore&) = delete;
+  SoftwareKeyStore& operator=(const SoftwareKeyStore&) = delete;
+
+  ~SoftwareKeyStore() override {
+    for (auto& k : keys_) SecureWipe(k.value);
+    for (auto& [id, handle] : handles_) SecureWipe(handle.value);
+    SecureWipe(kek_);
+  }
+
+  bool test_only() const override { return header_.test_only; }
+  std::string Describe() const override { return "software:" + dir_; }
+
+  Status Persist() {
+    header_.nonce = crypto::RandomBytes(kNonceSize);
+    const Bytes header = WriteHeader(header_);
+    Bytes records = WriteRecords(keys_);
+    auto sealed = GcmSeal(kek_, header_.nonce, header, records);
+    SecureWipe(records);
+    if (!sealed.ok()) return sealed.error();
+    return ReplaceAtomically(dir_, lock_.get(), Concat({header, *sealed}));
+  }
+
+  Result<std::vector<KeyInfo>> List() override {
+    std::vector<KeyInfo> out;
+    for (const auto& k : keys_) out.push_back(Info(k));
+    std::sort(out.begin(), out.end(), [](const KeyInfo& a, const KeyInfo& b) {
+      return std::tie(a.name, a.version) < std::tie(b.name, b.version);
+    });
+    return out;
+  }
+
+  Result<KeyInfo> Generate(std::string_view name) override {
+    Bytes value = crypto::RandomBytes(16);
+    AdjustDesParity(value);
+    while (HalvesEqual(value)) {  // 2^-56: a single-DES key in 3DES clothing
+      SecureWipe(value);
+      value = crypto::RandomBytes(16);
+      AdjustDesParity(value);
+    }
+    return Add(name, std::move(value), Origin::kGenerated);
+  }
+
+  Result<KeyInfo> ImportComponents(std::string_view name,
+                                   std::span<const Bytes> components) override {
+    if (components.size() < 2) {
+      return MakeError("key store: a key ceremony needs at least 2 components, got " +
+                       std::to_string(components.size()));
+    }
+    Bytes key(16, 0);
+    for (std::size_t i = 0; i < components.size(); ++i) {
+      if (components[i].size() != 16) {
+        SecureWipe(key);
+        return MakeError("key store: component " + std::to_string(i + 1) + " is " +
+                         std::to_string(components[i].size()) + " bytes; a component is 16");
+      }
+      for (std::size_t j = 0; j < 16; ++j) key[j] ^= components[i][j];
+    }
+    if (std::all_of(key.begin(), key.end(), [](std::uint8_t b) { return b == 0; })) {
+      SecureWipe(key);
+      return MakeError("key store: the components combine to an all-zero key; refused");
+    }
+    if (HalvesEqual(key)) {
+      SecureWipe(key);
+      return MakeError(
+          "key store: the components combine to a key whose two halves are equal (single-DES "
+          "strength); refused");
+    }
+    return Add(name, std::move(key), Origin::kComponents);
+  }
+
+  Result<KeyInfo> ImportTestKey(std::string_view name, ByteView key) override {
+    if (!header_.test_only) {
+      return MakeError("key store: refused to import a published test key into " + Describe() +
+                       ", which is not a test key store");
+    }
+    if (key.size() != 16) {
+      return MakeError("key store: a test key is 16 bytes, got " + std::to_string(key.size()));
+    }
+    return Add(name, Bytes(key.begin(), key.end()), Origin::kTestSet);
+  }
+
+  Result<KeyRef> Find(std::string_view name, std::optional<std::uint8_t> version) override {
+    if (!IsValidKeyName(name)) return BadName(name);
+    std::optional<std::size_t> found;
+    std::uint8_t latest = 0;
+    for (std::size_t i = 0; i < keys_.size(); ++i) {
+      if (keys_[i].name != name) continue;
+      latest = std::max(latest, keys_[i].version);
+      if (version ? keys_[i].version == *version
+                  : (!found || keys_[i].version > keys_[*found].version)) {
+        found = i;
+      }
+    }
+    if (latest == 0) {
+      return MakeError("key store: no key \"" + std::string(name) + "\" in " + Describe());
+    }
+    if (!found) {
+      return MakeError("key store: no version " + std::to_string(*version) + " of key \"" +
+                       std::string(name) + "\" (latest is " + std::to_string(latest) + ")");
+    }
+    Handle h;
+    h.stored = *found;
+    h.family = FamilyOfName(name);
+    return NewRef(std::move(h));
+  }
+
+  Result<KeyRef> Diversify(KeyRef master, ByteView factor) override {
+    auto h = Get(master);
+    if (!h.ok()) return h.error();
+    if (factor.size() != 8) {
+      return MakeError("key store: a diversification factor is 8 bytes, got " +
+                       std::to_string(factor.size()));
+    }
+    const Bytes& mk = Value(**h);
+    if (mk.size() != 16) return KeyLengthError("diversification", 16, mk.size());
+    return Derived(crypto::Diversify(mk, factor), (*h)->family);
+  }
+
+  Result<KeyRef> DeriveSessionKey(KeyRef key, ByteView data) override {
+    auto h = Get(key);
+    if (!h.ok()) return h.error();
+    if (IsKeyEncryptingKey((*h)->family)) return KekMisuse("derive a session key");
+    if (data.size() != 8) {
+      return MakeError("key store: session key data is 8 bytes, got " +
+                       std::to_string(data.size()));
+    }
+    const Bytes& k = Value(**h);
+    if (k.size() != 16) return KeyLengthError("a session key derivation", 16, k.size());
+    auto cipher = crypto::BlockCipher::Des(k);
+    if (!cipher.ok()) return cipher.error();
+    return Derived(cipher->EncryptEcb(data), (*h)->family);
+  }
+
+  Result<KeyRef> DeriveTacKey(KeyRef dtk) override {
+    auto h = Get(dtk);
+    if (!h.ok()) return h.error();
+    if (IsKeyEncryptingKey((*h)->family)) return KekMisuse("derive a TAC key");
+    const Bytes& k = Value(**h);
+    if (k.size() != 16) return KeyLengthError("a TAC key derivation", 16, k.size());
+    return Derived(crypto::TacKey(k), (*h)->family);
+  }
+
+  Result<KeyRef> Unwrap(KeyRef wrapping, ByteView cryptogram) override {
+    auto h = Get(wrapping);
+    if (!h.ok()) return h.error();
+    if (!IsKeyEncryptingKey((*h)->family)) return NotKek("unwrap");
+    return Derived(crypto::DecryptKeyFromTransport(Value(**h), cryptogram), Family::kReceived);
+  }
+
+  void Release(KeyRef key) override {
+    auto it = handles_.find(key.id);
+    if (it == handles_.end()) return;
+    SecureWipe(it->second.value);
+    handles_.erase(it);
+  }
+
+  Result<Bytes> Mac(KeyRef key, ByteView data, ByteView iv) override {
+    auto h = Get(key);
+    if (!h.ok()) return h.error();
+    return crypto::PbocMac(Value(**h), data, iv);
+  }
+
+  Result<Bytes> Encrypt(KeyRef key, ByteView data, CipherMode mode, ByteView iv) override {
+    return Cipher(key, data, mode, iv, true);
+  }
+
+  Result<Bytes> Decrypt(KeyRef key, ByteView data, CipherMode mode, ByteView iv) override {
+    return Cipher(key, data, mode, iv, false);
+  }
+
+  Result<Bytes> Wrap(KeyRef wrapping, KeyRef key) override {
+    auto w = Get(wrapping);
+    if (!w.ok()) return w.error();
+    auto k = Get(key);
+    if (!k.ok()) return k.error();
+    if (!IsKeyEncryptingKey((*w)->family)) return NotKek("wrap");
+    // A terminal master key is known to the terminal: only keys meant for the terminal (its
+    // working keys) travel under it, never an issuer or transport key.
+    if ((*w)->family == Family::kTerminalMaster && (*k)->family != Family::kReceived) {
+      return MakeError(
+          "key store: refused to wrap an issuer or transport key under a terminal master key");
+    }
+    return crypto::EncryptKeyForTransport(Value(**w), Value(**k));
+  }
+
+  Result<Bytes> Kcv(KeyRef key) override {
+    auto h = Get(key);
+    if (!h.ok()) return h.error();
+    return crypto::Kcv(Value(**h));
+  }
+
+ private:
+  struct Handle {
+    std::optional<std::size_t> stored;  // index into keys_ (never removed), or transient:
+    Bytes value;
+    Family family = Family::kIssuer;
+  };
+
+  static KeyInfo Info(const StoredKey& k) {
+    return {k.name, k.version, KcvHex(k.kcv), OriginName(k.origin), IsoUtc(k.created)};
+  }
+
+  static Error BadName(std::string_view name) {
+    return MakeError("key store: \"" + std::string(name) +
+                     "\" is not a key name (an issuer role such as \"purchase\", or "
+                     "tmk/<12 upper-case hex digits>)");
+  }
+  static Error KeyLengthError(const char* what, std::size_t want, std::size_t got) {
+    return MakeError(std::string("key store: ") + what + " needs a " + std::to_string(want) +
+                     "-byte key, this one is " + std::to_string(got) + " bytes");
+  }
+  static Error KekMisuse(const char* what) {
+    return MakeError(std::string("key store: a key-encrypting key (transport or terminal master "
+                                 "key) cannot ") +
+                     what);
+  }
+  static Error NotKek(const char* what) {
+    return MakeError(std::string("key store: only a transport key or a terminal master key can ") +
+                     what + " keys");
+  }
+
+  Result<KeyInfo> Add(std::string_view name, Bytes value, Origin origin) {
+    if (!IsValidKeyName(name)) {
+      SecureWipe(value);
+      return BadName(name);
+    }
+    std::uint8_t latest = 0;
+    for (const auto& k : keys_) {
+      if (k.name == name) latest = std::max(latest, k.version);
+    }
+    if (latest == std::numeric_limits<std::uint8_t>::max()) {
+      SecureWipe(value);
+      return MakeError("key store: key \"" + std::string(name) + "\" has no version left");
+    }
+    auto kcv = crypto::Kcv(value);
+    if (!kcv.ok()) {
+      SecureWipe(value);
+      return kcv.error();
+    }
+    StoredKey k;
+    k.name = std::string(name);
+    k.version = static_cast<std::uint8_t>(latest + 1);
+    k.origin = origin;
+    k.created = static_cast<std::int64_t>(std::time(nullptr));
+    k.value = std::move(value);
+    k.kcv = std::move(kcv).value();
+    // Handles hold indexes into keys_: reallocation moves the values (no copies to wipe).
+    keys_.push_back(std::move(k));
+    Status saved = Persist();
+    if (!saved.ok()) {
+      SecureWipe(keys_.back().value);
+      keys_.pop_back();
+      return saved.error();
+    }
+    return Info(keys_.back());
+  }
+
+  KeyRef NewRef(Handle h) {
+    const std::uint64_t id = next_id_++;
+    handles_.emplace(id, std::move(h));
+    return KeyRef{id};
+  }
+
+  Result<KeyRef> Derived(Result<Bytes> value, Family family) {
+    if (!value.ok()) return value.error();
+    Handle h;
+    h.value = std::move(value).value();
+    h.family = family;
+    return NewRef(std::move(h));
+  }
+
+  Result<const Handle*> Get(KeyRef ref) const {
+    auto it = handles_.find(ref.id);
+    if (it == handles_.end()) {
+      return MakeError("key store: unknown or released key reference");
+    }
+    return &it->second;
+  }
+
+  const Bytes& Value(const Handle& h) const { return h.stored ? keys_[*h.stored].value : h.value; }
+
+  Result<Bytes> Cipher(KeyRef key, ByteView data, CipherMode mode, ByteView iv, bool encrypt) {
+    auto h = Get(key);
+    if (!h.ok()) return h.error();
+    if (!encrypt && IsKeyEncryptingKey((*h)->family)) {
+      return KekMisuse("decrypt data (that would reveal the keys wrapped under it)");
+    }
+    if (data.empty() || data.size() % 8 != 0) {
+      return MakeError("key store: data to " + std::string(encrypt ? "encrypt" : "decrypt") +
+                       " is a whole number of 8-byte blocks, got " + std::to_string(data.size()) +
+                       " bytes");
+    }
+    if (mode == CipherMode::kEcb && !iv.empty()) {
+      return MakeError("key store: ECB takes no IV");
+    }
+    if (mode == CipherMode::kCbc && !iv.empty() && iv.size() != 8) {
+      return MakeError("key store: a CBC IV is 8 bytes, got " + std::to_string(iv.size()));
+    }
+    auto cipher = crypto::BlockCipher::Des(Value(**h));
+    if (!cipher.ok()) return cipher.error();
+    if (mode == CipherMode::kEcb) {
+      return encrypt ? cipher->EncryptEcb(data) : cipher->DecryptEcb(data);
+    }
+    const Bytes zero_iv(8, 0);
+    ByteView chain = iv.empty() ? ByteView(zero_iv) : iv;
+    return encrypt ? cipher->EncryptCbc(data, chain) : cipher->DecryptCbc(data, chain);
+  }
+
+  std::string dir_;
+  Fd lock_;
+  Header header_;
+  Bytes kek_;
+  std::vector<StoredKey> keys_;
+  std::unordered_map<std::uint64_t, Handle> handles_;
+  std::uint64_t next_id_ = 1;
+};
+
+std::string AbsoluteDir(const std::string& dir) {
+  std::error_code ec;
+  auto absolute = std::filesystem::absolute(dir, ec);
+  return ec ? dir : absolute.lexically_normal().string();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<KeyStore>> CreateSoftwareKeyStore(const std::string& dir_argument,
+                                                         std::string_view passphrase,
+                                                         bool test_only) {
+  if (passphrase.size() < kMinPassphraseLength) {
+    return MakeError("key store: a passphrase has at least " +
+                     std::to_string(kMinPassphraseLength) + " characters");
+  }
+  auto kdf = KdfForNewStore();
+  if (!kdf.ok()) return kdf.error();
+  std::string dir = AbsoluteDir(dir_argument);
+  std::error_code ec;
+  if (!std::filesystem::exists(dir, ec)) {
+    const auto parent = std::filesystem::path(dir).parent_path();
+    if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+    if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+      return MakeError(SystemError("cannot create directory", dir, errno));
+    }
+  }
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return MakeError("key store: " + dir + " is not a directory");
+  }
+  if (::chmod(dir.c_str(), 0700) != 0) {
+    return MakeError(SystemError("cannot restrict the mode of", dir, errno));
+  }
+  auto lock = LockDirectory(dir);
+  if (!lock.ok()) return lock.error();
+  const std::string path = dir + "/" + kStoreFileName;
+  if (std::filesystem::exists(path, ec)) {
+    return MakeError("key store: a key store already exists in " + dir);
+  }
+  Header header;
+  header.kdf = *kdf;
+  header.salt = crypto::RandomBytes(kSaltSize);
+  header.test_only = test_only;
+  auto kek = Scrypt(passphrase, header.salt, header.kdf);
+  if (!kek.ok()) return kek.error();
+  header.verifier = Verifier(*kek);
+  auto store = std::make_unique<SoftwareKeyStore>(dir, std::move(lock).value(), std::move(header),
+                                                  std::move(kek).value(), std::vector<StoredKey>{});
+  Status saved = store->Persist();
+  if (!saved.ok()) return saved.error();
+  return std::unique_ptr<KeyStore>(std::move(store));
+}
+
+Result<std::unique_ptr<KeyStore>> OpenSoftwareKeyStore(const std::string& dir_argument,
+                                                       std::string_view passphrase) {
+  std::string dir = AbsoluteDir(dir_argument);
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) {
+    return MakeError("key store: no key store directory " + dir);
+  }
+  auto lock = LockDirectory(dir);
+  if (!lock.ok()) return lock.error();
+  const std::string path = dir + "/" + kStoreFileName;
+  auto file = ReadStoreFile(path);
+  if (!file.ok()) return file.error();
+  auto header = ReadHeader(*file, path);
+  if (!header.ok()) return header.error();
+  auto kek = Scrypt(passphrase, header->salt, header->kdf);
+  if (!kek.ok()) return kek.error();
+  if (!ConstantTimeEqual(Verifier(*kek), header->verifier)) {
+    SecureWipe(*kek);
+    return MakeError("key store: wrong passphrase for " + dir);
+  }
+  ByteView content(*file);
+  auto plain =
+      GcmOpen(*kek, header->nonce, content.first(kHeaderSize), content.subspan(kHeaderSize));
+  if (!plain) {
+    SecureWipe(*kek);
+    return Corrupt(path);
+  }
+  auto keys = ReadRecords(*plain);
+  SecureWipe(*plain);
+  if (!keys) {
+    SecureWipe(*kek);
+    return Corrupt(path);
+  }
+  // A temporary file left by a write that never reached its rename is not the store.
+  ::unlink((dir + "/" + kTempFileName).c_str());
+  return std::unique_ptr<KeyStore>(
+      std::make_unique<SoftwareKeyStore>(dir, std::move(lock).value(), std::move(header).value(),
+                                         std::move(kek).value(), std::move(keys).value()));
+}
+
+}  // namespace medcard::keys

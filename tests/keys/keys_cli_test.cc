@@ -1,0 +1,211 @@
+// `medcard keys ...` through the real binary, as an operator or a script runs it: the passphrase
+// in MEDCARD_KEYSTORE_PASSPHRASE, ceremony components on stdin (not a terminal: one per line).
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+
+#include "crypto/crypto.h"
+
+namespace medcard {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+class KeysCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::path(::testing::TempDir()) / "medcard-keys-cli-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    store_ = (dir_ / "store").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Runs `medcard <args>` with `input` on stdin; the passphrase in the environment unless empty.
+  CliRun Medcard(const std::string& args, const std::string& input = "",
+                 const std::string& passphrase = "store passphrase 1") {
+    const fs::path in = dir_ / "stdin", out = dir_ / "stdout", err = dir_ / "stderr";
+    std::ofstream(in, std::ios::binary) << input;
+    std::string command = "env -u MEDCARD_KEYSTORE_PASSPHRASE MEDCARD_KEYSTORE_TEST_KDF=fast ";
+    if (!passphrase.empty()) command += "MEDCARD_KEYSTORE_PASSPHRASE='" + passphrase + "' ";
+    command += std::string(MEDCARD_CLI) + " " + args + " <" + in.string() + " >" + out.string() +
+               " 2>" + err.string();
+    const int status = std::system(command.c_str());
+    CliRun r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = ReadText(out);
+    r.err = ReadText(err);
+    return r;
+  }
+  CliRun Keys(const std::string& command, const std::string& rest = "",
+              const std::string& input = "") {
+    return Medcard("keys " + command + " --store " + store_ + " " + rest, input);
+  }
+
+  fs::path dir_;
+  std::string store_;
+};
+
+TEST_F(KeysCliTest, InitCreatesAnEmptyStoreAndListSaysSoWithoutATestBanner) {
+  CliRun init = Keys("init");
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  EXPECT_THAT(init.out, HasSubstr("created software:" + store_));
+  CliRun list = Keys("list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("0 keys"));
+  EXPECT_THAT(list.out, Not(HasSubstr("TEST KEY STORE")));
+  CliRun again = Keys("init");
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("already exists"));
+}
+
+TEST_F(KeysCliTest, CeremonyPrintsEachComponentsKcvAndTheKeysAndWritesNoComponentAnywhere) {
+  ASSERT_EQ(Keys("init").exit_code, 0);
+  const Bytes a = crypto::RandomBytes(16), b = crypto::RandomBytes(16), c = crypto::RandomBytes(16);
+  Bytes key(16);
+  for (std::size_t i = 0; i < 16; ++i) key[i] = static_cast<std::uint8_t>(a[i] ^ b[i] ^ c[i]);
+  // Custodians may type lower case and spaces.
+  std::string second = ToHex(b);
+  for (auto& ch : second) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  second.insert(16, " ");
+  CliRun ceremony = Keys("ceremony", "--role settlement --components 3",
+                         ToHex(a) + "\n" + second + "\n" + ToHex(c) + "\n");
+  ASSERT_EQ(ceremony.exit_code, 0) << ceremony.err;
+  EXPECT_THAT(ceremony.out, HasSubstr("component 1 of 3: KCV " + ToHex(*crypto::Kcv(a))));
+  EXPECT_THAT(ceremony.out, HasSubstr("component 2 of 3: KCV " + ToHex(*crypto::Kcv(b))));
+  EXPECT_THAT(ceremony.out, HasSubstr("component 3 of 3: KCV " + ToHex(*crypto::Kcv(c))));
+  EXPECT_THAT(ceremony.out, HasSubstr("key settlement version 1: KCV " + ToHex(*crypto::Kcv(key))));
+
+  CliRun list = Keys("list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("settlement"));
+  EXPECT_THAT(list.out, HasSubstr(ToHex(*crypto::Kcv(key))));
+  EXPECT_THAT(list.out, HasSubstr("components"));
+
+  const std::string file = ReadText(fs::path(store_) / "keystore.mks");
+  for (const Bytes& secret : {a, b, c, key}) {
+    for (const std::string& text : {ceremony.out, ceremony.err, list.out, list.err}) {
+      EXPECT_THAT(text, Not(HasSubstr(ToHex(secret))));
+    }
+    const std::string raw(secret.begin(), secret.end());
+    EXPECT_EQ(file.find(raw), std::string::npos);
+    EXPECT_EQ(file.find(raw.substr(0, 8)), std::string::npos);
+    EXPECT_EQ(file.find(raw.substr(8)), std::string::npos);
+  }
+}
+
+TEST_F(KeysCliTest, CeremonyRefusesOneComponentMalformedComponentsAndUnknownRoles) {
+  ASSERT_EQ(Keys("init").exit_code, 0);
+  const std::string a = ToHex(crypto::RandomBytes(16));
+  CliRun one = Keys("ceremony", "--role load --components 1", a + "\n");
+  EXPECT_EQ(one.exit_code, 2);
+  CliRun malformed = Keys("ceremony", "--role load --components 2", a + "\n" + a.substr(2) + "\n");
+  EXPECT_EQ(malformed.exit_code, 2);
+  EXPECT_THAT(malformed.err, HasSubstr("component 2 of 2 must be 32 hex digits"));
+  CliRun missing = Keys("ceremony", "--role load --components 2", a + "\n");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("component 2 of 2: no input"));
+  CliRun cancelling = Keys("ceremony", "--role load --components 2", a + "\n" + a + "\n");
+  EXPECT_EQ(cancelling.exit_code, 1);
+  EXPECT_THAT(cancelling.err, HasSubstr("all-zero"));
+  CliRun unknown = Keys("ceremony", "--role lode --components 2", a + "\n" + a + "\n");
+  EXPECT_EQ(unknown.exit_code, 2);
+  EXPECT_THAT(unknown.err, HasSubstr("unknown role \"lode\""));
+  EXPECT_THAT(Keys("list").out, HasSubstr("0 keys"));
+}
+
+TEST_F(KeysCliTest, GenerateOnceThenRotateAddsVersionsThatListShows) {
+  ASSERT_EQ(Keys("init").exit_code, 0);
+  CliRun rotate_missing = Keys("rotate", "--role purchase");
+  EXPECT_EQ(rotate_missing.exit_code, 1);
+  EXPECT_THAT(rotate_missing.err, HasSubstr("no key purchase"));
+  CliRun generated = Keys("generate", "--role purchase");
+  ASSERT_EQ(generated.exit_code, 0) << generated.err;
+  EXPECT_THAT(generated.out, HasSubstr("key purchase version 1: KCV "));
+  CliRun twice = Keys("generate", "--role purchase");
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_THAT(twice.err, HasSubstr("keys rotate"));
+  CliRun rotated = Keys("rotate", "--role purchase");
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  EXPECT_THAT(rotated.out, HasSubstr("key purchase version 2: KCV "));
+  CliRun tmk = Keys("generate", "--role tmk/00000000abcd");
+  ASSERT_EQ(tmk.exit_code, 0) << tmk.err;
+  EXPECT_THAT(tmk.out, HasSubstr("key tmk/00000000ABCD version 1"));
+
+  CliRun list = Keys("list", "--json");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("\"version\": 2"));
+  EXPECT_THAT(list.out, HasSubstr("\"test_only\": false"));
+  EXPECT_THAT(list.out, HasSubstr("tmk/00000000ABCD"));
+}
+
+TEST_F(KeysCliTest, ImportTestSetCreatesATestStoreAndEveryListingCarriesTheBanner) {
+  const std::string keyset = std::string(MEDCARD_TEST_DATA_DIR) + "/../../share/test-keyset.json";
+  CliRun imported = Medcard("keys import-test-set " + keyset + " --store " + store_);
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_THAT(imported.out, HasSubstr("TEST KEY STORE — not for real money"));
+  // The published purchase key's KCV, computed here from the file's own hex.
+  std::ifstream in(keyset);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string json = text.str();
+  const auto at = json.find("\"purchase\": \"") + 13;
+  const Bytes purchase = HexToBytes(json.substr(at, 32));
+  EXPECT_THAT(imported.out,
+              HasSubstr("key purchase version 1: KCV " + ToHex(*crypto::Kcv(purchase))));
+  CliRun list = Keys("list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("TEST KEY STORE — not for real money"));
+  EXPECT_THAT(list.out, HasSubstr("13 keys"));
+  EXPECT_THAT(list.out, HasSubstr("test-set"));
+  CliRun again = Medcard("keys import-test-set " + keyset + " --store " + store_);
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("already holds keys"));
+}
+
+TEST_F(KeysCliTest, ImportTestSetIsRefusedWithoutTheMarkerOrIntoARealStore) {
+  const fs::path unmarked = dir_ / "unmarked.json";
+  std::ofstream(unmarked) << R"({"keys": {"purchase": "00112233445566778899AABBCCDDEEFF"}})";
+  CliRun refused = Medcard("keys import-test-set " + unmarked.string() + " --store " + store_);
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("test_only"));
+  EXPECT_FALSE(fs::exists(fs::path(store_) / "keystore.mks"));
+
+  ASSERT_EQ(Keys("init").exit_code, 0);
+  const std::string keyset = std::string(MEDCARD_TEST_DATA_DIR) + "/../../share/test-keyset.json";
+  CliRun real = Medcard("keys import-test-set " + keyset + " --store " + store_);
+  EXPECT_EQ(real.exit_code, 1);
+  EXPECT_THAT(real.err, HasSubstr("not a test key store"));
+}
+
+TEST_F(KeysCliTest, WrongOrMissingPassphraseIsAClearError) {
+  ASSERT_EQ(Keys("init").exit_code, 0);
+  CliRun wrong = Medcard("keys list --store " + store_, "", "another passphrase");
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err, HasSubstr("wrong passphrase"));
+  CliRun none = Medcard("keys list --store " + store_, "store passphrase 1\n", "");
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_THAT(none.err, HasSubstr("MEDCARD_KEYSTORE_PASSPHRASE"));
+}
+
+}  // namespace
+}  // namespace medcard
