@@ -36,6 +36,8 @@ void AddPsamCommands(CLI::App& app);    // psam new | show | attach
 void AddReaderCommands(CLI::App& app);  // reader list | apdu
 void AddDemoCommand(CLI::App& app);     // demo
 void AddKeysCommands(CLI::App& app);    // keys init | ceremony | generate | rotate | list | ...
+// issue card | issue psam, and card blank | psam blank (call after AddCard/AddPsamCommands).
+void AddIssueCommands(CLI::App& app);
 
 // Installs SIGINT/SIGTERM handlers that call `stop` (async-signal-safe callers only).
 void OnInterrupt(void (*stop)());

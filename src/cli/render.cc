@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "common/bcd.h"
+#include "issuance/holder.h"
 
 namespace medcard::cli {
 
@@ -79,6 +80,11 @@ std::string RenderCard(const card::CardSummary& s) {
   std::string out;
   out += fmt::format("chip serial   {}\nlifecycle     {}\n", ToHex(s.chip_serial),
                      card::LifecycleName(s.lifecycle));
+  // The holder data the card shows to anyone (SFI 16, SSSE EF06), names decoded from GBK.
+  if (const auto holder = issuance::ReadCardholder(s); !holder.empty()) {
+    out += fmt::format("cardholder    {}\nSSN           {}\n", holder.name,
+                       holder.social_security_number);
+  }
   for (const auto& p : s.purses) {
     out += fmt::format("\napplication   {} ({}){}\n", ToHex(p.aid), p.path,
                        p.block == card::AppBlock::kNone

@@ -8,7 +8,6 @@
 // DES).
 #include <dlfcn.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <p11-kit-1/p11-kit/pkcs11.h>
 
 #include <algorithm>
@@ -16,23 +15,29 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
-#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "crypto/crypto.h"
+#include "keys/key_policy.h"
 #include "keys/key_store.h"
 
 namespace medcard::keys {
 namespace {
+
+using internal::Family;
+using internal::FamilyOfName;
+using internal::IsKeyEncryptingKey;
+using internal::Sha256;
+
+constexpr internal::KeyPolicy kPolicy("pkcs11");
 
 constexpr std::string_view kLabelPrefix = "medcard/";
 // Companions of a stored key: K_L‖K_L, the single-DES half a PBOC MAC chains with, and for a
@@ -93,28 +98,13 @@ Error P11Error(const std::string& what, CK_RV rv) {
   return MakeError("pkcs11: " + what + " failed: " + RvName(rv));
 }
 
-std::string IsoUtcNow() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
+std::string IsoUtcNow() { return internal::IsoUtc(std::time(nullptr)); }
 
 // A fixed-width, space-padded PKCS#11 text field (token label) as a string.
 std::string PaddedField(const unsigned char* field, std::size_t size) {
   std::string text(reinterpret_cast<const char*>(field), size);
   text.erase(text.find_last_not_of(' ') + 1);
   return text;
-}
-
-Bytes Sha256(ByteView data) {
-  Bytes out(32);
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr);
-  out.resize(length);
-  return out;
 }
 
 // ---- The module: dlopened once per process, C_Initialize'd while any store uses it --------
@@ -316,20 +306,6 @@ std::optional<std::pair<std::string, std::uint8_t>> ParseStoredLabel(std::string
   return std::make_pair(std::string(name), static_cast<std::uint8_t>(version));
 }
 
-// ---- The same key families as the software store (docs/keys.md) ----------------------------
-
-enum class Family { kIssuer, kTransport, kTerminalMaster, kReceived };
-
-bool IsKeyEncryptingKey(Family f) {
-  return f == Family::kTransport || f == Family::kTerminalMaster;
-}
-
-Family FamilyOfName(std::string_view name) {
-  if (name == "transport") return Family::kTransport;
-  if (IsTerminalMasterKeyName(name)) return Family::kTerminalMaster;
-  return Family::kIssuer;
-}
-
 // ---- The store -----------------------------------------------------------------------------
 
 class Pkcs11KeyStore final : public KeyStore {
@@ -342,7 +318,7 @@ class Pkcs11KeyStore final : public KeyStore {
         session_(session),
         token_label_(std::move(token_label)),
         test_only_(test_only) {
-    next_id_ = (ReadU64(crypto::RandomBytes(8)) >> 2) | 1;
+    next_id_ = internal::FirstRefId();
   }
   Pkcs11KeyStore(const Pkcs11KeyStore&) = delete;
   Pkcs11KeyStore& operator=(const Pkcs11KeyStore&) = delete;
@@ -395,9 +371,7 @@ class Pkcs11KeyStore final : public KeyStore {
     if (!found.ok()) return found.error();
     std::vector<KeyInfo> out;
     for (const StoredObject& o : *found) out.push_back(o.info);
-    std::sort(out.begin(), out.end(), [](const KeyInfo& a, const KeyInfo& b) {
-      return std::tie(a.name, a.version) < std::tie(b.name, b.version);
-    });
+    internal::SortByNameAndVersion(out);
     return out;
   }
 
@@ -444,41 +418,16 @@ class Pkcs11KeyStore final : public KeyStore {
   // feature would take the components itself (docs/keys-pkcs11.md).
   Result<KeyInfo> ImportComponents(std::string_view name,
                                    std::span<const Bytes> components) override {
-    if (components.size() < 2) {
-      return MakeError("pkcs11: a key ceremony needs at least 2 components, got " +
-                       std::to_string(components.size()));
-    }
-    Bytes key(16, 0);
-    for (std::size_t i = 0; i < components.size(); ++i) {
-      if (components[i].size() != 16) {
-        SecureWipe(key);
-        return MakeError("pkcs11: component " + std::to_string(i + 1) + " is " +
-                         std::to_string(components[i].size()) + " bytes; a component is 16");
-      }
-      for (std::size_t j = 0; j < 16; ++j) key[j] ^= components[i][j];
-    }
-    if (std::all_of(key.begin(), key.end(), [](std::uint8_t b) { return b == 0; })) {
-      SecureWipe(key);
-      return MakeError("pkcs11: the components combine to an all-zero key; refused");
-    }
-    if (std::equal(key.begin(), key.begin() + 8, key.begin() + 8)) {
-      SecureWipe(key);
-      return MakeError(
-          "pkcs11: the components combine to a key whose two halves are equal (single-DES "
-          "strength); refused");
-    }
-    auto info = ImportClear(name, key, "components");
-    SecureWipe(key);
+    auto key = kPolicy.CombineComponents(components);
+    if (!key.ok()) return key.error();
+    auto info = ImportClear(name, *key, "components");
+    SecureWipe(*key);
     return info;
   }
 
   Result<KeyInfo> ImportTestKey(std::string_view name, ByteView key) override {
-    if (!test_only_) {
-      return MakeError("pkcs11: refused to import a published test key into " + Describe() +
-                       ", which is not a test key store");
-    }
-    if (key.size() != 16) {
-      return MakeError("pkcs11: a test key is 16 bytes, got " + std::to_string(key.size()));
+    if (Status ok = kPolicy.CheckTestKeyImport(test_only_, Describe(), key); !ok.ok()) {
+      return ok.error();
     }
     return ImportClear(name, key, "test-set");
   }
@@ -486,7 +435,7 @@ class Pkcs11KeyStore final : public KeyStore {
   // With a version (the host's usual case: the card names its key version) the key is found by
   // its exact label, and its handles are remembered: no scan of the token per transaction.
   Result<KeyRef> Find(std::string_view name, std::optional<std::uint8_t> version) override {
-    if (!IsValidKeyName(name)) return BadName(name);
+    if (Status ok = kPolicy.CheckName(name); !ok.ok()) return ok.error();
     std::uint8_t chosen = 0;
     if (version) {
       chosen = *version;
@@ -517,11 +466,8 @@ class Pkcs11KeyStore final : public KeyStore {
   Result<KeyRef> Diversify(KeyRef master, ByteView factor) override {
     auto k = Get(master);
     if (!k.ok()) return k.error();
-    if (factor.size() != 8) {
-      return MakeError("pkcs11: a diversification factor is 8 bytes, got " +
-                       std::to_string(factor.size()));
-    }
-    if ((*k)->length != 16) return KeyLengthError("diversification", 16, (*k)->length);
+    if (Status ok = kPolicy.CheckFactor(factor); !ok.ok()) return ok.error();
+    if ((*k)->length != 16) return kPolicy.KeyLengthError("diversification", 16, (*k)->length);
     // DK = 3DES(MK, D) ‖ 3DES(MK, ~D): CKM_DES3_ECB_ENCRYPT_DATA over D ‖ ~D.
     Bytes data(factor.begin(), factor.end());
     for (std::uint8_t b : factor) data.push_back(static_cast<std::uint8_t>(~b));
@@ -531,11 +477,13 @@ class Pkcs11KeyStore final : public KeyStore {
   Result<KeyRef> DeriveSessionKey(KeyRef key, ByteView data) override {
     auto k = Get(key);
     if (!k.ok()) return k.error();
-    if (IsKeyEncryptingKey((*k)->family)) return KekMisuse("derive a session key");
-    if (data.size() != 8) {
-      return MakeError("pkcs11: session key data is 8 bytes, got " + std::to_string(data.size()));
+    if (Status ok = kPolicy.CheckDerivation((*k)->family, "derive a session key"); !ok.ok()) {
+      return ok.error();
     }
-    if ((*k)->length != 16) return KeyLengthError("a session key derivation", 16, (*k)->length);
+    if (Status ok = kPolicy.CheckSessionKeyData(data); !ok.ok()) return ok.error();
+    if ((*k)->length != 16) {
+      return kPolicy.KeyLengthError("a session key derivation", 16, (*k)->length);
+    }
     // 3DES(K, data ‖ data) = S ‖ S: the single-DES session key S as a CKK_DES2 key.
     return DeriveRef(**k, Concat({data, data}), 8, (*k)->family);
   }
@@ -545,8 +493,10 @@ class Pkcs11KeyStore final : public KeyStore {
   Result<KeyRef> DeriveTacKey(KeyRef dtk) override {
     auto k = Get(dtk);
     if (!k.ok()) return k.error();
-    if (IsKeyEncryptingKey((*k)->family)) return KekMisuse("derive a TAC key");
-    if ((*k)->length != 16) return KeyLengthError("a TAC key derivation", 16, (*k)->length);
+    if (Status ok = kPolicy.CheckDerivation((*k)->family, "derive a TAC key"); !ok.ok()) {
+      return ok.error();
+    }
+    if ((*k)->length != 16) return kPolicy.KeyLengthError("a TAC key derivation", 16, (*k)->length);
     if (!(*k)->stored_name.empty()) {
       if (!(*k)->tac) {
         return MakeError("pkcs11: stored key " + (*k)->stored_name +
@@ -584,8 +534,8 @@ class Pkcs11KeyStore final : public KeyStore {
   Result<KeyRef> Unwrap(KeyRef wrapping, ByteView cryptogram) override {
     auto w = Get(wrapping);
     if (!w.ok()) return w.error();
-    if (!IsKeyEncryptingKey((*w)->family)) return NotKek("unwrap");
-    if ((*w)->length != 16) return KeyLengthError("unwrapping", 16, (*w)->length);
+    if (Status ok = kPolicy.CheckUnwrap((*w)->family); !ok.ok()) return ok.error();
+    if ((*w)->length != 16) return kPolicy.KeyLengthError("unwrapping", 16, (*w)->length);
     if (cryptogram.size() != 8 && cryptogram.size() != 16) {
       return MakeError("pkcs11: a key cryptogram is 8 or 16 bytes, got " +
                        std::to_string(cryptogram.size()));
@@ -672,12 +622,8 @@ class Pkcs11KeyStore final : public KeyStore {
     if (!w.ok()) return w.error();
     auto k = Get(ref);
     if (!k.ok()) return k.error();
-    if (!IsKeyEncryptingKey((*w)->family)) return NotKek("wrap");
-    if ((*w)->family == Family::kTerminalMaster && (*k)->family != Family::kReceived) {
-      return MakeError(
-          "pkcs11: refused to wrap an issuer or transport key under a terminal master key");
-    }
-    if ((*w)->length != 16) return KeyLengthError("wrapping", 16, (*w)->length);
+    if (Status ok = kPolicy.CheckWrap((*w)->family, (*k)->family); !ok.ok()) return ok.error();
+    if ((*w)->length != 16) return kPolicy.KeyLengthError("wrapping", 16, (*w)->length);
     auto value = ClearValue(**k, "wrap it");
     if (!value.ok()) return value.error();
     auto cryptogram = RunCipher(*(*w)->object, CKM_DES3_ECB, *value, {}, true);
@@ -727,25 +673,6 @@ class Pkcs11KeyStore final : public KeyStore {
     KeyInfo info;
   };
 
-  static Error BadName(std::string_view name) {
-    return MakeError("pkcs11: \"" + std::string(name) +
-                     "\" is not a key name (an issuer role such as \"purchase\", or "
-                     "tmk/<12 upper-case hex digits>)");
-  }
-  static Error KeyLengthError(const char* what, std::size_t want, std::size_t got) {
-    return MakeError(std::string("pkcs11: ") + what + " needs a " + std::to_string(want) +
-                     "-byte key, this one is " + std::to_string(got) + " bytes");
-  }
-  static Error KekMisuse(const char* what) {
-    return MakeError(std::string("pkcs11: a key-encrypting key (transport or terminal master "
-                                 "key) cannot ") +
-                     what);
-  }
-  static Error NotKek(const char* what) {
-    return MakeError(std::string("pkcs11: only a transport key or a terminal master key can ") +
-                     what + " keys");
-  }
-
   KeyRef NewRef(Key key) {
     const std::uint64_t id = next_id_++;
     refs_.emplace(id, std::move(key));
@@ -754,7 +681,7 @@ class Pkcs11KeyStore final : public KeyStore {
 
   Result<Key*> Get(KeyRef ref) {
     auto it = refs_.find(ref.id);
-    if (it == refs_.end()) return MakeError("pkcs11: unknown or released key reference");
+    if (it == refs_.end()) return kPolicy.UnknownRef();
     return &it->second;
   }
 
@@ -882,17 +809,11 @@ class Pkcs11KeyStore final : public KeyStore {
   Result<Bytes> Cipher(KeyRef ref, ByteView data, CipherMode mode, ByteView iv, bool encrypt) {
     auto k = Get(ref);
     if (!k.ok()) return k.error();
-    if (!encrypt && IsKeyEncryptingKey((*k)->family)) {
-      return KekMisuse("decrypt data (that would reveal the keys wrapped under it)");
+    if (!encrypt) {
+      if (Status ok = kPolicy.CheckDecrypt((*k)->family); !ok.ok()) return ok.error();
     }
-    if (data.empty() || data.size() % 8 != 0) {
-      return MakeError("pkcs11: data to " + std::string(encrypt ? "encrypt" : "decrypt") +
-                       " is a whole number of 8-byte blocks, got " + std::to_string(data.size()) +
-                       " bytes");
-    }
-    if (mode == CipherMode::kEcb && !iv.empty()) return MakeError("pkcs11: ECB takes no IV");
-    if (mode == CipherMode::kCbc && !iv.empty() && iv.size() != 8) {
-      return MakeError("pkcs11: a CBC IV is 8 bytes, got " + std::to_string(iv.size()));
+    if (Status ok = kPolicy.CheckCipherInput(data, mode, iv, encrypt); !ok.ok()) {
+      return ok.error();
     }
     if (mode == CipherMode::kEcb) return RunCipher(*(*k)->object, CKM_DES3_ECB, data, {}, encrypt);
     const Bytes chain = iv.empty() ? Bytes(8, 0) : Bytes(iv.begin(), iv.end());
@@ -994,8 +915,7 @@ class Pkcs11KeyStore final : public KeyStore {
       std::uint8_t latest = 0;
       for (const StoredObject& o : *found) latest = std::max(latest, o.info.version);
       if (latest == 0) return NoSuchKey(name);
-      return MakeError("pkcs11: no version " + std::to_string(version) + " of key \"" +
-                       std::string(name) + "\" (latest is " + std::to_string(latest) + ")");
+      return kPolicy.NoSuchVersion(name, version, latest);
     }
     auto left = FindKeyObject(label + std::string(kLeftHalfSuffix));
     if (!left.ok()) return left.error();
@@ -1011,15 +931,12 @@ class Pkcs11KeyStore final : public KeyStore {
   }
 
   Result<std::uint8_t> NextVersion(std::string_view name) {
-    if (!IsValidKeyName(name)) return BadName(name);
+    if (Status ok = kPolicy.CheckName(name); !ok.ok()) return ok.error();
     auto found = FindStoredObjects(name);
     if (!found.ok()) return found.error();
     std::uint8_t latest = 0;
     for (const StoredObject& o : *found) latest = std::max(latest, o.info.version);
-    if (latest == std::numeric_limits<std::uint8_t>::max()) {
-      return MakeError("pkcs11: key \"" + std::string(name) + "\" has no version left");
-    }
-    return static_cast<std::uint8_t>(latest + 1);
+    return kPolicy.NextVersion(name, latest);
   }
 
   // Creates a stored key's objects: first its companions, then the key itself, whose existence

@@ -26,18 +26,24 @@
 #include <cstring>
 #include <ctime>
 #include <filesystem>
-#include <limits>
 #include <optional>
 #include <string>
-#include <tuple>
 #include <unordered_map>
 #include <utility>
 
 #include "crypto/crypto.h"
+#include "keys/key_policy.h"
 #include "keys/key_store.h"
 
 namespace medcard::keys {
 namespace {
+
+using internal::Family;
+using internal::FamilyOfName;
+using internal::IsoUtc;
+using internal::Sha256;
+
+constexpr internal::KeyPolicy kPolicy("key store");
 
 constexpr char kStoreFileName[] = "keystore.mks";
 constexpr char kTempFileName[] = "keystore.mks.tmp";
@@ -79,26 +85,6 @@ std::string OriginName(Origin origin) {
   return "unknown";
 }
 
-// Which keys a key may protect or be used for. A key-encrypting key (the transport keys and the
-// terminal master keys, with everything diversified from them) wraps and unwraps keys but never
-// decrypts data: that would hand out in clear whatever was wrapped under it.
-enum class Family : std::uint8_t {
-  kIssuer,          // issuer master keys other than transport, and the card keys from them
-  kTransport,       // "transport" and the card/PSAM transport keys diversified from it
-  kTerminalMaster,  // "tmk/..." and keys diversified from one
-  kReceived,        // a key unwrapped from a cryptogram (a terminal's working key)
-};
-
-bool IsKeyEncryptingKey(Family f) {
-  return f == Family::kTransport || f == Family::kTerminalMaster;
-}
-
-Family FamilyOfName(std::string_view name) {
-  if (name == "transport") return Family::kTransport;
-  if (IsTerminalMasterKeyName(name)) return Family::kTerminalMaster;
-  return Family::kIssuer;
-}
-
 struct StoredKey {
   std::string name;
   std::uint8_t version = 0;
@@ -107,15 +93,6 @@ struct StoredKey {
   Bytes value;               // 16 bytes (2-key 3DES)
   Bytes kcv;                 // 3 bytes
 };
-
-std::string IsoUtc(std::int64_t unix_time) {
-  std::time_t t = static_cast<std::time_t>(unix_time);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 std::string KcvHex(const Bytes& kcv) { return ToHex(kcv); }
 
@@ -157,14 +134,6 @@ Bytes Verifier(const Bytes& kek) {
   HMAC(EVP_sha256(), kek.data(), static_cast<int>(kek.size()),
        reinterpret_cast<const unsigned char*>(kVerifierLabel.data()), kVerifierLabel.size(),
        out.data(), &length);
-  out.resize(length);
-  return out;
-}
-
-Bytes Sha256(ByteView data) {
-  Bytes out(kDigestSize);
-  unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr);
   out.resize(length);
   return out;
 }
@@ -482,10 +451,6 @@ void AdjustDesParity(Bytes& key) {
   }
 }
 
-bool HalvesEqual(const Bytes& key) {
-  return key.size() == 16 && std::equal(key.begin(), key.begin() + 8, key.begin() + 8);
-}
-
 // ---- The store ------------------------------------------------------------------------------
 
 class SoftwareKeyStore final : public KeyStore {
@@ -496,9 +461,7 @@ class SoftwareKeyStore final : public KeyStore {
         header_(std::move(header)),
         kek_(std::move(kek)),
         keys_(std::move(keys)) {
-    // Refs start at a random point so a ref from another store is very unlikely to name a key
-    // here; 0 is never a valid ref.
-    next_id_ = (ReadU64(crypto::RandomBytes(8)) >> 2) | 1;
+    next_id_ = internal::FirstRefId();
   }
   SoftwareKeyStore(const SoftwareKeyStore&) = delete;
   SoftwareKeyStore& operator=(const SoftwareKeyStore&) = delete;
@@ -525,16 +488,14 @@ class SoftwareKeyStore final : public KeyStore {
   Result<std::vector<KeyInfo>> List() override {
     std::vector<KeyInfo> out;
     for (const auto& k : keys_) out.push_back(Info(k));
-    std::sort(out.begin(), out.end(), [](const KeyInfo& a, const KeyInfo& b) {
-      return std::tie(a.name, a.version) < std::tie(b.name, b.version);
-    });
+    internal::SortByNameAndVersion(out);
     return out;
   }
 
   Result<KeyInfo> Generate(std::string_view name) override {
     Bytes value = crypto::RandomBytes(16);
     AdjustDesParity(value);
-    while (HalvesEqual(value)) {  // 2^-56: a single-DES key in 3DES clothing
+    while (internal::HalvesEqual(value)) {  // 2^-56: a single-DES key in 3DES clothing
       SecureWipe(value);
       value = crypto::RandomBytes(16);
       AdjustDesParity(value);
@@ -544,45 +505,20 @@ class SoftwareKeyStore final : public KeyStore {
 
   Result<KeyInfo> ImportComponents(std::string_view name,
                                    std::span<const Bytes> components) override {
-    if (components.size() < 2) {
-      return MakeError("key store: a key ceremony needs at least 2 components, got " +
-                       std::to_string(components.size()));
-    }
-    Bytes key(16, 0);
-    for (std::size_t i = 0; i < components.size(); ++i) {
-      if (components[i].size() != 16) {
-        SecureWipe(key);
-        return MakeError("key store: component " + std::to_string(i + 1) + " is " +
-                         std::to_string(components[i].size()) + " bytes; a component is 16");
-      }
-      for (std::size_t j = 0; j < 16; ++j) key[j] ^= components[i][j];
-    }
-    if (std::all_of(key.begin(), key.end(), [](std::uint8_t b) { return b == 0; })) {
-      SecureWipe(key);
-      return MakeError("key store: the components combine to an all-zero key; refused");
-    }
-    if (HalvesEqual(key)) {
-      SecureWipe(key);
-      return MakeError(
-          "key store: the components combine to a key whose two halves are equal (single-DES "
-          "strength); refused");
-    }
-    return Add(name, std::move(key), Origin::kComponents);
+    auto key = kPolicy.CombineComponents(components);
+    if (!key.ok()) return key.error();
+    return Add(name, std::move(key).value(), Origin::kComponents);
   }
 
   Result<KeyInfo> ImportTestKey(std::string_view name, ByteView key) override {
-    if (!header_.test_only) {
-      return MakeError("key store: refused to import a published test key into " + Describe() +
-                       ", which is not a test key store");
-    }
-    if (key.size() != 16) {
-      return MakeError("key store: a test key is 16 bytes, got " + std::to_string(key.size()));
+    if (Status ok = kPolicy.CheckTestKeyImport(header_.test_only, Describe(), key); !ok.ok()) {
+      return ok.error();
     }
     return Add(name, Bytes(key.begin(), key.end()), Origin::kTestSet);
   }
 
   Result<KeyRef> Find(std::string_view name, std::optional<std::uint8_t> version) override {
-    if (!IsValidKeyName(name)) return BadName(name);
+    if (Status ok = kPolicy.CheckName(name); !ok.ok()) return ok.error();
     std::optional<std::size_t> found;
     std::uint8_t latest = 0;
     for (std::size_t i = 0; i < keys_.size(); ++i) {
@@ -596,10 +532,7 @@ class SoftwareKeyStore final : public KeyStore {
     if (latest == 0) {
       return MakeError("key store: no key \"" + std::string(name) + "\" in " + Describe());
     }
-    if (!found) {
-      return MakeError("key store: no version " + std::to_string(*version) + " of key \"" +
-                       std::string(name) + "\" (latest is " + std::to_string(latest) + ")");
-    }
+    if (!found) return kPolicy.NoSuchVersion(name, *version, latest);
     Handle h;
     h.stored = *found;
     h.family = FamilyOfName(name);
@@ -609,25 +542,21 @@ class SoftwareKeyStore final : public KeyStore {
   Result<KeyRef> Diversify(KeyRef master, ByteView factor) override {
     auto h = Get(master);
     if (!h.ok()) return h.error();
-    if (factor.size() != 8) {
-      return MakeError("key store: a diversification factor is 8 bytes, got " +
-                       std::to_string(factor.size()));
-    }
+    if (Status ok = kPolicy.CheckFactor(factor); !ok.ok()) return ok.error();
     const Bytes& mk = Value(**h);
-    if (mk.size() != 16) return KeyLengthError("diversification", 16, mk.size());
+    if (mk.size() != 16) return kPolicy.KeyLengthError("diversification", 16, mk.size());
     return Derived(crypto::Diversify(mk, factor), (*h)->family);
   }
 
   Result<KeyRef> DeriveSessionKey(KeyRef key, ByteView data) override {
     auto h = Get(key);
     if (!h.ok()) return h.error();
-    if (IsKeyEncryptingKey((*h)->family)) return KekMisuse("derive a session key");
-    if (data.size() != 8) {
-      return MakeError("key store: session key data is 8 bytes, got " +
-                       std::to_string(data.size()));
+    if (Status ok = kPolicy.CheckDerivation((*h)->family, "derive a session key"); !ok.ok()) {
+      return ok.error();
     }
+    if (Status ok = kPolicy.CheckSessionKeyData(data); !ok.ok()) return ok.error();
     const Bytes& k = Value(**h);
-    if (k.size() != 16) return KeyLengthError("a session key derivation", 16, k.size());
+    if (k.size() != 16) return kPolicy.KeyLengthError("a session key derivation", 16, k.size());
     auto cipher = crypto::BlockCipher::Des(k);
     if (!cipher.ok()) return cipher.error();
     return Derived(cipher->EncryptEcb(data), (*h)->family);
@@ -636,16 +565,18 @@ class SoftwareKeyStore final : public KeyStore {
   Result<KeyRef> DeriveTacKey(KeyRef dtk) override {
     auto h = Get(dtk);
     if (!h.ok()) return h.error();
-    if (IsKeyEncryptingKey((*h)->family)) return KekMisuse("derive a TAC key");
+    if (Status ok = kPolicy.CheckDerivation((*h)->family, "derive a TAC key"); !ok.ok()) {
+      return ok.error();
+    }
     const Bytes& k = Value(**h);
-    if (k.size() != 16) return KeyLengthError("a TAC key derivation", 16, k.size());
+    if (k.size() != 16) return kPolicy.KeyLengthError("a TAC key derivation", 16, k.size());
     return Derived(crypto::TacKey(k), (*h)->family);
   }
 
   Result<KeyRef> Unwrap(KeyRef wrapping, ByteView cryptogram) override {
     auto h = Get(wrapping);
     if (!h.ok()) return h.error();
-    if (!IsKeyEncryptingKey((*h)->family)) return NotKek("unwrap");
+    if (Status ok = kPolicy.CheckUnwrap((*h)->family); !ok.ok()) return ok.error();
     return Derived(crypto::DecryptKeyFromTransport(Value(**h), cryptogram), Family::kReceived);
   }
 
@@ -675,13 +606,7 @@ class SoftwareKeyStore final : public KeyStore {
     if (!w.ok()) return w.error();
     auto k = Get(key);
     if (!k.ok()) return k.error();
-    if (!IsKeyEncryptingKey((*w)->family)) return NotKek("wrap");
-    // A terminal master key is known to the terminal: only keys meant for the terminal (its
-    // working keys) travel under it, never an issuer or transport key.
-    if ((*w)->family == Family::kTerminalMaster && (*k)->family != Family::kReceived) {
-      return MakeError(
-          "key store: refused to wrap an issuer or transport key under a terminal master key");
-    }
+    if (Status ok = kPolicy.CheckWrap((*w)->family, (*k)->family); !ok.ok()) return ok.error();
     return crypto::EncryptKeyForTransport(Value(**w), Value(**k));
   }
 
@@ -702,37 +627,19 @@ class SoftwareKeyStore final : public KeyStore {
     return {k.name, k.version, KcvHex(k.kcv), OriginName(k.origin), IsoUtc(k.created)};
   }
 
-  static Error BadName(std::string_view name) {
-    return MakeError("key store: \"" + std::string(name) +
-                     "\" is not a key name (an issuer role such as \"purchase\", or "
-                     "tmk/<12 upper-case hex digits>)");
-  }
-  static Error KeyLengthError(const char* what, std::size_t want, std::size_t got) {
-    return MakeError(std::string("key store: ") + what + " needs a " + std::to_string(want) +
-                     "-byte key, this one is " + std::to_string(got) + " bytes");
-  }
-  static Error KekMisuse(const char* what) {
-    return MakeError(std::string("key store: a key-encrypting key (transport or terminal master "
-                                 "key) cannot ") +
-                     what);
-  }
-  static Error NotKek(const char* what) {
-    return MakeError(std::string("key store: only a transport key or a terminal master key can ") +
-                     what + " keys");
-  }
-
   Result<KeyInfo> Add(std::string_view name, Bytes value, Origin origin) {
-    if (!IsValidKeyName(name)) {
+    if (Status ok = kPolicy.CheckName(name); !ok.ok()) {
       SecureWipe(value);
-      return BadName(name);
+      return ok.error();
     }
     std::uint8_t latest = 0;
     for (const auto& k : keys_) {
       if (k.name == name) latest = std::max(latest, k.version);
     }
-    if (latest == std::numeric_limits<std::uint8_t>::max()) {
+    auto version = kPolicy.NextVersion(name, latest);
+    if (!version.ok()) {
       SecureWipe(value);
-      return MakeError("key store: key \"" + std::string(name) + "\" has no version left");
+      return version.error();
     }
     auto kcv = crypto::Kcv(value);
     if (!kcv.ok()) {
@@ -741,7 +648,7 @@ class SoftwareKeyStore final : public KeyStore {
     }
     StoredKey k;
     k.name = std::string(name);
-    k.version = static_cast<std::uint8_t>(latest + 1);
+    k.version = *version;
     k.origin = origin;
     k.created = static_cast<std::int64_t>(std::time(nullptr));
     k.value = std::move(value);
@@ -773,9 +680,7 @@ class SoftwareKeyStore final : public KeyStore {
 
   Result<const Handle*> Get(KeyRef ref) const {
     auto it = handles_.find(ref.id);
-    if (it == handles_.end()) {
-      return MakeError("key store: unknown or released key reference");
-    }
+    if (it == handles_.end()) return kPolicy.UnknownRef();
     return &it->second;
   }
 
@@ -784,19 +689,11 @@ class SoftwareKeyStore final : public KeyStore {
   Result<Bytes> Cipher(KeyRef key, ByteView data, CipherMode mode, ByteView iv, bool encrypt) {
     auto h = Get(key);
     if (!h.ok()) return h.error();
-    if (!encrypt && IsKeyEncryptingKey((*h)->family)) {
-      return KekMisuse("decrypt data (that would reveal the keys wrapped under it)");
+    if (!encrypt) {
+      if (Status ok = kPolicy.CheckDecrypt((*h)->family); !ok.ok()) return ok.error();
     }
-    if (data.empty() || data.size() % 8 != 0) {
-      return MakeError("key store: data to " + std::string(encrypt ? "encrypt" : "decrypt") +
-                       " is a whole number of 8-byte blocks, got " + std::to_string(data.size()) +
-                       " bytes");
-    }
-    if (mode == CipherMode::kEcb && !iv.empty()) {
-      return MakeError("key store: ECB takes no IV");
-    }
-    if (mode == CipherMode::kCbc && !iv.empty() && iv.size() != 8) {
-      return MakeError("key store: a CBC IV is 8 bytes, got " + std::to_string(iv.size()));
+    if (Status ok = kPolicy.CheckCipherInput(data, mode, iv, encrypt); !ok.ok()) {
+      return ok.error();
     }
     auto cipher = crypto::BlockCipher::Des(Value(**h));
     if (!cipher.ok()) return cipher.error();

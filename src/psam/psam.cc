@@ -30,6 +30,7 @@ constexpr std::uint8_t kInsSelect = 0xA4;
 constexpr std::uint8_t kInsReadBinary = 0xB0;
 constexpr std::uint8_t kInsUpdateBinary = 0xD6;
 constexpr std::uint8_t kInsGetChallenge = 0x84;
+constexpr std::uint8_t kInsGetData = 0xCA;
 constexpr std::uint8_t kInsInitSamForPurchase = 0x70;
 constexpr std::uint8_t kInsCreditSamForPurchase = 0x72;
 constexpr std::uint8_t kInsGetSamTotals = 0x7A;
@@ -191,6 +192,7 @@ struct Psam::Impl {
   Reply ReadBinary(const CommandApdu& c);
   Reply UpdateBinary(const CommandApdu& c);
   Reply GetChallenge(const CommandApdu& c);
+  Reply GetData(const CommandApdu& c);
   Reply InitSamForPurchase(const CommandApdu& c);
   Reply CreditSamForPurchase(const CommandApdu& c);
   Reply GetSamTotals(const CommandApdu& c);
@@ -231,6 +233,8 @@ Reply Psam::Impl::Dispatch(const CommandApdu& c, const std::optional<Bytes>& cha
       return with_cla(kClaIso, [&] { return UpdateBinary(c); });
     case kInsGetChallenge:
       return with_cla(kClaIso, [&] { return GetChallenge(c); });
+    case kInsGetData:
+      return with_cla(kClaProprietary, [&] { return GetData(c); });
     case kInsInitSamForPurchase:
       return with_cla(kClaProprietary, [&] { return InitSamForPurchase(c); });
     case kInsCreditSamForPurchase:
@@ -362,6 +366,15 @@ Reply Psam::Impl::GetChallenge(const CommandApdu& c) {
   if (!c.data.empty() || !c.le || (*c.le != 4 && *c.le != 8)) return Answer(sw::kWrongLength);
   challenge = crypto::RandomBytes(*c.le);
   return Reply{*challenge, sw::kOk};
+}
+
+// GET DATA 80 CA 00 01 08 (medcard, as on the card): the chip serial, so a personalisation
+// station can derive a blank PSAM's transport key. Free in every lifecycle state.
+Reply Psam::Impl::GetData(const CommandApdu& c) {
+  if (c.p1 != 0x00 || c.p2 != 0x01) return Answer(sw::kReferencedDataNotFound);
+  if (!c.data.empty() || !c.le) return Answer(sw::kWrongLength);
+  if (auto s = LeTooSmall(c, state.chip_serial.size())) return Answer(*s);
+  return Reply{state.chip_serial, sw::kOk};
 }
 
 Reply Psam::Impl::InitSamForPurchase(const CommandApdu& c) {

@@ -38,6 +38,17 @@ TEST(PsamFiles, readTerminalNumberBySfi) {
   EXPECT_EQ(r.data, kTerminalNumber);
 }
 
+TEST(PsamGetData, chipSerial_answersTheManufacturedSerialInEveryLifecycle) {
+  TestPsam t = PersonalisedPsam();
+  const Rsp r = SendHex(*t, "80CA000108");
+  EXPECT_EQ(r.sw, 0x9000);
+  EXPECT_EQ(r.data, kChipSerial);
+  EXPECT_EQ(SendHex(*t, "80CA000208").sw, 0x6A88);
+  EXPECT_EQ(SendHex(*t, "80CA0001").sw, 0x6700);
+  EXPECT_EQ(SendHex(*t, "80CA000104").sw, 0x6C08);
+  EXPECT_EQ(SendHex(*t, "00CA000108").sw, 0x6E00);
+}
+
 TEST(PsamFiles, readEf15AndEf17) {
   TestPsam t = PersonalisedPsam();
   const Rsp ef15 = SendHex(*t, "00B0950000");
@@ -139,7 +150,7 @@ TEST(PsamApdu, malformedApdus_answerPreciseStatusAndChangeNothing) {
   EXPECT_EQ(SendHex(*t, "80720000050102030405FF11").sw, 0x6700);  // Lc disagrees with body
   EXPECT_EQ(SendHex(*t, "807200000401").sw, 0x6700);              // body shorter than Lc
   EXPECT_EQ(SendHex(*t, "8072000000000401020304").sw, 0x6700);    // extended: not supported
-  EXPECT_EQ(SendHex(*t, "80CA000000").sw, 0x6D00);                // unknown INS
+  EXPECT_EQ(SendHex(*t, "80C0000000").sw, 0x6D00);                // unknown INS
   EXPECT_EQ(SendHex(*t, "A0B0960006").sw, 0x6E00);                // unknown CLA
   EXPECT_EQ(SendHex(*t, "00700000").sw, 0x6E00);                  // known INS, wrong CLA
   EXPECT_EQ(SendHex(*t, "0CB0960006").sw, 0x6E00);                // secure messaging CLA

@@ -1,0 +1,181 @@
+#include "keys/key_policy.h"
+
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <ctime>
+#include <limits>
+#include <tuple>
+
+#include "crypto/crypto.h"
+
+namespace medcard::keys::internal {
+
+bool IsKeyEncryptingKey(Family family) {
+  return family == Family::kTransport || family == Family::kTerminalMaster;
+}
+
+Family FamilyOfName(std::string_view name) {
+  if (name == "transport") return Family::kTransport;
+  if (IsTerminalMasterKeyName(name)) return Family::kTerminalMaster;
+  return Family::kIssuer;
+}
+
+Error KeyPolicy::Fail(std::string_view message) const {
+  return MakeError(std::string(backend_) + ": " + std::string(message));
+}
+
+Status KeyPolicy::CheckWrap(Family wrapping, Family key) const {
+  if (!IsKeyEncryptingKey(wrapping)) {
+    return Fail("only a transport key or a terminal master key can wrap keys");
+  }
+  // A terminal master key is known to the terminal: only keys meant for the terminal (its
+  // working keys) travel under it, never an issuer or transport key.
+  if (wrapping == Family::kTerminalMaster && key != Family::kReceived) {
+    return Fail("refused to wrap an issuer or transport key under a terminal master key");
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckUnwrap(Family wrapping) const {
+  if (!IsKeyEncryptingKey(wrapping)) {
+    return Fail("only a transport key or a terminal master key can unwrap keys");
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckDecrypt(Family key) const {
+  return RefuseKeyEncryptingKey(key, "decrypt data (that would reveal the keys wrapped under it)");
+}
+
+Status KeyPolicy::CheckDerivation(Family key, std::string_view what) const {
+  return RefuseKeyEncryptingKey(key, what);
+}
+
+Status KeyPolicy::RefuseKeyEncryptingKey(Family key, std::string_view what) const {
+  if (IsKeyEncryptingKey(key)) {
+    return Fail("a key-encrypting key (transport or terminal master key) cannot " +
+                std::string(what));
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckName(std::string_view name) const {
+  if (IsValidKeyName(name)) return Status::Ok();
+  return Fail("\"" + std::string(name) +
+              "\" is not a key name (an issuer role such as \"purchase\", or "
+              "tmk/<12 upper-case hex digits>)");
+}
+
+Result<std::uint8_t> KeyPolicy::NextVersion(std::string_view name, std::uint8_t latest) const {
+  if (latest == std::numeric_limits<std::uint8_t>::max()) {
+    return Fail("key \"" + std::string(name) + "\" has no version left");
+  }
+  return static_cast<std::uint8_t>(latest + 1);
+}
+
+Error KeyPolicy::NoSuchVersion(std::string_view name, std::uint8_t version,
+                               std::uint8_t latest) const {
+  return Fail("no version " + std::to_string(version) + " of key \"" + std::string(name) +
+              "\" (latest is " + std::to_string(latest) + ")");
+}
+
+Error KeyPolicy::UnknownRef() const { return Fail("unknown or released key reference"); }
+
+Error KeyPolicy::KeyLengthError(std::string_view what, std::size_t want, std::size_t got) const {
+  return Fail(std::string(what) + " needs a " + std::to_string(want) + "-byte key, this one is " +
+              std::to_string(got) + " bytes");
+}
+
+Status KeyPolicy::CheckFactor(ByteView factor) const {
+  if (factor.size() == 8) return Status::Ok();
+  return Fail("a diversification factor is 8 bytes, got " + std::to_string(factor.size()));
+}
+
+Status KeyPolicy::CheckSessionKeyData(ByteView data) const {
+  if (data.size() == 8) return Status::Ok();
+  return Fail("session key data is 8 bytes, got " + std::to_string(data.size()));
+}
+
+Status KeyPolicy::CheckCipherInput(ByteView data, CipherMode mode, ByteView iv,
+                                   bool encrypt) const {
+  if (data.empty() || data.size() % 8 != 0) {
+    return Fail("data to " + std::string(encrypt ? "encrypt" : "decrypt") +
+                " is a whole number of 8-byte blocks, got " + std::to_string(data.size()) +
+                " bytes");
+  }
+  if (mode == CipherMode::kEcb && !iv.empty()) return Fail("ECB takes no IV");
+  if (mode == CipherMode::kCbc && !iv.empty() && iv.size() != 8) {
+    return Fail("a CBC IV is 8 bytes, got " + std::to_string(iv.size()));
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckTestKeyImport(bool test_only, std::string_view store, ByteView key) const {
+  if (!test_only) {
+    return Fail("refused to import a published test key into " + std::string(store) +
+                ", which is not a test key store");
+  }
+  if (key.size() != 16) {
+    return Fail("a test key is 16 bytes, got " + std::to_string(key.size()));
+  }
+  return Status::Ok();
+}
+
+Result<Bytes> KeyPolicy::CombineComponents(std::span<const Bytes> components) const {
+  if (components.size() < 2) {
+    return Fail("a key ceremony needs at least 2 components, got " +
+                std::to_string(components.size()));
+  }
+  Bytes key(16, 0);
+  for (std::size_t i = 0; i < components.size(); ++i) {
+    if (components[i].size() != 16) {
+      SecureWipe(key);
+      return Fail("component " + std::to_string(i + 1) + " is " +
+                  std::to_string(components[i].size()) + " bytes; a component is 16");
+    }
+    for (std::size_t j = 0; j < 16; ++j) key[j] ^= components[i][j];
+  }
+  if (std::all_of(key.begin(), key.end(), [](std::uint8_t b) { return b == 0; })) {
+    SecureWipe(key);
+    return Fail("the components combine to an all-zero key; refused");
+  }
+  if (HalvesEqual(key)) {
+    SecureWipe(key);
+    return Fail(
+        "the components combine to a key whose two halves are equal (single-DES strength); "
+        "refused");
+  }
+  return key;
+}
+
+bool HalvesEqual(ByteView key) {
+  return key.size() == 16 && std::equal(key.begin(), key.begin() + 8, key.begin() + 8);
+}
+
+std::uint64_t FirstRefId() { return (ReadU64(crypto::RandomBytes(8)) >> 2) | 1; }
+
+void SortByNameAndVersion(std::vector<KeyInfo>& keys) {
+  std::sort(keys.begin(), keys.end(), [](const KeyInfo& a, const KeyInfo& b) {
+    return std::tie(a.name, a.version) < std::tie(b.name, b.version);
+  });
+}
+
+std::string IsoUtc(std::int64_t unix_time) {
+  const std::time_t t = static_cast<std::time_t>(unix_time);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+Bytes Sha256(ByteView data) {
+  Bytes out(32);
+  unsigned int length = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &length, EVP_sha256(), nullptr);
+  out.resize(length);
+  return out;
+}
+
+}  // namespace medcard::keys::internal

@@ -1,0 +1,91 @@
+// Private to src/keys: what every KeyStore backend (software_store.cc, pkcs11_store.cc) enforces
+// and checks in the same way — the key-usage rules of key_store.h, the argument checks, and
+// their error messages, in one place — plus the few helpers both backends need.
+//
+// A message starts with the backend's prefix ("key store: ", "pkcs11: "): callers show the
+// store's messages as they are.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/bytes.h"
+#include "common/result.h"
+#include "keys/key_store.h"
+
+namespace medcard::keys::internal {
+
+// Which keys a key may protect or be used for. A key-encrypting key (the transport keys and the
+// terminal master keys, with everything diversified from them) wraps and unwraps keys but never
+// decrypts data: that would hand out in clear whatever was wrapped under it.
+enum class Family : std::uint8_t {
+  kIssuer,          // issuer master keys other than transport, and the card keys from them
+  kTransport,       // "transport" and the card/PSAM transport keys diversified from it
+  kTerminalMaster,  // "tmk/..." and keys diversified from one
+  kReceived,        // a key unwrapped from a cryptogram (a terminal's working key)
+};
+
+bool IsKeyEncryptingKey(Family family);
+// The family of a stored key. REQUIRES: IsValidKeyName(name).
+Family FamilyOfName(std::string_view name);
+
+class KeyPolicy {
+ public:
+  // `backend` begins every message: "key store" or "pkcs11".
+  explicit constexpr KeyPolicy(std::string_view backend) : backend_(backend) {}
+
+  // ---- Key usage (key_store.h) ------------------------------------------------------------
+  // Only a key-encrypting key wraps; under a terminal master key only received keys travel.
+  Status CheckWrap(Family wrapping, Family key) const;
+  // Only a key-encrypting key unwraps.
+  Status CheckUnwrap(Family wrapping) const;
+  // A key-encrypting key never decrypts data.
+  Status CheckDecrypt(Family key) const;
+  // A key-encrypting key derives no session or TAC key; `what` is e.g. "derive a TAC key".
+  Status CheckDerivation(Family key, std::string_view what) const;
+
+  // ---- Arguments ----------------------------------------------------------------------------
+  // IsValidKeyName(name), or an error that names it.
+  Status CheckName(std::string_view name) const;
+  // The version after `latest` (0: none yet), or an error when 255 is taken.
+  Result<std::uint8_t> NextVersion(std::string_view name, std::uint8_t latest) const;
+  Error NoSuchVersion(std::string_view name, std::uint8_t version, std::uint8_t latest) const;
+  Error UnknownRef() const;
+  Error KeyLengthError(std::string_view what, std::size_t want, std::size_t got) const;
+  // The 8-byte D of a diversification.
+  Status CheckFactor(ByteView factor) const;
+  // The 8 bytes a session key is derived from.
+  Status CheckSessionKeyData(ByteView data) const;
+  // Data of whole 8-byte blocks; no IV for ECB, an empty (zero) or 8-byte IV for CBC.
+  Status CheckCipherInput(ByteView data, CipherMode mode, ByteView iv, bool encrypt) const;
+  // ImportTestKey: only into a test store (`store` is its Describe()), a 16-byte key.
+  Status CheckTestKeyImport(bool test_only, std::string_view store, ByteView key) const;
+  // A key ceremony: the XOR of at least 2 components of 16 bytes, neither all zero nor of two
+  // equal halves. On error nothing of the components is left in memory here.
+  Result<Bytes> CombineComponents(std::span<const Bytes> components) const;
+
+ private:
+  Error Fail(std::string_view message) const;
+  Status RefuseKeyEncryptingKey(Family key, std::string_view what) const;
+
+  std::string_view backend_;
+};
+
+// ---- Helpers ------------------------------------------------------------------------------
+
+// A 16-byte key whose halves are equal is single DES in 3DES clothing.
+bool HalvesEqual(ByteView key);
+// The first KeyRef id of a store: a random point, so a ref from another store is very unlikely
+// to name a key here; never 0 (no valid ref).
+std::uint64_t FirstRefId();
+// List() order: by name, then version.
+void SortByNameAndVersion(std::vector<KeyInfo>& keys);
+// "2024-05-01T12:00:00Z"
+std::string IsoUtc(std::int64_t unix_time);
+Bytes Sha256(ByteView data);
+
+}  // namespace medcard::keys::internal
