@@ -36,6 +36,7 @@ void AddPsamCommands(CLI::App& app);    // psam new | show | attach
 void AddReaderCommands(CLI::App& app);  // reader list | apdu
 void AddDemoCommand(CLI::App& app);     // demo
 void AddKeysCommands(CLI::App& app);    // keys init | ceremony | generate | rotate | list | ...
+void AddHostCommands(CLI::App& app);    // host check
 // issue card | issue psam, and card blank | psam blank (call after AddCard/AddPsamCommands).
 void AddIssueCommands(CLI::App& app);
 

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   medcard::cli::AddReaderCommands(app);
   medcard::cli::AddDemoCommand(app);
   medcard::cli::AddKeysCommands(app);
+  medcard::cli::AddHostCommands(app);
   medcard::cli::AddIssueCommands(app);
   try {
     app.parse(argc, argv);

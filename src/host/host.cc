@@ -1,0 +1,915 @@
+// The host's services (docs/host.md): each one database transaction over the host tables, the
+// ledger's postings and the key store.
+#include "host/host.h"
+
+#include <chrono>
+#include <cstdio>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "keys/pboc.h"
+
+namespace medcard::host {
+namespace {
+
+using iso8583::ResponseCode;
+using store::Done;
+
+HostError Fail(ResponseCode code, std::string message) {
+  HostError e;
+  e.message = std::move(message);
+  e.code = code;
+  return e;
+}
+HostError FromError(const Error& error, ResponseCode code = ResponseCode::kSystemMalfunction) {
+  return Fail(code, error.message);
+}
+HostError FromError(const store::DbError& error) {
+  HostError e = Fail(ResponseCode::kSystemMalfunction, error.message);
+  e.retryable = error.retryable();
+  return e;
+}
+HostError FromError(const ledger::LedgerError& error,
+                    ResponseCode code = ResponseCode::kSystemMalfunction) {
+  HostError e = Fail(code, error.message);
+  e.retryable =
+      error.kind == ledger::ErrorKind::kStore && error.store_kind == store::ErrorKind::kRetryable;
+  return e;
+}
+
+// "YYYYMMDDhhmmss": sorts as time does.
+std::string Timestamp(const Date& d, const TimeOfDay& t) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%04d%02d%02d%02d%02d%02d", d.year, d.month, d.day, t.hour,
+                t.minute, t.second);
+  return text;
+}
+
+std::optional<ledger::Wallet> LoadWallet(std::uint8_t type) {
+  if (type == 0x01) return ledger::Wallet::kEd;
+  if (type == 0x02) return ledger::Wallet::kEp;
+  return std::nullopt;
+}
+std::optional<ledger::Wallet> PurchaseWallet(std::uint8_t type) {
+  if (type == 0x05) return ledger::Wallet::kEd;
+  if (type == 0x06) return ledger::Wallet::kEp;
+  return std::nullopt;
+}
+
+std::string LoadId(const std::string& terminal, std::uint32_t trace) {
+  return "load/" + terminal + "/" + std::to_string(trace);
+}
+std::string PurchaseReference(const std::string& asn, std::int64_t serial, int type) {
+  return asn + "/" + std::to_string(serial) + "/" + std::to_string(type);
+}
+
+}  // namespace
+
+std::string_view ClearingOutcomeName(ClearingOutcome outcome) {
+  switch (outcome) {
+    case ClearingOutcome::kAccepted:
+      return "accepted";
+    case ClearingOutcome::kDuplicate:
+      return "duplicate";
+    case ClearingOutcome::kSuspense:
+      return "suspense";
+  }
+  return "?";
+}
+
+Host::Host(store::Connection& connection, keys::KeyStore& key_store, Options options)
+    : connection_(connection),
+      key_store_(key_store),
+      ledger_(connection, ledger::Ledger::Options{options.clock_us, {}}),
+      options_(std::move(options)) {}
+
+std::int64_t Host::Now() const {
+  if (options_.clock_us) return options_.clock_us();
+  return std::chrono::duration_cast<std::chrono::microseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// Runs body in one write transaction: committed when it succeeds, rolled back when it fails,
+// and run again from a clean slate when the database reports a serialization failure.
+HostResult<Done> Host::InTransaction(const std::function<HostResult<Done>()>& body) {
+  const store::RetryPolicy policy;
+  for (int attempt = 1;; ++attempt) {
+    HostResult<Done> outcome = [&]() -> HostResult<Done> {
+      auto tx = store::Transaction::Begin(connection_);
+      if (!tx.ok()) return FromError(tx.error());
+      auto result = body();
+      if (!result.ok()) {
+        tx->Rollback();
+        return result;
+      }
+      auto committed = tx->Commit();
+      if (!committed.ok()) return FromError(committed.error());
+      return Done{};
+    }();
+    if (outcome.ok() || !outcome.error().retryable || attempt >= policy.max_attempts) {
+      return outcome;
+    }
+    store::BackOff(policy, attempt);
+  }
+}
+
+HostResult<Done> Host::RegisterMerchant(const Merchant& merchant) {
+  if (merchant.id.empty() || merchant.name.empty() ||
+      merchant.id.find_first_of(",\"\n") != std::string::npos) {
+    return Fail(ResponseCode::kFormatError,
+                "a merchant needs an id (no , \" or newline) and a name");
+  }
+  return InTransaction([&]() -> HostResult<Done> {
+    auto existing =
+        connection_.Query("SELECT name, grade FROM host_merchants WHERE id = ?", {merchant.id});
+    if (!existing.ok()) return FromError(existing.error());
+    if (!existing->empty()) {
+      if ((*existing)[0].Text(0) == merchant.name && (*existing)[0].Text(1) == merchant.grade) {
+        return Done{};  // a replay
+      }
+      return Fail(ResponseCode::kInvalidMerchant, "merchant " + merchant.id + " exists already");
+    }
+    auto inserted =
+        connection_.Execute("INSERT INTO host_merchants (id, name, grade) VALUES (?, ?, ?)",
+                            {merchant.id, merchant.name, merchant.grade});
+    if (!inserted.ok()) return FromError(inserted.error());
+    auto account = ledger_.OpenAccount(ledger::AccountId::Merchant(merchant.id));
+    if (!account.ok()) return FromError(account.error());
+    return Done{};
+  });
+}
+
+HostResult<Done> Host::RegisterTerminal(const TerminalRegistration& terminal) {
+  if (terminal.terminal_number.size() != 6 || terminal.psam_serial.size() != 10) {
+    return Fail(ResponseCode::kFormatError, "terminal number is 6 bytes, PSAM serial 10");
+  }
+  const std::string number = ToHex(terminal.terminal_number);
+  const std::string tmk_name = "tmk/" + number;
+  auto result = InTransaction([&]() -> HostResult<Done> {
+    auto merchant =
+        connection_.Query("SELECT 1 FROM host_merchants WHERE id = ?", {terminal.merchant_id});
+    if (!merchant.ok()) return FromError(merchant.error());
+    if (merchant->empty()) {
+      return Fail(ResponseCode::kInvalidMerchant, "no merchant " + terminal.merchant_id);
+    }
+    auto existing = connection_.Query(
+        "SELECT merchant_id, psam_serial FROM host_terminals WHERE terminal_number = ?", {number});
+    if (!existing.ok()) return FromError(existing.error());
+    if (!existing->empty()) {
+      if ((*existing)[0].Text(0) == terminal.merchant_id &&
+          (*existing)[0].Text(1) == ToHex(terminal.psam_serial)) {
+        return Done{};
+      }
+      return Fail(ResponseCode::kInvalidTransaction, "terminal " + number + " exists already");
+    }
+    auto inserted = connection_.Execute(
+        "INSERT INTO host_terminals (terminal_number, merchant_id, psam_serial, tmk_name, status)"
+        " VALUES (?, ?, ?, ?, 'active')",
+        {number, terminal.merchant_id, ToHex(terminal.psam_serial), tmk_name});
+    if (!inserted.ok()) return FromError(inserted.error());
+    return Done{};
+  });
+  if (!result.ok()) return result;
+  // The key store is not transactional with the database: generate the TMK once, after the row
+  // is committed (a crash in between leaves a terminal whose next registration makes its TMK).
+  if (!key_store_.Find(tmk_name).ok()) {
+    auto generated = key_store_.Generate(tmk_name);
+    if (!generated.ok()) return FromError(generated.error());
+  }
+  return Done{};
+}
+
+HostResult<Done> Host::RegisterCard(const CardRegistration& card) {
+  if (card.asn.size() != 10 || card.person_id.empty()) {
+    return Fail(ResponseCode::kFormatError, "a card needs a 10-byte ASN and a person id");
+  }
+  return InTransaction([&] { return InsertCard(card); });
+}
+
+// Inside the caller's transaction.
+HostResult<Done> Host::InsertCard(const CardRegistration& card) {
+  const std::string asn = ToHex(card.asn);
+  {
+    auto existing = connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {asn});
+    if (!existing.ok()) return FromError(existing.error());
+    if (!existing->empty()) {
+      if ((*existing)[0].Text(0) == card.person_id) return Done{};
+      return Fail(ResponseCode::kInvalidCard, "card " + asn + " belongs to another person");
+    }
+    auto inserted = connection_.Execute(
+        "INSERT INTO host_cards (asn, holder_reference, person_id, status) VALUES (?, ?, ?, "
+        "'active')",
+        {asn, card.holder_reference, card.person_id});
+    if (!inserted.ok()) return FromError(inserted.error());
+    for (ledger::Wallet wallet : {ledger::Wallet::kEd, ledger::Wallet::kEp}) {
+      auto row = connection_.Execute("INSERT INTO host_card_wallets (asn, wallet) VALUES (?, ?)",
+                                     {asn, std::string(ledger::WalletName(wallet))});
+      if (!row.ok()) return FromError(row.error());
+      // A new card holds nothing: its float starts from that known balance.
+      auto state = ledger_.SetCardState({.asn = asn, .wallet = wallet, .balance = 0});
+      if (!state.ok()) return FromError(state.error());
+    }
+    auto account = ledger_.OpenAccount(ledger::AccountId::Medical(card.person_id));
+    if (!account.ok()) return FromError(account.error());
+    return Done{};
+  }
+}
+
+HostResult<Host::ImportSummary> Host::ImportIssuanceLog(std::string_view jsonl,
+                                                        bool accept_test_cards) {
+  ImportSummary summary;
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    summary = {};
+    std::size_t start = 0;
+    while (start < jsonl.size()) {
+      const std::size_t end = jsonl.find('\n', start);
+      if (end == std::string_view::npos) {  // torn by a crash: the log skips it too
+        ++summary.skipped;
+        break;
+      }
+      const std::string_view line = jsonl.substr(start, end - start);
+      start = end + 1;
+      if (line.empty()) continue;
+      const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+      if (!record.is_object()) {
+        return Fail(ResponseCode::kFormatError, "issuance log: a line is not a JSON object");
+      }
+      if (record.value("event", "") != "issued" || record.value("kind", "") != "card" ||
+          (record.value("test", false) && !accept_test_cards)) {
+        ++summary.skipped;
+        continue;
+      }
+      auto asn = FromHex(record.value("asn", ""));
+      const std::string holder = record.value("holder", "");
+      if (!asn || asn->size() != 10 || holder.empty()) {
+        return Fail(ResponseCode::kFormatError,
+                    "issuance log: an issued card record lacks its "
+                    "ASN or holder");
+      }
+      auto inserted = InsertCard({*asn, "issued " + record.value("time", ""), holder});
+      if (!inserted.ok()) return inserted;
+      ++summary.cards;
+    }
+    return Done{};
+  });
+  if (!done.ok()) return done.error();
+  return summary;
+}
+
+HostResult<Done> Host::CreditMedicalAccount(const std::string& batch_id,
+                                            const std::string& person_id, std::int64_t amount) {
+  if (amount <= 0) return Fail(ResponseCode::kInvalidAmount, "an allocation is > 0 fen");
+  return InTransaction([&]() -> HostResult<Done> {
+    auto posted = ledger_.Post({.id = "allocation/" + batch_id + "/" + person_id,
+                                .debit = ledger::AccountId::SiaFund(),
+                                .credit = ledger::AccountId::Medical(person_id),
+                                .amount = amount,
+                                .cause = {ledger::cause::kAllocation, batch_id + "/" + person_id}});
+    if (!posted.ok()) return FromError(posted.error(), ResponseCode::kInvalidTransaction);
+    return Done{};
+  });
+}
+
+// ---- Online loads -----------------------------------------------------------------------------
+
+namespace {
+
+keys::LoadAuthorisationRequest KeyRequest(const LoadRequest& r) {
+  keys::LoadAuthorisationRequest k;
+  k.asn = r.asn;
+  k.type = r.type;
+  k.amount = r.amount;
+  k.terminal_number = r.terminal_number;
+  k.old_balance = r.old_balance;
+  k.online_serial = r.online_serial;
+  k.key_version = r.key_version;
+  k.random = r.random;
+  k.mac1 = r.mac1;
+  k.date = r.date;
+  k.time = r.time;
+  return k;
+}
+
+// The stored request of a load row (host_loads), for TAC verification at confirmation.
+keys::LoadAuthorisationRequest KeyRequestFromRow(const store::Row& row) {
+  keys::LoadAuthorisationRequest k;
+  k.asn = HexToBytes(row.Text("asn"));
+  k.type = static_cast<std::uint8_t>(row.Int("type"));
+  k.amount = static_cast<std::uint32_t>(row.Int("amount"));
+  k.terminal_number = HexToBytes(row.Text("terminal_number"));
+  k.old_balance = static_cast<std::uint32_t>(row.Int("old_balance"));
+  k.online_serial = static_cast<std::uint16_t>(row.Int("online_serial"));
+  k.key_version = static_cast<std::uint8_t>(row.Int("key_version"));
+  k.random = HexToBytes(row.Text("random"));
+  k.mac1 = HexToBytes(row.Text("mac1"));
+  const std::string& t = row.Text("txn_time");
+  k.date = {std::stoi(t.substr(0, 4)), std::stoi(t.substr(4, 2)), std::stoi(t.substr(6, 2))};
+  k.time = {std::stoi(t.substr(8, 2)), std::stoi(t.substr(10, 2)), std::stoi(t.substr(12, 2))};
+  return k;
+}
+
+}  // namespace
+
+HostResult<LoadAuthorisation> Host::AuthoriseLoad(const LoadRequest& request) {
+  auto wallet = LoadWallet(request.type);
+  if (!wallet || request.asn.size() != 10 || request.terminal_number.size() != 6 ||
+      request.random.size() != 4 || request.mac1.size() != 4 || !IsValidDate(request.date)) {
+    return Fail(ResponseCode::kFormatError, "malformed load request");
+  }
+  if (request.amount == 0) return Fail(ResponseCode::kInvalidAmount, "a load is > 0 fen");
+  const std::string terminal = ToHex(request.terminal_number);
+  const std::string asn = ToHex(request.asn);
+  const std::string when = Timestamp(request.date, request.time);
+  LoadAuthorisation answer;
+  auto result = InTransaction([&]() -> HostResult<Done> {
+    auto previous = connection_.Query(
+        "SELECT asn, amount, mac1, mac2, txn_time FROM host_loads"
+        " WHERE terminal_number = ? AND trace = ?",
+        {terminal, static_cast<std::int64_t>(request.trace)});
+    if (!previous.ok()) return FromError(previous.error());
+    if (!previous->empty()) {
+      const store::Row& row = (*previous)[0];
+      if (row.Text("asn") != asn || row.Int("amount") != request.amount ||
+          row.Text("mac1") != ToHex(request.mac1)) {
+        return Fail(ResponseCode::kDuplicateTransmission,
+                    "trace " + std::to_string(request.trace) + " was used for another load");
+      }
+      answer = {HexToBytes(row.Text("mac2")), request.date, request.time};  // the first answer
+      return Done{};
+    }
+    auto term = connection_.Query("SELECT status FROM host_terminals WHERE terminal_number = ?",
+                                  {terminal});
+    if (!term.ok()) return FromError(term.error());
+    if (term->empty()) {
+      return Fail(ResponseCode::kTerminalNotRegistered, "terminal " + terminal + " unknown");
+    }
+    auto card = connection_.Query("SELECT person_id, status FROM host_cards WHERE asn = ?", {asn});
+    if (!card.ok()) return FromError(card.error());
+    if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+    if ((*card)[0].Text("status") != "active") {
+      return Fail(ResponseCode::kLostCard, "card " + asn + " is " + (*card)[0].Text("status"));
+    }
+    auto mac2 = keys::AuthoriseLoad(key_store_, KeyRequest(request));
+    if (!mac2.ok()) return FromError(mac2.error(), ResponseCode::kMacError);
+
+    const std::string id = LoadId(terminal, request.trace);
+    auto reserved = ledger_.Post({.id = id,
+                                  .debit = ledger::AccountId::Medical((*card)[0].Text("person_id")),
+                                  .credit = ledger::AccountId::CardFloat(asn, *wallet),
+                                  .amount = request.amount,
+                                  .cause = {ledger::cause::kLoad, id},
+                                  .pending = true,
+                                  .debit_must_not_go_negative = true});
+    if (!reserved.ok()) return FromError(reserved.error());
+    if (reserved->outcome == ledger::Outcome::kRejected ||
+        reserved->transfer.state == ledger::TransferState::kRejected) {
+      return Fail(ResponseCode::kInsufficientFunds, "the medical account holds too little");
+    }
+    auto inserted = connection_.Execute(
+        "INSERT INTO host_loads (terminal_number, trace, asn, type, amount, old_balance,"
+        " online_serial, key_version, random, mac1, txn_time, mac2, state, created_at_us)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+        {terminal, static_cast<std::int64_t>(request.trace), asn, request.type, request.amount,
+         request.old_balance, request.online_serial, request.key_version, ToHex(request.random),
+         ToHex(request.mac1), when, ToHex(*mac2), Now()});
+    if (!inserted.ok()) return FromError(inserted.error());
+    answer = {*mac2, request.date, request.time};
+    return Done{};
+  });
+  if (!result.ok()) return result.error();
+  return answer;
+}
+
+HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace, ByteView tac) {
+  const std::string terminal = ToHex(terminal_number);
+  return InTransaction([&]() -> HostResult<Done> {
+    auto load =
+        connection_.Query("SELECT * FROM host_loads WHERE terminal_number = ? AND trace = ?",
+                          {terminal, static_cast<std::int64_t>(trace)});
+    if (!load.ok()) return FromError(load.error());
+    if (load->empty()) {
+      return Fail(ResponseCode::kUnableToLocateRecord, "no load " + LoadId(terminal, trace));
+    }
+    const store::Row& row = (*load)[0];
+    if (row.Text("state") == "completed") return Done{};  // a replay
+    if (row.Text("state") != "pending") {
+      return Fail(ResponseCode::kInvalidTransaction, "the load was " + row.Text("state"));
+    }
+    const keys::LoadAuthorisationRequest request = KeyRequestFromRow(row);
+    Status verified = keys::VerifyLoadTac(key_store_, request, tac);
+    if (!verified.ok()) {
+      // The load stays pending: reconciliation decides it from the card's later transactions.
+      return Fail(ResponseCode::kMacError, "load TAC invalid: " + verified.error().message);
+    }
+    const ledger::CardState state{
+        .asn = row.Text("asn"),
+        .wallet = *LoadWallet(request.type),
+        .balance = static_cast<std::int64_t>(request.old_balance) + request.amount,
+        .online_serial = static_cast<std::int64_t>(request.online_serial) + 1};
+    auto completed = ledger_.Complete(LoadId(terminal, trace), state);
+    if (!completed.ok()) return FromError(completed.error());
+    auto updated = connection_.Execute(
+        "UPDATE host_loads SET state = 'completed' WHERE terminal_number = ? AND trace = ?",
+        {terminal, static_cast<std::int64_t>(trace)});
+    if (!updated.ok()) return FromError(updated.error());
+    return Done{};
+  });
+}
+
+HostResult<Done> Host::ReverseLoad(ByteView terminal_number, std::uint32_t trace) {
+  const std::string terminal = ToHex(terminal_number);
+  return InTransaction([&]() -> HostResult<Done> {
+    auto load =
+        connection_.Query("SELECT state FROM host_loads WHERE terminal_number = ? AND trace = ?",
+                          {terminal, static_cast<std::int64_t>(trace)});
+    if (!load.ok()) return FromError(load.error());
+    if (load->empty()) {
+      return Fail(ResponseCode::kUnableToLocateRecord, "no load " + LoadId(terminal, trace));
+    }
+    const std::string state = (*load)[0].Text(0);
+    if (state == "reversed") return Done{};
+    if (state != "pending") {
+      return Fail(ResponseCode::kInvalidTransaction, "the load was " + state + ": not reversed");
+    }
+    auto voided = ledger_.Void(LoadId(terminal, trace));
+    if (!voided.ok()) return FromError(voided.error());
+    auto updated = connection_.Execute(
+        "UPDATE host_loads SET state = 'reversed' WHERE terminal_number = ? AND trace = ?",
+        {terminal, static_cast<std::int64_t>(trace)});
+    if (!updated.ok()) return FromError(updated.error());
+    return Done{};
+  });
+}
+
+HostResult<std::vector<LoadReconciliation>> Host::ReconcileLoads(std::int64_t created_before_us) {
+  std::vector<LoadReconciliation> decisions;
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    decisions.clear();
+    auto pending = connection_.Query(
+        "SELECT * FROM host_loads WHERE state = 'pending' AND created_at_us < ?"
+        " ORDER BY created_at_us, terminal_number, trace",
+        {created_before_us});
+    if (!pending.ok()) return FromError(pending.error());
+    for (const store::Row& row : *pending) {
+      LoadReconciliation decision{row.Text("terminal_number"),
+                                  static_cast<std::uint32_t>(row.Int("trace")), "pending"};
+      // The card's online serial counts its completed loads (pboc-ed-ep.md): a later INITIALIZE
+      // FOR LOAD reporting a higher serial proves this credit happened, the same serial proves
+      // it did not.
+      auto later = connection_.Query(
+          "SELECT MAX(online_serial) FROM host_loads WHERE asn = ? AND type = ?"
+          " AND online_serial >= ? AND NOT (terminal_number = ? AND trace = ?)",
+          {row.Text("asn"), row.Int("type"), row.Int("online_serial"), row.Text("terminal_number"),
+           row.Int("trace")});
+      if (!later.ok()) return FromError(later.error());
+      const std::string id = LoadId(decision.terminal_number, decision.trace);
+      if (!(*later)[0].IsNull(0) && (*later)[0].Int(0) > row.Int("online_serial")) {
+        const keys::LoadAuthorisationRequest request = KeyRequestFromRow(row);
+        auto completed = ledger_.Complete(
+            id, ledger::CardState{
+                    .asn = row.Text("asn"),
+                    .wallet = *LoadWallet(request.type),
+                    .balance = static_cast<std::int64_t>(request.old_balance) + request.amount,
+                    .online_serial = static_cast<std::int64_t>(request.online_serial) + 1});
+        if (!completed.ok()) return FromError(completed.error());
+        decision.state = "completed";
+      } else if (!(*later)[0].IsNull(0)) {
+        auto voided = ledger_.Void(id);
+        if (!voided.ok()) return FromError(voided.error());
+        decision.state = "reversed";
+      }
+      if (decision.state != "pending") {
+        auto updated = connection_.Execute(
+            "UPDATE host_loads SET state = ? WHERE terminal_number = ? AND trace = ?",
+            {decision.state, decision.terminal_number, static_cast<std::int64_t>(decision.trace)});
+        if (!updated.ok()) return FromError(updated.error());
+      }
+      decisions.push_back(decision);
+    }
+    return Done{};
+  });
+  if (!done.ok()) return done.error();
+  return decisions;
+}
+
+HostResult<Balances> Host::BalanceInquiry(ByteView asn_bytes) {
+  const std::string asn = ToHex(asn_bytes);
+  auto card = connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {asn});
+  if (!card.ok()) return FromError(card.error());
+  if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+  Balances balances;
+  auto medical = ledger_.FindAccount(ledger::AccountId::Medical((*card)[0].Text(0)));
+  if (!medical.ok()) return FromError(medical.error());
+  if (*medical) balances.medical_account = (*medical)->available();
+  for (ledger::Wallet wallet : {ledger::Wallet::kEd, ledger::Wallet::kEp}) {
+    auto account = ledger_.FindAccount(ledger::AccountId::CardFloat(asn, wallet));
+    if (!account.ok()) return FromError(account.error());
+    std::int64_t balance = *account ? (*account)->balance : 0;
+    (wallet == ledger::Wallet::kEd ? balances.card_ed : balances.card_ep) = balance;
+  }
+  return balances;
+}
+
+// ---- Clearing ---------------------------------------------------------------------------------
+
+HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
+    const std::vector<PurchaseUpload>& batch) {
+  std::vector<ClearingResult> results;
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    results.clear();
+    for (const PurchaseUpload& upload : batch) {
+      ClearingResult result;
+      auto wallet = PurchaseWallet(upload.type);
+      const std::string asn = ToHex(upload.asn);
+      const std::string terminal = ToHex(upload.terminal_number);
+      const std::string when = Timestamp(upload.date, upload.time);
+      const std::int64_t serial = upload.card_offline_serial;
+      const std::string reference = PurchaseReference(asn, serial, upload.type);
+
+      // Duplicate: the same card transaction (ASN + offline serial + type) was uploaded before.
+      auto seen = connection_.Query(
+          "SELECT outcome FROM host_purchases WHERE asn = ? AND offline_serial = ? AND type = ?",
+          {asn, serial, upload.type});
+      if (!seen.ok()) return FromError(seen.error());
+      if (!seen->empty()) {
+        results.push_back({ClearingOutcome::kDuplicate, ""});
+        continue;
+      }
+
+      std::string reason;
+      std::optional<std::string> merchant;
+      std::optional<std::string> blacklisted_at;
+      std::optional<std::int64_t> last_serial;
+      std::optional<ledger::CardState> card_state;
+      if (!wallet || upload.asn.size() != 10 || upload.terminal_number.size() != 6 ||
+          upload.tac.size() != 4 || upload.amount == 0 || !IsValidDate(upload.date) ||
+          upload.balance_before < upload.amount ||
+          upload.balance_after != upload.balance_before - upload.amount) {
+        reason = kReasonBadRecord;
+      }
+      if (reason.empty()) {
+        auto card = connection_.Query(
+            "SELECT c.status, c.blacklisted_at, w.last_offline_serial FROM host_cards c"
+            " JOIN host_card_wallets w ON w.asn = c.asn WHERE c.asn = ? AND w.wallet = ?",
+            {asn, std::string(ledger::WalletName(*wallet))});
+        if (!card.ok()) return FromError(card.error());
+        if (card->empty()) {
+          reason = kReasonUnknownCard;
+        } else {
+          blacklisted_at = (*card)[0].OptionalText("blacklisted_at");
+          last_serial = (*card)[0].OptionalInt("last_offline_serial");
+        }
+      }
+      if (reason.empty()) {
+        auto term = connection_.Query(
+            "SELECT merchant_id FROM host_terminals WHERE terminal_number = ?", {terminal});
+        if (!term.ok()) return FromError(term.error());
+        if (term->empty()) {
+          reason = "terminal " + terminal + " not registered";
+        } else {
+          merchant = (*term)[0].Text(0);
+        }
+      }
+      if (reason.empty()) {
+        keys::PurchaseRecord record{.asn = upload.asn,
+                                    .type = upload.type,
+                                    .amount = upload.amount,
+                                    .terminal_number = upload.terminal_number,
+                                    .terminal_serial = upload.terminal_serial,
+                                    .date = upload.date,
+                                    .time = upload.time,
+                                    .key_version = upload.key_version,
+                                    .tac = upload.tac};
+        if (!keys::VerifyPurchaseTac(key_store_, record).ok()) reason = kReasonTacInvalid;
+      }
+      // From here on the card really made this debit (its TAC says so): the money leaves the
+      // card float either to the merchant or to suspense, and the card's state follows it.
+      bool late = false;  // fills a gap: its money was moved to suspense when the gap opened
+      bool money_leaves_float = false;
+      if (reason.empty()) {
+        auto state = ledger_.FindCardState(asn, *wallet);
+        if (!state.ok()) return FromError(state.error());
+        const std::int64_t known_balance = *state ? (*state)->balance : 0;
+        auto gap = connection_.Query(
+            "SELECT closed_at_us FROM host_gaps WHERE asn = ? AND wallet = ? AND offline_serial = "
+            "?",
+            {asn, std::string(ledger::WalletName(*wallet)), serial});
+        if (!gap.ok()) return FromError(gap.error());
+        if (!gap->empty() && (*gap)[0].IsNull(0)) {
+          late = true;
+          auto closed = connection_.Execute(
+              "UPDATE host_gaps SET closed_at_us = ? WHERE asn = ? AND wallet = ? AND"
+              " offline_serial = ?",
+              {Now(), asn, std::string(ledger::WalletName(*wallet)), serial});
+          if (!closed.ok()) return FromError(closed.error());
+        } else if (last_serial && serial <= *last_serial) {
+          // Older than what the card last reported, and not a missing upload: out of chain.
+          reason = kReasonBalanceChain;
+        } else if (!last_serial || serial == *last_serial + 1) {
+          if (upload.balance_before != known_balance) reason = kReasonBalanceChain;
+        } else {
+          // Serials between the last known and this one were not uploaded: each is a gap,
+          // and what they took from the card (known − before) waits in suspense.
+          const std::int64_t missing = known_balance - upload.balance_before;
+          if (missing < 0) {
+            reason = kReasonBalanceChain;
+          } else {
+            for (std::int64_t s = *last_serial + 1; s < serial; ++s) {
+              auto opened = connection_.Execute(
+                  "INSERT INTO host_gaps (asn, wallet, offline_serial, opened_at_us)"
+                  " VALUES (?, ?, ?, ?)",
+                  {asn, std::string(ledger::WalletName(*wallet)), s, Now()});
+              if (!opened.ok()) return FromError(opened.error());
+            }
+            if (missing > 0) {
+              auto held = ledger_.Post({.id = "gap/" + reference,
+                                        .debit = ledger::AccountId::CardFloat(asn, *wallet),
+                                        .credit = ledger::AccountId::Suspense(),
+                                        .amount = missing,
+                                        .cause = {ledger::cause::kSuspense, "gap/" + reference}});
+              if (!held.ok()) return FromError(held.error());
+            }
+          }
+        }
+        if (reason.empty() || reason == kReasonBlacklisted) money_leaves_float = !late;
+        if (reason.empty() && blacklisted_at && when >= *blacklisted_at) {
+          reason = kReasonBlacklisted;
+          money_leaves_float = !late;
+        }
+        if (!late && money_leaves_float) {
+          card_state = ledger::CardState{.asn = asn,
+                                         .wallet = *wallet,
+                                         .balance = upload.balance_after,
+                                         .offline_serial = serial};
+        }
+      }
+
+      if (money_leaves_float || (late && reason.empty())) {
+        const bool to_merchant = reason.empty();
+        auto posted = ledger_.Post(
+            {.id = "purchase/" + reference,
+             .debit =
+                 late ? ledger::AccountId::Suspense() : ledger::AccountId::CardFloat(asn, *wallet),
+             .credit = to_merchant ? ledger::AccountId::Merchant(*merchant)
+                                   : ledger::AccountId::Suspense(),
+             .amount = upload.amount,
+             .cause = {to_merchant ? ledger::cause::kPurchase : ledger::cause::kSuspense,
+                       reference},
+             .card_state = card_state});
+        if (!posted.ok()) return FromError(posted.error());
+        if (card_state) {
+          auto moved = connection_.Execute(
+              "UPDATE host_card_wallets SET last_offline_serial = ? WHERE asn = ? AND wallet = ?",
+              {serial, asn, std::string(ledger::WalletName(*wallet))});
+          if (!moved.ok()) return FromError(moved.error());
+        }
+      }
+
+      result.outcome = reason.empty() ? ClearingOutcome::kAccepted : ClearingOutcome::kSuspense;
+      result.reason = reason;
+      auto recorded = connection_.Execute(
+          "INSERT INTO host_purchases (asn, offline_serial, type, amount, balance_before,"
+          " balance_after, terminal_number, terminal_serial, txn_time, tac, outcome, reason)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+          {asn, serial, upload.type, upload.amount, upload.balance_before, upload.balance_after,
+           terminal, upload.terminal_serial, when, ToHex(upload.tac),
+           std::string(ClearingOutcomeName(result.outcome)), reason});
+      if (!recorded.ok()) return FromError(recorded.error());
+      if (!reason.empty()) {
+        auto queued = connection_.Execute(
+            "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            {asn, serial, upload.type, upload.amount, reason, Now()});
+        if (!queued.ok()) return FromError(queued.error());
+      }
+      results.push_back(result);
+    }
+    return Done{};
+  });
+  if (!done.ok()) return done.error();
+  return results;
+}
+
+HostResult<std::vector<SuspenseItem>> Host::ReviewQueue() {
+  auto rows = connection_.Query(
+      "SELECT id, asn, offline_serial, type, amount, reason FROM host_suspense ORDER BY id");
+  if (!rows.ok()) return FromError(rows.error());
+  std::vector<SuspenseItem> items;
+  for (const store::Row& row : *rows) {
+    items.push_back({row.Int("id"), row.Text("asn"), row.Int("offline_serial"),
+                     static_cast<int>(row.Int("type")), row.Int("amount"), row.Text("reason")});
+  }
+  return items;
+}
+
+HostResult<std::vector<SerialGap>> Host::OpenGaps() {
+  auto rows = connection_.Query(
+      "SELECT asn, wallet, offline_serial FROM host_gaps WHERE closed_at_us IS NULL"
+      " ORDER BY asn, wallet, offline_serial");
+  if (!rows.ok()) return FromError(rows.error());
+  std::vector<SerialGap> gaps;
+  for (const store::Row& row : *rows) {
+    gaps.push_back({row.Text(0), row.Text(1), row.Int(2)});
+  }
+  return gaps;
+}
+
+// ---- Blacklist --------------------------------------------------------------------------------
+
+HostResult<std::int64_t> Host::AddToBlacklist(ByteView asn_bytes, const std::string& effective_at) {
+  const std::string asn = ToHex(asn_bytes);
+  if (effective_at.size() != 14) {
+    return Fail(ResponseCode::kFormatError, "blacklisting time is YYYYMMDDhhmmss");
+  }
+  std::int64_t version = 0;
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    auto card = connection_.Query("SELECT blacklisted_at FROM host_cards WHERE asn = ?", {asn});
+    if (!card.ok()) return FromError(card.error());
+    if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+    auto updated = connection_.Execute(
+        "UPDATE host_cards SET status = 'blacklisted', blacklisted_at = ? WHERE asn = ?",
+        {effective_at, asn});
+    if (!updated.ok()) return FromError(updated.error());
+    auto entry = connection_.Query(
+        "INSERT INTO host_blacklist (asn, action, effective_at) VALUES (?, 'add', ?)"
+        " RETURNING version",
+        {asn, effective_at});
+    if (!entry.ok()) return FromError(entry.error());
+    version = (*entry)[0].Int(0);
+    return Done{};
+  });
+  if (!done.ok()) return done.error();
+  return version;
+}
+
+HostResult<std::int64_t> Host::RemoveFromBlacklist(ByteView asn_bytes) {
+  const std::string asn = ToHex(asn_bytes);
+  std::int64_t version = 0;
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    auto updated = connection_.Execute(
+        "UPDATE host_cards SET status = 'active', blacklisted_at = NULL WHERE asn = ?", {asn});
+    if (!updated.ok()) return FromError(updated.error());
+    if (*updated == 0) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+    auto entry = connection_.Query(
+        "INSERT INTO host_blacklist (asn, action, effective_at) VALUES (?, 'remove', '')"
+        " RETURNING version",
+        {asn});
+    if (!entry.ok()) return FromError(entry.error());
+    version = (*entry)[0].Int(0);
+    return Done{};
+  });
+  if (!done.ok()) return done.error();
+  return version;
+}
+
+HostResult<std::vector<BlacklistEntry>> Host::BlacklistSince(std::int64_t version) {
+  auto rows = connection_.Query(
+      "SELECT version, asn, action, effective_at FROM host_blacklist WHERE version > ?"
+      " ORDER BY version",
+      {version});
+  if (!rows.ok()) return FromError(rows.error());
+  std::vector<BlacklistEntry> entries;
+  for (const store::Row& row : *rows) {
+    entries.push_back({row.Int(0), row.Text(1), row.Text(2) == "add", row.Text(3)});
+  }
+  return entries;
+}
+
+// ---- Settlement -------------------------------------------------------------------------------
+
+HostResult<Bytes> Host::Settle(ByteView terminal_number, const Date& day, ByteView challenge,
+                               ByteView totals_answer) {
+  // card-profile.md, PSAM GET SAM TOTALS: count(4) ‖ amount(6) ‖ first(4) ‖ last(4) ‖ MAC(4).
+  if (totals_answer.size() != 22 || challenge.size() != 8 || !IsValidDate(day)) {
+    return Fail(ResponseCode::kFormatError, "settlement needs 8-byte challenge, 22-byte totals");
+  }
+  const std::string terminal = ToHex(terminal_number);
+  char day_text[16];
+  std::snprintf(day_text, sizeof day_text, "%04d%02d%02d", day.year, day.month, day.day);
+  const std::int64_t psam_count = ReadU32(totals_answer, 0);
+  const auto psam_amount = static_cast<std::int64_t>(ReadU48(totals_answer, 4));
+  const std::int64_t first = ReadU32(totals_answer, 10);
+  const std::int64_t last = ReadU32(totals_answer, 14);
+  Bytes acknowledgement;
+  bool mismatch = false;
+  std::string mismatch_text;
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    auto term = connection_.Query(
+        "SELECT psam_serial FROM host_terminals WHERE terminal_number = ?", {terminal});
+    if (!term.ok()) return FromError(term.error());
+    if (term->empty()) {
+      return Fail(ResponseCode::kTerminalNotRegistered, "terminal " + terminal + " unknown");
+    }
+    const Bytes psam_serial = HexToBytes((*term)[0].Text(0));
+    Status signed_by_psam =
+        keys::VerifySamTotals(key_store_, psam_serial, challenge, totals_answer);
+    if (!signed_by_psam.ok()) return FromError(signed_by_psam.error(), ResponseCode::kMacError);
+    auto uploaded = connection_.Query(
+        "SELECT COUNT(*), COALESCE(SUM(amount), 0) FROM host_purchases"
+        " WHERE terminal_number = ? AND terminal_serial BETWEEN ? AND ?",
+        {terminal, first, last});
+    if (!uploaded.ok()) return FromError(uploaded.error());
+    const std::int64_t count = (*uploaded)[0].Int(0);
+    const std::int64_t amount = (*uploaded)[0].Int(1);
+    mismatch = count != psam_count || amount != psam_amount;
+    const std::string status = mismatch ? "exception" : "acknowledged";
+    auto removed = connection_.Execute(
+        "DELETE FROM host_settlements WHERE terminal_number = ? AND day = ? AND first_serial = ?",
+        {terminal, std::string(day_text), first});
+    if (!removed.ok()) return FromError(removed.error());
+    auto recorded = connection_.Execute(
+        "INSERT INTO host_settlements (terminal_number, day, first_serial, last_serial,"
+        " psam_count, psam_amount, uploaded_count, uploaded_amount, status, settled_at_us)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        {terminal, std::string(day_text), first, last, psam_count, psam_amount, count, amount,
+         status, Now()});
+    if (!recorded.ok()) return FromError(recorded.error());
+    if (mismatch) {
+      mismatch_text = "PSAM totals " + std::to_string(psam_count) + " / " +
+                      std::to_string(psam_amount) + " fen, uploaded " + std::to_string(count) +
+                      " / " + std::to_string(amount) + " fen";
+      return Done{};  // the exception is recorded (committed); the PSAM keeps its totals
+    }
+    auto ack = keys::AcknowledgeSamTotals(key_store_, psam_serial, challenge, totals_answer);
+    if (!ack.ok()) return FromError(ack.error());
+    acknowledgement = *ack;
+    return Done{};
+  });
+  if (!done.ok()) return done.error();
+  if (mismatch) return Fail(ResponseCode::kReconciliationError, mismatch_text);
+  return acknowledgement;
+}
+
+HostResult<std::vector<Settlement>> Host::Settlements(ByteView terminal_number) {
+  auto rows = connection_.Query(
+      "SELECT * FROM host_settlements WHERE terminal_number = ? ORDER BY day, first_serial",
+      {ToHex(terminal_number)});
+  if (!rows.ok()) return FromError(rows.error());
+  std::vector<Settlement> settlements;
+  for (const store::Row& row : *rows) {
+    settlements.push_back({row.Text("terminal_number"), row.Text("day"), row.Int("first_serial"),
+                           row.Int("last_serial"), row.Int("psam_count"), row.Int("psam_amount"),
+                           row.Int("uploaded_count"), row.Int("uploaded_amount"),
+                           row.Text("status")});
+  }
+  return settlements;
+}
+
+HostResult<std::string> Host::MerchantSettlementCsv() {
+  auto rows = connection_.Query(
+      "SELECT t.merchant_id, SUBSTR(p.txn_time, 1, 8) AS day,"
+      " SUM(CASE WHEN p.outcome = 'accepted' THEN 1 ELSE 0 END) AS accepted_count,"
+      " SUM(CASE WHEN p.outcome = 'accepted' THEN p.amount ELSE 0 END) AS accepted_fen,"
+      " SUM(CASE WHEN p.outcome = 'suspense' THEN 1 ELSE 0 END) AS suspense_count,"
+      " SUM(CASE WHEN p.outcome = 'suspense' THEN p.amount ELSE 0 END) AS suspense_fen"
+      " FROM host_purchases p JOIN host_terminals t ON t.terminal_number = p.terminal_number"
+      " GROUP BY t.merchant_id, SUBSTR(p.txn_time, 1, 8) ORDER BY t.merchant_id, day");
+  if (!rows.ok()) return FromError(rows.error());
+  std::string csv = "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n";
+  for (const store::Row& row : *rows) {
+    // Merchant ids are ours (no commas or quotes are accepted at registration).
+    csv += row.Text(0) + "," + row.Text(1) + "," + row["accepted_count"].ToString() + "," +
+           row["accepted_fen"].ToString() + "," + row["suspense_count"].ToString() + "," +
+           row["suspense_fen"].ToString() + "\n";
+  }
+  return csv;
+}
+
+// ---- Checks -----------------------------------------------------------------------------------
+
+HostResult<std::vector<std::string>> Host::CheckHost() {
+  std::vector<std::string> problems;
+  auto report = ledger_.CheckInvariants();
+  if (!report.ok()) return FromError(report.error());
+  for (const ledger::Problem& p : report->problems) problems.push_back(p.description);
+  // Every record that left the card float has exactly one ledger transfer, and no other does.
+  auto unposted = connection_.Query(
+      "SELECT p.asn, p.offline_serial, p.type FROM host_purchases p"
+      " WHERE p.outcome = 'accepted' AND NOT EXISTS (SELECT 1 FROM ledger_transfers t"
+      "   WHERE t.id = 'purchase/' || p.asn || '/' || CAST(p.offline_serial AS TEXT) || '/' ||"
+      "   CAST(p.type AS TEXT) AND t.state = 'posted')");
+  if (!unposted.ok()) return FromError(unposted.error());
+  for (const store::Row& row : *unposted) {
+    problems.push_back("accepted purchase " +
+                       PurchaseReference(row.Text(0), row.Int(1), static_cast<int>(row.Int(2))) +
+                       " has no posted transfer");
+  }
+  auto pending = connection_.Query(
+      "SELECT l.terminal_number, l.trace, l.state, t.state AS ledger_state FROM host_loads l"
+      " JOIN ledger_transfers t ON t.id = 'load/' || l.terminal_number || '/' ||"
+      " CAST(l.trace AS TEXT)"
+      " WHERE NOT ((l.state = 'pending' AND t.state = 'pending') OR"
+      " (l.state = 'completed' AND t.state = 'completed') OR"
+      " (l.state = 'reversed' AND t.state = 'voided'))");
+  if (!pending.ok()) return FromError(pending.error());
+  for (const store::Row& row : *pending) {
+    problems.push_back("load " + row.Text(0) + "/" + row["trace"].ToString() + " is " +
+                       row.Text("state") + " but its ledger transfer is " +
+                       row.Text("ledger_state"));
+  }
+  return problems;
+}
+
+}  // namespace medcard::host

@@ -1,0 +1,227 @@
+// The bank host's core services without the network (docs/host.md): merchants, terminals and
+// cards, medical-account credits, online loads (MAC1 → MAC2 with a pending ledger transfer,
+// completed by the card's TAC), clearing of uploaded offline purchases (TAC, duplicates, balance
+// chain, serial gaps, blacklist; anything that fails goes to the suspense review queue) and
+// CheckHost. Every operation is one database transaction; a replay returns the first answer.
+// Errors carry the ISO 8583 response code the terminal protocol answers with.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/bcd.h"
+#include "common/bytes.h"
+#include "common/result.h"
+#include "iso8583/iso8583.h"
+#include "keys/key_store.h"
+#include "ledger/ledger.h"
+#include "store/store.h"
+
+namespace medcard::host {
+
+struct HostError : Error {
+  iso8583::ResponseCode code = iso8583::ResponseCode::kSystemMalfunction;
+  bool retryable = false;  // the database asked for the transaction to run again
+};
+template <typename T>
+using HostResult = store::Expected<T, HostError>;
+
+// The host's schema; migrate the ledger's first (the host posts through it).
+const store::MigrationSet& Migrations();
+
+struct Merchant {
+  std::string id;  // e.g. "H0001"
+  std::string name;
+  std::string grade;  // facility grade / type, e.g. "hospital-3A", "pharmacy"
+};
+
+struct TerminalRegistration {
+  Bytes terminal_number;  // 6
+  std::string merchant_id;
+  Bytes psam_serial;  // 10
+};
+
+struct CardRegistration {
+  Bytes asn;  // 10
+  std::string holder_reference;
+  std::string person_id;  // the medical account's key
+};
+
+// An online load as the terminal asks for it: the card's INITIALIZE FOR LOAD answer
+// (terminal::LoadInitialisation's fields).
+struct LoadRequest {
+  Bytes terminal_number;     // 6
+  std::uint32_t trace = 0;   // the terminal's trace number: idempotency with terminal_number
+  Bytes asn;                 // 10
+  std::uint8_t type = 0;     // 01 ED, 02 EP
+  std::uint32_t amount = 0;  // fen
+  std::uint32_t old_balance = 0;
+  std::uint16_t online_serial = 0;
+  std::uint8_t key_version = 1;
+  Bytes random;  // 4
+  Bytes mac1;    // 4
+  Date date;     // the date and time CREDIT FOR LOAD carries
+  TimeOfDay time;
+};
+
+struct LoadAuthorisation {
+  Bytes mac2;
+  Date date;
+  TimeOfDay time;
+};
+
+// An uploaded offline purchase (terminal::PurchaseResult's fields).
+struct PurchaseUpload {
+  Bytes asn;
+  std::uint8_t type = 0;  // 05 ED, 06 EP
+  std::uint32_t amount = 0;
+  std::uint32_t balance_before = 0, balance_after = 0;
+  std::uint16_t card_offline_serial = 0;
+  std::uint32_t terminal_serial = 0;
+  Bytes terminal_number;
+  Date date;
+  TimeOfDay time;
+  std::uint8_t key_version = 1;
+  Bytes tac;
+};
+
+enum class ClearingOutcome { kAccepted, kDuplicate, kSuspense };
+std::string_view ClearingOutcomeName(ClearingOutcome outcome);
+
+// Why a record went to suspense (docs/host.md "Suspense reasons").
+inline constexpr char kReasonUnknownCard[] = "unknown card";
+inline constexpr char kReasonTacInvalid[] = "TAC invalid";
+inline constexpr char kReasonBalanceChain[] = "balance chain break";
+inline constexpr char kReasonBlacklisted[] = "card blacklisted";
+inline constexpr char kReasonBadRecord[] = "malformed record";
+
+struct ClearingResult {
+  ClearingOutcome outcome = ClearingOutcome::kAccepted;
+  std::string reason;  // for kSuspense
+};
+
+struct SuspenseItem {
+  std::int64_t id = 0;
+  std::string asn;
+  std::int64_t offline_serial = 0;
+  int type = 0;
+  std::int64_t amount = 0;
+  std::string reason;
+};
+
+// A missing upload: the card's offline serials show a transaction the host has not received.
+struct SerialGap {
+  std::string asn;
+  std::string wallet;  // "ED" / "EP"
+  std::int64_t offline_serial = 0;
+};
+
+// What reconciliation decided for a pending load.
+struct LoadReconciliation {
+  std::string terminal_number;
+  std::uint32_t trace = 0;
+  std::string state;  // "completed", "reversed", or "pending" (no evidence yet: reported again)
+};
+
+struct Balances {
+  std::int64_t medical_account = 0;       // available (balance − held by pending loads)
+  std::int64_t card_ed = 0, card_ep = 0;  // card float
+};
+
+struct BlacklistEntry {
+  std::int64_t version = 0;
+  std::string asn;
+  bool added = true;         // false: removed
+  std::string effective_at;  // "YYYYMMDDhhmmss"
+};
+
+// A terminal's settlement for a day: what its PSAM signed against what the host received.
+struct Settlement {
+  std::string terminal_number;
+  std::string day;                                 // YYYYMMDD
+  std::int64_t first_serial = 0, last_serial = 0;  // the PSAM's terminal transaction serials
+  std::int64_t psam_count = 0, psam_amount = 0;
+  std::int64_t uploaded_count = 0, uploaded_amount = 0;
+  std::string status;  // "acknowledged" or "exception"
+};
+
+class Host {
+ public:
+  struct Options {
+    std::function<std::int64_t()> clock_us;  // default: the system clock
+  };
+  // REQUIRES: connection migrated with ledger::Migrations() and host::Migrations().
+  Host(store::Connection& connection, keys::KeyStore& key_store, Options options = {});
+
+  HostResult<store::Done> RegisterMerchant(const Merchant& merchant);
+  // Also generates the terminal's master key "tmk/<terminal number>" in the key store.
+  HostResult<store::Done> RegisterTerminal(const TerminalRegistration& terminal);
+  HostResult<store::Done> RegisterCard(const CardRegistration& card);
+  // Registers every card of the issuance log's `issued` card records (docs/issuance.md, "The
+  // issuance log"): ASN, holder (the person id of the medical account). A line a crash tore (no
+  // final newline) is skipped, as the log itself does. Test cards ("test": true) only when
+  // accept_test_cards. One transaction; importing the same log again changes nothing.
+  struct ImportSummary {
+    int cards = 0;    // issued card records registered (or already registered identically)
+    int skipped = 0;  // other records: reserved, failed, PSAMs, refused test cards, torn line
+  };
+  HostResult<ImportSummary> ImportIssuanceLog(std::string_view jsonl, bool accept_test_cards);
+
+  // Allocation from the SIA pooled fund to a person's medical account; idempotent on batch_id.
+  HostResult<store::Done> CreditMedicalAccount(const std::string& batch_id,
+                                               const std::string& person_id, std::int64_t amount);
+
+  // Checks MAC1, reserves the amount (pending medical → card float) and answers MAC2.
+  HostResult<LoadAuthorisation> AuthoriseLoad(const LoadRequest& request);
+  // The card's TAC for the load: verified, then the pending transfer is completed.
+  HostResult<store::Done> ConfirmLoad(ByteView terminal_number, std::uint32_t trace, ByteView tac);
+  // The terminal says the card was not credited: the reservation is released.
+  HostResult<store::Done> ReverseLoad(ByteView terminal_number, std::uint32_t trace);
+
+  // Decides every load still pending that was authorised before `created_before_us` from the
+  // card's later load requests (docs/host.md "Online loads and their reconciliation").
+  HostResult<std::vector<LoadReconciliation>> ReconcileLoads(std::int64_t created_before_us);
+
+  HostResult<Balances> BalanceInquiry(ByteView asn);
+
+  // One result per record, in order. The whole batch is one database transaction.
+  HostResult<std::vector<ClearingResult>> ClearPurchases(const std::vector<PurchaseUpload>& batch);
+  HostResult<std::vector<SuspenseItem>> ReviewQueue();
+  HostResult<std::vector<SerialGap>> OpenGaps();
+
+  // effective_at: "YYYYMMDDhhmmss"; purchases at or after it are refused.
+  HostResult<std::int64_t> AddToBlacklist(ByteView asn, const std::string& effective_at);
+  HostResult<std::int64_t> RemoveFromBlacklist(ByteView asn);
+  HostResult<std::vector<BlacklistEntry>> BlacklistSince(std::int64_t version);
+
+  // Settlement of a terminal's day: totals_answer is the PSAM's GET SAM TOTALS answer
+  // (count ‖ amount ‖ first ‖ last ‖ MAC) for `challenge`. When the purchases uploaded with
+  // terminal serials first..last match count and amount, returns the CLEAR SAM TOTALS MAC;
+  // otherwise records a settlement exception and fails with kReconciliationError (95).
+  HostResult<Bytes> Settle(ByteView terminal_number, const Date& day, ByteView challenge,
+                           ByteView totals_answer);
+  HostResult<std::vector<Settlement>> Settlements(ByteView terminal_number);
+
+  // Per merchant and day (the purchases' date): header
+  // "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen", then one line per
+  // merchant and day, ordered. Duplicates are not counted (they were never a new transaction).
+  HostResult<std::string> MerchantSettlementCsv();
+
+  // The ledger's invariants plus the host's: every accepted purchase posted exactly once.
+  HostResult<std::vector<std::string>> CheckHost();
+
+ private:
+  HostResult<store::Done> InsertCard(const CardRegistration& card);
+  HostResult<store::Done> InTransaction(const std::function<HostResult<store::Done>()>& body);
+  std::int64_t Now() const;
+
+  store::Connection& connection_;
+  keys::KeyStore& key_store_;
+  ledger::Ledger ledger_;
+  Options options_;
+};
+
+}  // namespace medcard::host

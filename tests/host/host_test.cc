@@ -1,0 +1,560 @@
+// The host fed by real cards: test cards and a PSAM issued from the embedded test key set, a
+// test-only software key store holding the same keys, loads and purchases run by the terminal's
+// purse flows through in-process readers, on both database engines.
+#include "host/host.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <limits>
+#include <thread>
+
+#include "crypto/crypto.h"
+#include "iso7816/apdu.h"
+#include "issuance/test_issuer.h"
+#include "reader/reader.h"
+#include "terminal/purse.h"
+#include "test_database.h"
+
+namespace medcard::host {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ResponseCode = iso8583::ResponseCode;
+
+static auto* const kPostgres = test_support::RegisterPostgresEnvironment();
+
+constexpr char kPerson[] = "310101199001011234";
+constexpr char kMerchant[] = "H0001";
+
+// The terminal's issuer: every load goes to the host with the next trace number.
+class HostAuthoriser final : public terminal::LoadAuthoriser {
+ public:
+  explicit HostAuthoriser(Host& host) : host_(host) {}
+  Result<Bytes> Authorise(const terminal::LoadInitialisation& init) override {
+    last_request = {.terminal_number = init.terminal_number,
+                    .trace = ++trace,
+                    .asn = init.asn,
+                    .type = init.type,
+                    .amount = init.amount,
+                    .old_balance = init.old_balance,
+                    .online_serial = init.online_serial,
+                    .key_version = init.key_version,
+                    .random = init.random,
+                    .mac1 = init.mac1,
+                    .date = init.date,
+                    .time = init.time};
+    auto answer = host_.AuthoriseLoad(last_request);
+    if (!answer.ok()) {
+      last_code = answer.error().code;
+      return Error(answer.error());
+    }
+    if (lose_mac2) return MakeError("no answer from the host");  // the card is never credited
+    last_mac2 = answer->mac2;
+    return answer->mac2;
+  }
+  Status Confirm(const terminal::LoadInitialisation&, ByteView tac) override {
+    last_tac = Bytes(tac.begin(), tac.end());
+    if (!confirm) return Status::Ok();  // the confirmation is lost on the way
+    return host_.ConfirmLoad(last_request.terminal_number, trace, tac);
+  }
+
+  Host& host_;
+  std::uint32_t trace = 0;
+  bool confirm = true;
+  bool lose_mac2 = false;
+  LoadRequest last_request;
+  Bytes last_tac;
+  Bytes last_mac2;
+  std::optional<ResponseCode> last_code;
+};
+
+PurchaseUpload Upload(const terminal::PurchaseResult& p) {
+  return {.asn = p.asn,
+          .type = p.type,
+          .amount = p.amount,
+          .balance_before = p.balance_before,
+          .balance_after = p.balance_after,
+          .card_offline_serial = p.card_offline_serial,
+          .terminal_serial = p.terminal_serial,
+          .terminal_number = p.terminal_number,
+          .date = p.date,
+          .time = p.time,
+          .key_version = 1,
+          .tac = p.tac};
+}
+
+class HostTest : public ::testing::TestWithParam<store::Engine> {
+ protected:
+  void SetUp() override {
+    ::setenv("MEDCARD_KEYSTORE_TEST_KDF", "fast", 1);
+    dir_ = test_support::NewTempDir("medcard-host");
+    auto key_store =
+        keys::CreateSoftwareKeyStore((fs::path(dir_) / "keys").string(), "host test", true);
+    ASSERT_TRUE(key_store.ok()) << key_store.error().message;
+    key_store_ = std::move(key_store).value();
+    for (const auto& role : issuance::TestKeySet::RequiredRoles()) {
+      ASSERT_TRUE(key_store_->ImportTestKey(role, test_keys_.MasterKey(role)).ok()) << role;
+    }
+
+    auto url = test_support::NewTestDatabaseUrl(GetParam());
+    ASSERT_TRUE(url.ok()) << url.error().message;
+    auto db = store::Database::Open(*url);
+    ASSERT_TRUE(db.ok()) << db.error().message;
+    db_ = std::move(db).value();
+    auto conn = db_->Connect();
+    ASSERT_TRUE(conn.ok()) << conn.error().message;
+    conn_ = std::move(conn).value();
+    ASSERT_TRUE(store::Migrate(*conn_, ledger::Migrations()).ok());
+    auto migrated = store::Migrate(*conn_, Migrations());
+    ASSERT_TRUE(migrated.ok()) << migrated.error().message;
+    host_ = std::make_unique<Host>(*conn_, *key_store_);
+    authoriser_ = std::make_unique<HostAuthoriser>(*host_);
+
+    ASSERT_TRUE(host_->RegisterMerchant({kMerchant, "City Hospital", "hospital-3A"}).ok());
+    auto terminal = host_->RegisterTerminal({terminal_number_, kMerchant, psam_serial_});
+    ASSERT_TRUE(terminal.ok()) << terminal.error().message;
+    auto card = host_->RegisterCard({asn_, "holder-1", kPerson});
+    ASSERT_TRUE(card.ok()) << card.error().message;
+    ASSERT_TRUE(host_->CreditMedicalAccount("2026-11", kPerson, 100000).ok());
+
+    auto c = issuance::IssueTestCard(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
+                                     issuance::TestHolder(asn_, "123456"));
+    ASSERT_TRUE(c.ok()) << c.error().message;
+    card_ = std::move(c).value();
+    auto p = issuance::IssueTestPsam(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
+                                     psam_serial_, terminal_number_);
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    psam_ = std::move(p).value();
+    card_reader_ = std::make_unique<reader::InProcessReader>("card", card_);
+    psam_reader_ = std::make_unique<reader::InProcessReader>("psam", psam_);
+    ASSERT_TRUE(card_reader_->Connect().ok());
+    ASSERT_TRUE(psam_reader_->Connect().ok());
+    auto app = terminal::SelectMedicalApplication(*card_reader_);
+    ASSERT_TRUE(app.ok()) << app.error().message;
+    app_ = *app;
+    ASSERT_TRUE(terminal::VerifyPin(*card_reader_, "123456").ok());
+  }
+  void TearDown() override {
+    host_.reset();
+    key_store_.reset();
+    ::unsetenv("MEDCARD_KEYSTORE_TEST_KDF");
+  }
+
+  Result<terminal::LoadResult> Load(std::uint32_t amount) {
+    return terminal::Load(*card_reader_, *authoriser_, app_,
+                          {terminal::Wallet::kEd, amount, terminal_number_, date_, time_});
+  }
+  terminal::PurchaseResult Purchase(std::uint32_t amount, TimeOfDay time = {10, 0, 0}) {
+    auto p = terminal::Purchase(*card_reader_, *psam_reader_, app_,
+                                {terminal::Wallet::kEd, amount, date_, time});
+    EXPECT_TRUE(p.ok()) << p.error().message;
+    return p.ok() ? *p : terminal::PurchaseResult{};
+  }
+  std::vector<ClearingOutcome> Clear(const std::vector<PurchaseUpload>& batch) {
+    auto r = host_->ClearPurchases(batch);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    std::vector<ClearingOutcome> outcomes;
+    if (r.ok()) {
+      for (const auto& one : *r) outcomes.push_back(one.outcome);
+    }
+    return outcomes;
+  }
+  Balances Balance() {
+    auto b = host_->BalanceInquiry(asn_);
+    EXPECT_TRUE(b.ok()) << b.error().message;
+    return b.ok() ? *b : Balances{};
+  }
+  std::int64_t MerchantBalance() {
+    ledger::Ledger ledger(*conn_);
+    auto account = ledger.FindAccount(ledger::AccountId::Merchant(kMerchant));
+    return account.ok() && *account ? (*account)->balance : -1;
+  }
+  std::int64_t SuspenseBalance() {
+    ledger::Ledger ledger(*conn_);
+    auto account = ledger.FindAccount(ledger::AccountId::Suspense());
+    return account.ok() && *account ? (*account)->balance : 0;
+  }
+  std::vector<std::string> ReviewReasons() {
+    auto queue = host_->ReviewQueue();
+    EXPECT_TRUE(queue.ok());
+    std::vector<std::string> reasons;
+    if (queue.ok()) {
+      for (const auto& item : *queue) reasons.push_back(item.reason);
+    }
+    return reasons;
+  }
+  Bytes GetSamTotals(const Bytes& challenge) {
+    auto totals = reader::Send(*psam_reader_,
+                               iso7816::CommandApdu::Case4(0x80, 0x7A, 0x00, 0x00, challenge, 22));
+    EXPECT_TRUE(totals.ok() && totals->ok());
+    return totals.ok() ? totals->data : Bytes{};
+  }
+  void ExpectHostClean() {
+    auto problems = host_->CheckHost();
+    ASSERT_TRUE(problems.ok()) << problems.error().message;
+    for (const auto& p : *problems) ADD_FAILURE() << p;
+  }
+
+  const issuance::TestKeySet& test_keys_ = issuance::TestKeySet::Embedded();
+  std::string dir_;
+  std::unique_ptr<keys::KeyStore> key_store_;
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<store::Connection> conn_;
+  std::unique_ptr<Host> host_;
+  std::unique_ptr<HostAuthoriser> authoriser_;
+  Bytes asn_ = HexToBytes("11000000000000000301");
+  Bytes psam_serial_ = HexToBytes("50000000000000000301");
+  Bytes terminal_number_ = HexToBytes("000000000301");
+  Date date_{2026, 11, 25};
+  TimeOfDay time_{9, 15, 0};
+  std::shared_ptr<card::Card> card_;
+  std::shared_ptr<psam::Psam> psam_;
+  std::unique_ptr<reader::Reader> card_reader_, psam_reader_;
+  terminal::ApplicationData app_;
+};
+
+TEST_P(HostTest, RegisteringATerminalGeneratesItsMasterKeyInTheKeyStore) {
+  EXPECT_TRUE(key_store_->Find("tmk/000000000301").ok());
+  // A replay of the same registration is fine; another merchant for the number is not.
+  EXPECT_TRUE(host_->RegisterTerminal({terminal_number_, kMerchant, psam_serial_}).ok());
+  ASSERT_TRUE(host_->RegisterMerchant({"P0002", "Pharmacy", "pharmacy"}).ok());
+  EXPECT_FALSE(host_->RegisterTerminal({terminal_number_, "P0002", psam_serial_}).ok());
+}
+
+TEST_P(HostTest, AnOnlineLoadIsPendingUntilTheCardsTacCompletesIt) {
+  authoriser_->confirm = false;
+  auto loaded = Load(30000);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  // Reserved on the medical account, not yet on the card float.
+  EXPECT_EQ(Balance().medical_account, 70000);
+  EXPECT_EQ(Balance().card_ed, 0);
+  ExpectHostClean();
+
+  auto confirmed = host_->ConfirmLoad(terminal_number_, authoriser_->trace, loaded->tac);
+  ASSERT_TRUE(confirmed.ok()) << confirmed.error().message;
+  EXPECT_EQ(Balance().medical_account, 70000);
+  EXPECT_EQ(Balance().card_ed, 30000);
+  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 30000u);
+  // A replayed confirmation changes nothing.
+  EXPECT_TRUE(host_->ConfirmLoad(terminal_number_, authoriser_->trace, loaded->tac).ok());
+  EXPECT_EQ(Balance().card_ed, 30000);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, AReplayedLoadRequestGetsTheFirstMac2AndReservesOnce) {
+  auto loaded = Load(1000);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  auto again = host_->AuthoriseLoad(authoriser_->last_request);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->mac2, authoriser_->last_mac2);
+  EXPECT_EQ(Balance().medical_account, 99000);
+  EXPECT_EQ(Balance().card_ed, 1000);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, AForgedMac1IsRefusedWithAMacErrorAndReservesNothing) {
+  LoadRequest forged;
+  auto loaded = Load(500);
+  ASSERT_TRUE(loaded.ok());
+  forged = authoriser_->last_request;
+  forged.trace = 99;
+  forged.amount = 50000;  // more than the card signed
+  auto refused = host_->AuthoriseLoad(forged);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ResponseCode::kMacError);
+  EXPECT_EQ(Balance().medical_account, 99500);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, ALoadBeyondTheMedicalAccountIsRefusedAsInsufficientFunds) {
+  auto refused = Load(100001);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(authoriser_->last_code, ResponseCode::kInsufficientFunds);
+  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 0u);
+  EXPECT_EQ(Balance().medical_account, 100000);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, AReversedLoadReleasesTheReservation) {
+  authoriser_->confirm = false;
+  ASSERT_TRUE(Load(2000).ok());
+  EXPECT_EQ(Balance().medical_account, 98000);
+  ASSERT_TRUE(host_->ReverseLoad(terminal_number_, authoriser_->trace).ok());
+  EXPECT_EQ(Balance().medical_account, 100000);
+  EXPECT_EQ(Balance().card_ed, 0);
+  // A completed load is never reversed.
+  authoriser_->confirm = true;
+  ASSERT_TRUE(Load(100).ok());
+  auto refused = host_->ReverseLoad(terminal_number_, authoriser_->trace);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ResponseCode::kInvalidTransaction);
+}
+
+TEST_P(HostTest, PurchasesAreClearedToTheMerchantAndDuplicatesArePostedOnce) {
+  ASSERT_TRUE(Load(50000).ok());
+  auto first = Upload(Purchase(1250));
+  auto second = Upload(Purchase(8630));
+  EXPECT_THAT(Clear({first, second, first}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted,
+                          ClearingOutcome::kDuplicate));
+  EXPECT_THAT(Clear({second}), ElementsAre(ClearingOutcome::kDuplicate));
+  EXPECT_EQ(MerchantBalance(), 1250 + 8630);
+  EXPECT_EQ(Balance().card_ed, 50000 - 1250 - 8630);
+  EXPECT_EQ(Balance().card_ed, *terminal::GetBalance(*card_reader_, terminal::Wallet::kEd));
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, AForgedTacGoesToSuspenseAndPaysTheMerchantNothing) {
+  ASSERT_TRUE(Load(5000).ok());
+  auto forged = Upload(Purchase(700));
+  forged.tac[0] ^= 0x01;
+  EXPECT_THAT(Clear({forged}), ElementsAre(ClearingOutcome::kSuspense));
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonTacInvalid));
+  EXPECT_EQ(MerchantBalance(), 0);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, ASerialGapIsReportedUntilTheMissingUploadClosesIt) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto first = Upload(Purchase(100));
+  auto missing = Upload(Purchase(200));
+  auto third = Upload(Purchase(300));
+  EXPECT_THAT(Clear({first, third}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted));
+  auto gaps = host_->OpenGaps();
+  ASSERT_TRUE(gaps.ok());
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].offline_serial, missing.card_offline_serial);
+  // The card float already follows the card; the missing debit waits in suspense.
+  EXPECT_EQ(Balance().card_ed, 10000 - 600);
+  EXPECT_EQ(SuspenseBalance(), 200);
+  ExpectHostClean();
+
+  EXPECT_THAT(Clear({missing}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_TRUE(host_->OpenGaps()->empty());
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(MerchantBalance(), 600);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, ABalanceChainBreakGoesToSuspense) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto purchase = Upload(Purchase(400));
+  // The TAC does not cover balances: a terminal that reports a wrong one breaks the chain.
+  purchase.balance_before += 1000;
+  purchase.balance_after += 1000;
+  EXPECT_THAT(Clear({purchase}), ElementsAre(ClearingOutcome::kSuspense));
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonBalanceChain));
+  EXPECT_EQ(MerchantBalance(), 0);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, ABlacklistedCardIsRefusedAfterItsBlacklistingTimeAndAcceptedBefore) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto before = Upload(Purchase(100, {10, 0, 0}));
+  auto after = Upload(Purchase(200, {12, 0, 0}));
+  auto version = host_->AddToBlacklist(asn_, "20261125110000");
+  ASSERT_TRUE(version.ok()) << version.error().message;
+  EXPECT_THAT(Clear({before, after}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kSuspense));
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonBlacklisted));
+  EXPECT_EQ(MerchantBalance(), 100);
+  // The card really spent it: the float follows the card, the money waits in suspense.
+  EXPECT_EQ(Balance().card_ed, 10000 - 300);
+  EXPECT_EQ(SuspenseBalance(), 200);
+  // A blacklisted card gets no load.
+  EXPECT_FALSE(Load(100).ok());
+  EXPECT_EQ(authoriser_->last_code, ResponseCode::kLostCard);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, TheBlacklistIsVersionedForDeltas) {
+  auto added = host_->AddToBlacklist(asn_, "20261125110000");
+  ASSERT_TRUE(added.ok());
+  auto removed = host_->RemoveFromBlacklist(asn_);
+  ASSERT_TRUE(removed.ok());
+  auto all = host_->BlacklistSince(0);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_TRUE((*all)[0].added);
+  EXPECT_FALSE((*all)[1].added);
+  auto delta = host_->BlacklistSince(*added);
+  ASSERT_TRUE(delta.ok());
+  ASSERT_EQ(delta->size(), 1u);
+  EXPECT_EQ((*delta)[0].version, *removed);
+  EXPECT_FALSE(host_->AddToBlacklist(HexToBytes("99999999999999999999"), "20261125110000").ok());
+}
+
+TEST_P(HostTest, AnUnknownCardsPurchaseWaitsInTheReviewQueue) {
+  ASSERT_TRUE(Load(1000).ok());
+  auto purchase = Upload(Purchase(100));
+  purchase.asn = HexToBytes("11000000000000009999");
+  EXPECT_THAT(Clear({purchase}), ElementsAre(ClearingOutcome::kSuspense));
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonUnknownCard));
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, MatchingPsamTotalsAreAcknowledgedAndThePsamClearsThem) {
+  ASSERT_TRUE(Load(10000).ok());
+  EXPECT_THAT(Clear({Upload(Purchase(700)), Upload(Purchase(300))}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted));
+  const Bytes challenge = crypto::RandomBytes(8);
+  auto totals = GetSamTotals(challenge);
+  auto ack = host_->Settle(terminal_number_, date_, challenge, totals);
+  ASSERT_TRUE(ack.ok()) << ack.error().message;
+  auto cleared = reader::Send(*psam_reader_, iso7816::CommandApdu::Case3(0x80, 0x7C, 0, 0, *ack));
+  ASSERT_TRUE(cleared.ok());
+  EXPECT_EQ(cleared->sw, iso7816::sw::kOk) << cleared->sw.ToString();
+  EXPECT_EQ(psam_->Inspect().totals.count, 0u);
+  auto settlements = host_->Settlements(terminal_number_);
+  ASSERT_TRUE(settlements.ok());
+  ASSERT_EQ(settlements->size(), 1u);
+  EXPECT_EQ((*settlements)[0].status, "acknowledged");
+  EXPECT_EQ((*settlements)[0].psam_amount, 1000);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, PsamTotalsThatDoNotMatchTheUploadsAreASettlementException) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto uploaded = Upload(Purchase(700));
+  Purchase(300);  // never uploaded
+  EXPECT_THAT(Clear({uploaded}), ElementsAre(ClearingOutcome::kAccepted));
+  const Bytes challenge = crypto::RandomBytes(8);
+  auto refused = host_->Settle(terminal_number_, date_, challenge, GetSamTotals(challenge));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ResponseCode::kReconciliationError) << refused.error().message;
+  EXPECT_THAT(refused.error().message, HasSubstr("1000 fen"));
+  EXPECT_EQ(psam_->Inspect().totals.count, 2u);
+  auto settlements = host_->Settlements(terminal_number_);
+  ASSERT_TRUE(settlements.ok());
+  ASSERT_EQ(settlements->size(), 1u);
+  EXPECT_EQ((*settlements)[0].status, "exception");
+  EXPECT_EQ((*settlements)[0].uploaded_amount, 700);
+}
+
+TEST_P(HostTest, PsamTotalsWithAForgedMacAreRefused) {
+  ASSERT_TRUE(Load(10000).ok());
+  EXPECT_THAT(Clear({Upload(Purchase(700))}), ElementsAre(ClearingOutcome::kAccepted));
+  const Bytes challenge = crypto::RandomBytes(8);
+  Bytes totals = GetSamTotals(challenge);
+  totals[9] ^= 0x01;  // the amount's last byte
+  auto refused = host_->Settle(terminal_number_, date_, challenge, totals);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ResponseCode::kMacError);
+}
+
+TEST_P(HostTest, ReconciliationCompletesAnUnconfirmedLoadTheCardsNextLoadProvesCredited) {
+  authoriser_->confirm = false;
+  ASSERT_TRUE(Load(2000).ok());  // credited on the card, confirmation lost
+  const std::uint32_t unconfirmed = authoriser_->trace;
+  authoriser_->confirm = true;
+  ASSERT_TRUE(Load(1000).ok());
+  auto decisions = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(decisions.ok()) << decisions.error().message;
+  ASSERT_EQ(decisions->size(), 1u);
+  EXPECT_EQ((*decisions)[0].trace, unconfirmed);
+  EXPECT_EQ((*decisions)[0].state, "completed");
+  EXPECT_EQ(Balance().card_ed, 3000);
+  EXPECT_EQ(Balance().medical_account, 97000);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, ReconciliationReversesALoadTheCardsNextLoadProvesNotCredited) {
+  authoriser_->lose_mac2 = true;
+  ASSERT_FALSE(Load(2000).ok());  // reserved at the host, never credited on the card
+  authoriser_->lose_mac2 = false;
+  EXPECT_EQ(Balance().medical_account, 98000);
+  // Without later evidence the load stays pending and is reported.
+  auto waiting = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(waiting.ok());
+  ASSERT_EQ(waiting->size(), 1u);
+  EXPECT_EQ((*waiting)[0].state, "pending");
+  ASSERT_TRUE(Load(1000).ok());
+  auto decisions = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(decisions.ok()) << decisions.error().message;
+  ASSERT_EQ(decisions->size(), 1u);
+  EXPECT_EQ((*decisions)[0].state, "reversed");
+  EXPECT_EQ(Balance().card_ed, 1000);
+  EXPECT_EQ(Balance().medical_account, 99000);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, TheIssuanceLogsIssuedCardsAreImportedOnceAndTornLinesSkipped) {
+  const std::string log =
+      R"({"asn":"11000000000000000401","event":"reserved","format":1,"kind":"card","test":false})"
+      "\n"
+      R"({"asn":"11000000000000000401","event":"issued","format":1,"holder":"11010519491231002X",)"
+      R"("key_version":1,"kind":"card","test":false,"time":"2026-11-25T09:15:02Z"})"
+      "\n"
+      R"({"asn":"11000000000000000402","event":"issued","format":1,"holder":"X","kind":"card",)"
+      R"("test":true})"
+      "\n"
+      R"({"asn":"11000000000000000403","event":"issued","format":1,"hol)";
+  auto summary = host_->ImportIssuanceLog(log, /*accept_test_cards=*/false);
+  ASSERT_TRUE(summary.ok()) << summary.error().message;
+  EXPECT_EQ(summary->cards, 1);
+  EXPECT_EQ(summary->skipped, 3);
+  EXPECT_TRUE(host_->BalanceInquiry(HexToBytes("11000000000000000401")).ok());
+  auto test_card = host_->BalanceInquiry(HexToBytes("11000000000000000402"));
+  ASSERT_FALSE(test_card.ok());
+  EXPECT_EQ(test_card.error().code, ResponseCode::kInvalidCard);
+  auto again = host_->ImportIssuanceLog(log, false);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->cards, 1);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, ConcurrentCreditsToOneAccountAreAllPostedAfterRetries) {
+  constexpr int kThreads = 4, kCreditsEach = 15;
+  std::vector<std::thread> threads;
+  std::atomic<int> failures = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      auto conn = db_->Connect();
+      if (!conn.ok()) {
+        ++failures;
+        return;
+      }
+      // CreditMedicalAccount never touches the key store, so sharing it here is safe.
+      Host host(**conn, *key_store_);
+      for (int i = 0; i < kCreditsEach; ++i) {
+        const std::string batch = "t" + std::to_string(t) + "-" + std::to_string(i);
+        if (!host.CreditMedicalAccount(batch, kPerson, 10).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(failures, 0);
+  EXPECT_EQ(Balance().medical_account, 100000 + kThreads * kCreditsEach * 10);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, TheMerchantSettlementReportSumsEachMerchantsDay) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto first = Upload(Purchase(700));
+  auto second = Upload(Purchase(300));
+  auto forged = Upload(Purchase(50));
+  forged.tac[3] ^= 0x80;
+  EXPECT_THAT(Clear({first, second, forged, first}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted,
+                          ClearingOutcome::kSuspense, ClearingOutcome::kDuplicate));
+  auto csv = host_->MerchantSettlementCsv();
+  ASSERT_TRUE(csv.ok()) << csv.error().message;
+  EXPECT_EQ(*csv,
+            "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n"
+            "H0001,20261125,2,1000,1,50\n");
+  EXPECT_FALSE(host_->RegisterMerchant({"A,B", "Comma", "clinic"}).ok());
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, HostTest, test_support::AllEngines(),
+                         test_support::EngineTestName);
+
+}  // namespace
+}  // namespace medcard::host
