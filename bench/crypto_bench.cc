@@ -3,7 +3,6 @@
 // card key diversification. Figures only; nothing here asserts on time.
 #include <benchmark/benchmark.h>
 
-#include "rate_reporter.h"
 #include <openssl/evp.h>
 
 #include <cstdio>
@@ -13,6 +12,7 @@
 
 #include "common/bytes.h"
 #include "crypto/crypto.h"
+#include "rate_reporter.h"
 
 namespace {
 
@@ -89,6 +89,6 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
 
   reporter.PrintRatio("pboc_mac_per_s / raw_3des_blocks_per_s", "BM_PbocMacPreparedKey",
-                     "BM_Raw3desEcbBlock");
+                      "BM_Raw3desEcbBlock");
   return 0;
 }

@@ -28,9 +28,9 @@ namespace medcard::keys {
 // Issuer master key roles (issue: keys and issuance). Terminal master keys are named
 // "tmk/<terminal number hex>".
 inline constexpr std::string_view kIssuerRoles[] = {
-    "purchase",    "load",        "tac",           "unload",     "overdraw",
-    "pin_unblock", "pin_reload",  "maintenance",   "external_auth", "settlement",
-    "card_master", "transport",   "visit_record"};
+    "purchase",    "load",       "tac",         "unload",        "overdraw",
+    "pin_unblock", "pin_reload", "maintenance", "external_auth", "settlement",
+    "card_master", "transport",  "visit_record"};
 bool IsIssuerRole(std::string_view role);
 bool IsTerminalMasterKeyName(std::string_view name);  // "tmk/" + 12 upper-case hex digits
 bool IsValidKeyName(std::string_view name);           // an issuer role or a TMK name

@@ -208,9 +208,9 @@ TEST_F(IssuancePcscTest, SoftwareStoreCardAndPsamIssuedThroughPcscLoadPayAndVeri
                                 " --serial-prefix 5000 --chip-serial 0102030405060708");
     EXPECT_EQ(wrong_chip.exit_code, 1);
     EXPECT_THAT(wrong_chip.err, HasSubstr("chip serial is 8877665544332211"));
-    CliRun issued = Medcard("issue psam --store " + store_dir + " --terminal-no 000000000301 " +
-                            "--reader " + Quoted(reader::VpcdReaderName(1)) +
-                            " --serial-prefix 5000");
+    CliRun issued =
+        Medcard("issue psam --store " + store_dir + " --terminal-no 000000000301 " + "--reader " +
+                Quoted(reader::VpcdReaderName(1)) + " --serial-prefix 5000");
     ASSERT_EQ(issued.exit_code, 0) << issued.err;
     EXPECT_THAT(issued.out,
                 HasSubstr("PSAM 50000000000000000001 issued for terminal 000000000301"));

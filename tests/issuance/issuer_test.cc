@@ -315,7 +315,7 @@ bool CanPay(const std::shared_ptr<card::Card>& card) {
   reader::InProcessReader terminal_reader("terminal", card);
   if (!terminal_reader.Connect().ok()) return false;
   auto select = reader::Send(
-      terminal_reader, iso7816::CommandApdu::Case4(0x00, 0xA4, 0x04, 0x00, card::AdfAid(), 0));
+      terminal_reader, iso7816::CommandApdu::Case4(0x00, 0xA4, 0x04, 0x00, card::AdfAid(), 256));
   if (!select.ok() || !select->ok()) return false;
   // INITIALIZE FOR PURCHASE (EP, no PIN), INITIALIZE FOR LOAD (EP): 6985 before personalised.
   Bytes data{0x01, 0x00, 0x00, 0x00, 0x01};
