@@ -1,16 +1,358 @@
-// medcard host check: the ledger's invariants, verified against the host's database
-// (docs/ledger.md "Invariants"). Read-only: it opens no database that does not exist and migrates
-// nothing.
+// medcard host ...: the bank host's operations (docs/host.md "Running the host", docs/cli.md).
+//   init        data directory, database (migrated), key store, host.json
+//   run         the terminal server (host_run.cc)
+//   terminals   register a merchant's terminal (its TMK is generated in the key store)
+//   cards       import an issuance log
+//   blacklist   add | remove | list
+//   report      settlement per merchant and day
+//   check       the ledger's and the host's invariants (read-only)
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 
 #include "cli/commands.h"
+#include "cli/host_config.h"
+#include "cli/host_session.h"
+#include "cli/key_store_access.h"
+#include "common/bytes.h"
+#include "host/host.h"
+#include "issuance/test_issuer.h"
 #include "ledger/ledger.h"
 #include "store/store.h"
 
 namespace medcard::cli {
 namespace {
+
+namespace fs = std::filesystem;
+
+// --- host init ----------------------------------------------------------------------------------
+
+struct HostInitOptions {
+  std::string data_dir;
+  std::string db_url;
+  KeyStoreLocation key_store;
+  bool test_keys = false;
+  std::string listen;
+};
+
+void ParseListen(const std::string& listen, HostConfig& config) {
+  const auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    throw CommandFailed("--listen takes ADDRESS:PORT, e.g. 127.0.0.1:8583", 2);
+  }
+  const std::string port = listen.substr(colon + 1);
+  char* end = nullptr;
+  const unsigned long number = std::strtoul(port.c_str(), &end, 10);
+  if (port.empty() || *end != '\0' || number == 0 || number > 65535) {
+    throw CommandFailed("--listen: the port must be 1..65535", 2);
+  }
+  config.listen_address = listen.substr(0, colon);
+  config.port = static_cast<std::uint16_t>(number);
+}
+
+void RunHostInit(const HostInitOptions& options) {
+  std::error_code ec;
+  fs::create_directories(options.data_dir, ec);
+  if (ec) throw CommandFailed("cannot create " + options.data_dir + ": " + ec.message());
+  const std::string config_path = HostConfigPath(options.data_dir);
+  HostConfig config = DefaultHostConfig(options.data_dir);
+  const bool existing = fs::exists(config_path);
+  if (existing) {
+    config = Check(LoadHostConfig(config_path, options.data_dir), "reading the configuration");
+  }
+  if (!options.db_url.empty()) config.database = options.db_url;
+  if (!options.key_store.store.empty()) config.key_store = options.key_store.store;
+  if (!options.key_store.pkcs11_module.empty()) {
+    config.pkcs11_module = options.key_store.pkcs11_module;
+  }
+  if (!options.listen.empty()) ParseListen(options.listen, config);
+
+  // The key store: an existing one is used as it is; a new software store is created (with the
+  // published test key set when --test-keys).
+  KeyStoreLocation location{config.key_store, config.pkcs11_module};
+  std::unique_ptr<keys::KeyStore> key_store;
+  const bool store_exists =
+      location.is_pkcs11() || fs::exists(fs::path(location.directory()) / "keystore.mks");
+  if (store_exists) {
+    key_store = OpenKeyStore(location);
+  } else {
+    SecretString passphrase;
+    ReadSecret(kPassphraseVariable, "passphrase for the new key store", passphrase);
+    key_store = Check(
+        keys::CreateSoftwareKeyStore(location.directory(), passphrase.value, options.test_keys),
+        "creating the key store");
+  }
+  if (options.test_keys) {
+    if (!key_store->test_only()) {
+      throw CommandFailed("--test-keys: " + key_store->Describe() +
+                          " is not a test key store; the published test keys never go into a "
+                          "real one");
+    }
+    const auto& test_set = issuance::TestKeySet::Embedded();
+    for (const std::string& role : issuance::TestKeySet::RequiredRoles()) {
+      if (key_store->Find(role).ok()) continue;
+      Check(Result<keys::KeyInfo>(key_store->ImportTestKey(role, test_set.MasterKey(role))),
+            "importing the test key " + role);
+    }
+  }
+
+  auto database =
+      Check(Result<std::unique_ptr<store::Database>>(store::Database::Open(config.database)),
+            "opening the database");
+  auto connection =
+      Check(Result<std::unique_ptr<store::Connection>>(database->Connect()), "connecting");
+  Check(Result<int>(store::Migrate(*connection, ledger::Migrations())), "migrating the ledger");
+  Check(Result<int>(store::Migrate(*connection, host::Migrations())), "migrating the host");
+
+  std::ofstream out(config_path, std::ios::trunc);
+  out << HostConfigToJson(config);
+  out.close();
+  if (!out) throw CommandFailed("cannot write " + config_path);
+
+  std::printf("host %s in %s\n", existing ? "updated" : "initialised", options.data_dir.c_str());
+  std::printf("  database   %s\n", database->description().c_str());
+  std::printf("  key store  %s%s\n", key_store->Describe().c_str(),
+              key_store->test_only() ? " (TEST keys: test cards only)" : "");
+  std::printf("  listens on %s:%u when run (%s)\n", config.listen_address.c_str(),
+              static_cast<unsigned>(config.port), config_path.c_str());
+  if (!options.test_keys && !key_store->Find("purchase").ok()) {
+    std::printf(
+        "  the key store has no issuer keys yet: run the key ceremony "
+        "(medcard keys ceremony --store %s --role ...)\n",
+        config.key_store.c_str());
+  }
+}
+
+// --- terminals, cards, blacklist, report ---------------------------------------------------------
+
+struct DataDirOption {
+  std::string data_dir;
+};
+
+Bytes HexArgument(const std::string& text, std::size_t size, const std::string& what) {
+  auto bytes = FromHex(text);
+  if (!bytes || bytes->size() != size) {
+    throw CommandFailed(what + " must be " + std::to_string(size * 2) + " hex digits", 2);
+  }
+  return *bytes;
+}
+
+template <typename T>
+T HostCheck(host::HostResult<T> result, const std::string& context) {
+  if (!result.ok()) throw CommandFailed(context + ": " + result.error().message);
+  return std::move(result).value();
+}
+
+struct TerminalAddOptions {
+  std::string data_dir;
+  std::string merchant_id, merchant_name, grade = "hospital";
+  std::string terminal_number, psam_serial, terminal_id;
+};
+
+void RunTerminalAdd(const TerminalAddOptions& options) {
+  HostSession session = OpenHostSession(options.data_dir);
+  host::Host& host = session.host();
+  HostCheck(host.RegisterMerchant({options.merchant_id, options.merchant_name, options.grade}),
+            "registering merchant " + options.merchant_id);
+  host::TerminalRegistration terminal{
+      .terminal_number = HexArgument(options.terminal_number, 6, "--terminal-no"),
+      .merchant_id = options.merchant_id,
+      .psam_serial = HexArgument(options.psam_serial, 10, "--psam-serial")};
+  terminal.terminal_id = options.terminal_id;
+  HostCheck(host.RegisterTerminal(terminal), "registering the terminal");
+  auto tmk = session.key_store().Find("tmk/" + ToHex(terminal.terminal_number));
+  std::string kcv = "?";
+  if (tmk.ok()) {
+    auto value = session.key_store().Kcv(*tmk);
+    if (value.ok()) kcv = ToHex(*value);
+  }
+  std::printf("terminal %s registered for merchant %s (%s), PSAM %s\n",
+              ToHex(terminal.terminal_number).c_str(), options.merchant_id.c_str(),
+              options.merchant_name.c_str(), ToHex(terminal.psam_serial).c_str());
+  std::printf("  terminal master key tmk/%s in %s, KCV %s\n",
+              ToHex(terminal.terminal_number).c_str(), session.key_store().Describe().c_str(),
+              kcv.c_str());
+}
+
+struct CardsImportOptions {
+  std::string data_dir;
+  std::string log_path;
+  bool accept_test_cards = false;
+};
+
+void RunCardsImport(const CardsImportOptions& options) {
+  std::ifstream in(options.log_path);
+  if (!in) throw CommandFailed("cannot read " + options.log_path);
+  std::stringstream text;
+  text << in.rdbuf();
+  HostSession session = OpenHostSession(options.data_dir);
+  const bool accept_test = options.accept_test_cards || session.key_store().test_only();
+  auto summary = HostCheck(session.host().ImportIssuanceLog(text.str(), accept_test),
+                           "importing " + options.log_path);
+  std::printf("%d card(s) registered, %d other record(s) skipped\n", summary.cards,
+              summary.skipped);
+}
+
+struct BlacklistOptions {
+  std::string data_dir;
+  std::string asn;
+  std::string effective_at;
+};
+
+std::string NowTimestamp() {
+  const std::time_t now = std::time(nullptr);
+  std::tm utc{};
+  gmtime_r(&now, &utc);
+  char text[16];
+  std::strftime(text, sizeof text, "%Y%m%d%H%M%S", &utc);
+  return text;
+}
+
+void RunBlacklistAdd(const BlacklistOptions& options) {
+  const Bytes asn = HexArgument(options.asn, 10, "the ASN");
+  const std::string at = options.effective_at.empty() ? NowTimestamp() : options.effective_at;
+  if (at.size() != 14 || at.find_first_not_of("0123456789") != std::string::npos) {
+    throw CommandFailed("--at takes YYYYMMDDhhmmss", 2);
+  }
+  HostSession session = OpenHostSession(options.data_dir);
+  const auto version = HostCheck(session.host().AddToBlacklist(asn, at), "adding " + options.asn);
+  std::printf("card %s blacklisted from %s (blacklist version %lld)\n", ToHex(asn).c_str(),
+              at.c_str(), static_cast<long long>(version));
+}
+
+void RunBlacklistRemove(const BlacklistOptions& options) {
+  const Bytes asn = HexArgument(options.asn, 10, "the ASN");
+  HostSession session = OpenHostSession(options.data_dir);
+  const auto version =
+      HostCheck(session.host().RemoveFromBlacklist(asn), "removing " + options.asn);
+  std::printf("card %s removed from the blacklist (blacklist version %lld)\n", ToHex(asn).c_str(),
+              static_cast<long long>(version));
+}
+
+void RunBlacklistList(const DataDirOption& options) {
+  HostSession session = OpenHostSession(options.data_dir);
+  const auto changes = HostCheck(session.host().BlacklistSince(0), "reading the blacklist");
+  // The changes in version order; the list is what the last change of each card says.
+  std::map<std::string, host::BlacklistEntry> current;
+  std::int64_t version = 0;
+  for (const host::BlacklistEntry& change : changes) {
+    version = std::max(version, change.version);
+    if (change.added) {
+      current[change.asn] = change;
+    } else {
+      current.erase(change.asn);
+    }
+  }
+  std::printf("blacklist version %lld: %zu card(s)\n", static_cast<long long>(version),
+              current.size());
+  for (const auto& [asn, entry] : current) {
+    std::printf("  %s  from %s  (version %lld)\n", asn.c_str(), entry.effective_at.c_str(),
+                static_cast<long long>(entry.version));
+  }
+}
+
+struct ReportOptions {
+  std::string data_dir;
+  std::string date;
+  std::string csv_path;
+};
+
+std::vector<std::string> SplitCsvLine(const std::string& line) {
+  std::vector<std::string> fields;
+  std::stringstream in(line);
+  std::string field;
+  while (std::getline(in, field, ',')) fields.push_back(field);
+  return fields;
+}
+
+std::string Yuan(const std::string& fen_text) {
+  const long long fen = std::stoll(fen_text);
+  char text[32];
+  std::snprintf(text, sizeof text, "%lld.%02lld", fen / 100, fen % 100);
+  return text;
+}
+
+void RunSettlementReport(const ReportOptions& options) {
+  if (!options.date.empty() &&
+      (options.date.size() != 8 ||
+       options.date.find_first_not_of("0123456789") != std::string::npos)) {
+    throw CommandFailed("--date takes YYYYMMDD", 2);
+  }
+  HostSession session = OpenHostSession(options.data_dir);
+  const std::string csv =
+      HostCheck(session.host().MerchantSettlementCsv(), "making the settlement report");
+  std::stringstream in(csv);
+  std::string header;
+  std::getline(in, header);
+  std::string selected = header + "\n";
+  std::printf("%-16s %-8s %10s %14s %10s %14s\n", "merchant", "day", "accepted", "yuan", "suspense",
+              "yuan");
+  std::string line;
+  int lines = 0;
+  while (std::getline(in, line)) {
+    const auto fields = SplitCsvLine(line);
+    if (fields.size() != 6) continue;
+    if (!options.date.empty() && fields[1] != options.date) continue;
+    selected += line + "\n";
+    ++lines;
+    std::printf("%-16s %-8s %10s %14s %10s %14s\n", fields[0].c_str(), fields[1].c_str(),
+                fields[2].c_str(), Yuan(fields[3]).c_str(), fields[4].c_str(),
+                Yuan(fields[5]).c_str());
+  }
+  if (lines == 0)
+    std::printf("(no purchases cleared%s)\n",
+                options.date.empty() ? "" : (" on " + options.date).c_str());
+  if (!options.csv_path.empty()) {
+    std::ofstream out(options.csv_path, std::ios::trunc);
+    out << selected;
+    out.close();
+    if (!out) throw CommandFailed("cannot write " + options.csv_path);
+    std::printf("written to %s\n", options.csv_path.c_str());
+  }
+}
+
+// --- suspense review -------------------------------------------------------------------------
+
+struct SuspenseOptions {
+  std::string data_dir;
+  std::int64_t item = 0;
+  std::string decision;
+  std::string reviewer;
+  std::string note;
+};
+
+void RunSuspenseList(const DataDirOption& options) {
+  HostSession session = OpenHostSession(options.data_dir);
+  const auto items = HostCheck(session.host().ReviewQueue(), "reading the review queue");
+  std::printf("%zu open review item(s)\n", items.size());
+  for (const host::SuspenseItem& item : items) {
+    std::printf("  #%lld  card %s  serial %lld  type %02d  %s yuan  %s%s\n",
+                static_cast<long long>(item.id), item.asn.c_str(),
+                static_cast<long long>(item.offline_serial), item.type,
+                Yuan(std::to_string(item.amount)).c_str(), item.reason.c_str(),
+                item.money_held ? "  (money held in suspense)" : "");
+  }
+}
+
+void RunSuspenseResolve(const SuspenseOptions& options) {
+  const auto decision = host::ParseSuspenseDecision(options.decision);
+  if (!decision) {
+    throw CommandFailed("--decision is pay-merchant, refund-cardholder or reject", 2);
+  }
+  HostSession session = OpenHostSession(options.data_dir);
+  HostCheck(
+      session.host().ResolveSuspense({options.item, *decision, options.reviewer, options.note}),
+      "resolving review item " + std::to_string(options.item));
+  std::printf("review item #%lld resolved: %s (by %s)\n", static_cast<long long>(options.item),
+              options.decision.c_str(), options.reviewer.c_str());
+}
+
+// --- host check
+// -----------------------------------------------------------------------------------
 
 struct HostCheckOptions {
   std::string data_dir;
@@ -21,8 +363,15 @@ void RunHostCheck(const HostCheckOptions& options) {
   if (options.data_dir.empty() == options.db_url.empty()) {
     throw CommandFailed("say where the host's database is: --data DIR or --db URL", 2);
   }
-  const std::string url =
-      options.db_url.empty() ? store::SqliteUrlForDataDir(options.data_dir) : options.db_url;
+  std::string url = options.db_url;
+  if (url.empty()) {
+    url = store::SqliteUrlForDataDir(options.data_dir);
+    if (fs::exists(HostConfigPath(options.data_dir))) {
+      url = Check(LoadHostConfig(HostConfigPath(options.data_dir), options.data_dir),
+                  "reading the configuration")
+                .database;
+    }
+  }
   store::OpenOptions open;
   open.create_if_missing = false;
   auto database = Check(Result<std::unique_ptr<store::Database>>(store::Database::Open(url, open)),
@@ -44,17 +393,29 @@ void RunHostCheck(const HostCheckOptions& options) {
   ledger::Ledger ledger(*connection);
   const ledger::InvariantReport report =
       Check(Result<ledger::InvariantReport>(ledger.CheckInvariants()), "checking the ledger");
-  for (const ledger::Problem& problem : report.problems) {
-    std::printf("%s\n", problem.description.c_str());
+  std::vector<std::string> problems;
+  for (const ledger::Problem& problem : report.problems) problems.push_back(problem.description);
+  // The host's own invariants when the host's schema is there (a bare ledger has none).
+  const int host_version =
+      Check(Result<int>(store::SchemaVersion(*connection, "host")), "reading the schema version");
+  if (host_version > 0) {
+    problems = HostCheck(host::CheckHostDatabase(*connection), "checking the host");
   }
+  for (const std::string& problem : problems) std::printf("%s\n", problem.c_str());
   std::printf("ledger %s: %lld accounts, %lld postings, %zu problems\n",
-              report.ok() ? "consistent" : "INCONSISTENT", static_cast<long long>(report.accounts),
-              static_cast<long long>(report.postings), report.problems.size());
-  if (!report.ok()) {
+              problems.empty() ? "consistent" : "INCONSISTENT",
+              static_cast<long long>(report.accounts), static_cast<long long>(report.postings),
+              problems.size());
+  if (!problems.empty()) {
     std::fflush(stdout);
-    throw CommandFailed("the ledger check found " + std::to_string(report.problems.size()) +
-                        " problem(s)");
+    throw CommandFailed("the check found " + std::to_string(problems.size()) + " problem(s)");
   }
+}
+
+CLI::Option* AddDataOption(CLI::App* command, std::string& data_dir) {
+  return command
+      ->add_option("--data", data_dir, "The host's data directory (made by medcard host init)")
+      ->required();
 }
 
 }  // namespace
@@ -63,17 +424,123 @@ void AddHostCommands(CLI::App& app) {
   CLI::App* host = app.add_subcommand("host", "The bank host");
   host->require_subcommand(1);
 
+  {
+    auto options = std::make_shared<HostInitOptions>();
+    CLI::App* init = host->add_subcommand(
+        "init",
+        "Create (or update) the host's data directory: database with its schema, key store, "
+        "DIR/host.json");
+    init->add_option("--data", options->data_dir, "The data directory")->required();
+    init->add_option("--db", options->db_url,
+                     "A PostgreSQL URL (postgresql://...); default: SQLite in DIR/medcard.db");
+    init->add_option("--store", options->key_store.store,
+                     "Key store: a directory or pkcs11:<token label>; default DIR/keys");
+    init->add_option("--pkcs11-module", options->key_store.pkcs11_module,
+                     "PKCS#11 module for a pkcs11: store");
+    init->add_flag("--test-keys", options->test_keys,
+                   "A TEST key store with the published test key set (test cards only)");
+    init->add_option("--listen", options->listen, "ADDRESS:PORT (default 127.0.0.1:8583)");
+    init->callback([options] { RunHostInit(*options); });
+  }
+  AddHostRunCommand(*host);
+  {
+    CLI::App* terminals = host->add_subcommand("terminals", "POS terminals");
+    terminals->require_subcommand(1);
+    auto options = std::make_shared<TerminalAddOptions>();
+    CLI::App* add = terminals->add_subcommand(
+        "add", "Register a merchant (if new) and its terminal; the TMK is made in the key store");
+    AddDataOption(add, options->data_dir);
+    add->add_option("--merchant", options->merchant_id, "Merchant id (field 42)")->required();
+    add->add_option("--merchant-name", options->merchant_name, "Name on receipts")->required();
+    add->add_option("--grade", options->grade,
+                    "Facility grade or type, e.g. hospital-3A, pharmacy");
+    add->add_option("--terminal-no", options->terminal_number,
+                    "The PSAM's terminal number, 12 hex digits")
+        ->required();
+    add->add_option("--psam-serial", options->psam_serial, "The PSAM's serial, 20 hex digits")
+        ->required();
+    add->add_option("--terminal-id", options->terminal_id,
+                    "Terminal id (field 41, 8 characters); default: the last 8 digits of the "
+                    "terminal number");
+    add->callback([options] { RunTerminalAdd(*options); });
+  }
+  {
+    CLI::App* cards = host->add_subcommand("cards", "Cards");
+    cards->require_subcommand(1);
+    auto options = std::make_shared<CardsImportOptions>();
+    CLI::App* import = cards->add_subcommand(
+        "import", "Register every issued card of an issuance log (again: changes nothing)");
+    import->add_option("log", options->log_path, "The issuance log (JSON lines)")->required();
+    AddDataOption(import, options->data_dir);
+    import->add_flag("--accept-test-cards", options->accept_test_cards,
+                     "Also register TEST cards (always on with a test key store)");
+    import->callback([options] { RunCardsImport(*options);
+  });
+}
+{
+  CLI::App* blacklist = host->add_subcommand("blacklist", "Lost and blocked cards");
+  blacklist->require_subcommand(1);
+  auto add_options = std::make_shared<BlacklistOptions>();
+  CLI::App* add = blacklist->add_subcommand(
+      "add", "Blacklist a card: purchases from --at on are refused at clearing");
+  add->add_option("asn", add_options->asn, "The card's ASN, 20 hex digits")->required();
+  AddDataOption(add, add_options->data_dir);
+  add->add_option("--at", add_options->effective_at, "YYYYMMDDhhmmss (UTC); default: now");
+  add->callback([add_options] { RunBlacklistAdd(*add_options); });
+  auto remove_options = std::make_shared<BlacklistOptions>();
+  CLI::App* remove = blacklist->add_subcommand("remove", "Take a card off the blacklist");
+  remove->add_option("asn", remove_options->asn, "The card's ASN, 20 hex digits")->required();
+  AddDataOption(remove, remove_options->data_dir);
+  remove->callback([remove_options] { RunBlacklistRemove(*remove_options); });
+  auto list_options = std::make_shared<DataDirOption>();
+  CLI::App* list = blacklist->add_subcommand("list", "The current blacklist");
+  AddDataOption(list, list_options->data_dir);
+  list->callback([list_options] { RunBlacklistList(*list_options); });
+}
+{
+  CLI::App* report = host->add_subcommand("report", "Reports");
+  report->require_subcommand(1);
+  auto options = std::make_shared<ReportOptions>();
+  CLI::App* settlement = report->add_subcommand(
+      "settlement", "Per merchant and day: accepted and suspense purchases (count, amount)");
+  AddDataOption(settlement, options->data_dir);
+  settlement->add_option("--date", options->date, "YYYYMMDD; default: every day");
+  settlement->add_option("--csv", options->csv_path, "Also write the report as CSV");
+  settlement->callback([options] { RunSettlementReport(*options); });
+}
+{
+  CLI::App* suspense = host->add_subcommand(
+      "suspense", "The review queue: purchases clearing could not pay to a merchant");
+  suspense->require_subcommand(1);
+  auto list_options = std::make_shared<DataDirOption>();
+  CLI::App* list = suspense->add_subcommand("list", "Open review items");
+  AddDataOption(list, list_options->data_dir);
+  list->callback([list_options] { RunSuspenseList(*list_options); });
+  auto options = std::make_shared<SuspenseOptions>();
+  CLI::App* resolve = suspense->add_subcommand(
+      "resolve", "Decide an item: money held goes to the merchant or back to the cardholder");
+  resolve->add_option("item", options->item, "The item number from suspense list")->required();
+  AddDataOption(resolve, options->data_dir);
+  resolve->add_option("--decision", options->decision, "pay-merchant | refund-cardholder | reject")
+      ->required();
+  resolve->add_option("--reviewer", options->reviewer, "Who decides")->required();
+  resolve->add_option("--note", options->note, "Why (required to reject)");
+  resolve->callback([options] { RunSuspenseResolve(*options); });
+}
+{
   auto options = std::make_shared<HostCheckOptions>();
   CLI::App* check = host->add_subcommand(
       "check",
-      "Verify the ledger: balances sum to zero and match their postings, every transfer has both "
-      "legs, card floats match the cards, no card transaction is posted twice. Exit 1 when not.");
-  CLI::Option* data =
-      check->add_option("--data", options->data_dir, "The host's data directory (DIR/medcard.db)");
+      "Verify the ledger and the host: balances sum to zero and match their postings, every "
+      "transfer has both legs, card floats match the cards, every accepted purchase posted "
+      "once, every load's state matches its transfer. Exit 1 when not.");
+  CLI::Option* data = check->add_option("--data", options->data_dir,
+                                        "The host's data directory (its host.json's database)");
   CLI::Option* db =
       check->add_option("--db", options->db_url, "A database URL: postgresql://... or sqlite:PATH");
   data->excludes(db);
   check->callback([options] { RunHostCheck(*options); });
 }
+}  // namespace medcard::cli
 
 }  // namespace medcard::cli

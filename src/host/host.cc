@@ -2,8 +2,10 @@
 // ledger's postings and the key store.
 #include "host/host.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -94,6 +96,21 @@ std::int64_t Host::Now() const {
 // Runs body in one write transaction: committed when it succeeds, rolled back when it fails,
 // and run again from a clean slate when the database reports a serialization failure.
 HostResult<Done> Host::InTransaction(const std::function<HostResult<Done>()>& body) {
+  // Inside the caller's transaction (the terminal gateway's group commit): a savepoint, so that a
+  // refused operation leaves nothing behind while the others of the group stay.
+  if (connection_.InTransaction()) {
+    auto saved = connection_.Execute("SAVEPOINT host_operation");
+    if (!saved.ok()) return FromError(saved.error());
+    auto result = body();
+    auto ended = connection_.Execute(result.ok() ? "RELEASE SAVEPOINT host_operation"
+                                                 : "ROLLBACK TO SAVEPOINT host_operation");
+    if (!ended.ok()) return FromError(ended.error());
+    if (!result.ok()) {
+      auto released = connection_.Execute("RELEASE SAVEPOINT host_operation");
+      if (!released.ok()) return FromError(released.error());
+    }
+    return result;
+  }
   const store::RetryPolicy policy;
   for (int attempt = 1;; ++attempt) {
     HostResult<Done> outcome = [&]() -> HostResult<Done> {
@@ -147,6 +164,12 @@ HostResult<Done> Host::RegisterTerminal(const TerminalRegistration& terminal) {
   }
   const std::string number = ToHex(terminal.terminal_number);
   const std::string tmk_name = "tmk/" + number;
+  const std::string terminal_id =
+      terminal.terminal_id.empty() ? number.substr(4) : terminal.terminal_id;
+  if (terminal_id.size() != 8 || std::any_of(terminal_id.begin(), terminal_id.end(),
+                                             [](char c) { return c < 0x20 || c > 0x7E; })) {
+    return Fail(ResponseCode::kFormatError, "a terminal id is 8 printable characters");
+  }
   auto result = InTransaction([&]() -> HostResult<Done> {
     auto merchant =
         connection_.Query("SELECT 1 FROM host_merchants WHERE id = ?", {terminal.merchant_id});
@@ -165,9 +188,9 @@ HostResult<Done> Host::RegisterTerminal(const TerminalRegistration& terminal) {
       return Fail(ResponseCode::kInvalidTransaction, "terminal " + number + " exists already");
     }
     auto inserted = connection_.Execute(
-        "INSERT INTO host_terminals (terminal_number, merchant_id, psam_serial, tmk_name, status)"
-        " VALUES (?, ?, ?, ?, 'active')",
-        {number, terminal.merchant_id, ToHex(terminal.psam_serial), tmk_name});
+        "INSERT INTO host_terminals (terminal_number, merchant_id, psam_serial, tmk_name, status,"
+        " terminal_id) VALUES (?, ?, ?, ?, 'active', ?)",
+        {number, terminal.merchant_id, ToHex(terminal.psam_serial), tmk_name, terminal_id});
     if (!inserted.ok()) return FromError(inserted.error());
     return Done{};
   });
@@ -403,9 +426,38 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
       // The load stays pending: reconciliation decides it from the card's later transactions.
       return Fail(ResponseCode::kMacError, "load TAC invalid: " + verified.error().message);
     }
+    const std::string asn = row.Text("asn");
+    const ledger::Wallet wallet = *LoadWallet(request.type);
+    // Purchases in transit: the card's balance before the load (INITIALIZE FOR LOAD) is below what
+    // the host last knew, because purchases made since have not been uploaded yet. Their money
+    // leaves the card float for suspense now, so that the float stays the card's balance; their
+    // upload pays it from there to the merchant (ClearPurchases: "in transit").
+    auto known = ledger_.FindCardState(asn, wallet);
+    if (!known.ok()) return FromError(known.error());
+    const std::int64_t known_balance = *known ? (*known)->balance : 0;
+    const std::int64_t in_transit = known_balance - static_cast<std::int64_t>(request.old_balance);
+    if (*known && in_transit > 0) {
+      const std::string transit_id = "transit/" + LoadId(terminal, trace);
+      auto held =
+          ledger_.Post({.id = transit_id,
+                        .debit = ledger::AccountId::CardFloat(asn, wallet),
+                        .credit = ledger::AccountId::Suspense(),
+                        .amount = in_transit,
+                        .cause = {ledger::cause::kSuspense, transit_id},
+                        .card_state = ledger::CardState{.asn = asn,
+                                                        .wallet = wallet,
+                                                        .balance = request.old_balance,
+                                                        .online_serial = request.online_serial}});
+      if (!held.ok()) return FromError(held.error());
+      auto counted = connection_.Execute(
+          "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense + ?"
+          " WHERE asn = ? AND wallet = ?",
+          {in_transit, asn, std::string(ledger::WalletName(wallet))});
+      if (!counted.ok()) return FromError(counted.error());
+    }
     const ledger::CardState state{
-        .asn = row.Text("asn"),
-        .wallet = *LoadWallet(request.type),
+        .asn = asn,
+        .wallet = wallet,
         .balance = static_cast<std::int64_t>(request.old_balance) + request.amount,
         .online_serial = static_cast<std::int64_t>(request.online_serial) + 1};
     auto completed = ledger_.Complete(LoadId(terminal, trace), state);
@@ -517,8 +569,13 @@ HostResult<Balances> Host::BalanceInquiry(ByteView asn_bytes) {
 HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
     const std::vector<PurchaseUpload>& batch) {
   std::vector<ClearingResult> results;
+  // Each TAC master key version is found in the key store once per batch.
+  keys::PurchaseTacVerifier tac_verifier(key_store_);
   auto done = InTransaction([&]() -> HostResult<Done> {
     results.clear();
+    results.reserve(batch.size());
+    // A batch comes from few terminals: each one's merchant is read once (nullopt: unknown).
+    std::map<std::string, std::optional<std::string>, std::less<>> merchant_of_terminal;
     for (const PurchaseUpload& upload : batch) {
       ClearingResult result;
       auto wallet = PurchaseWallet(upload.type);
@@ -542,6 +599,8 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
       std::optional<std::string> merchant;
       std::optional<std::string> blacklisted_at;
       std::optional<std::int64_t> last_serial;
+      std::int64_t known_balance = 0;  // the ledger's card state: what the card last reported
+      std::int64_t held_for_card = 0;  // its money in suspense awaiting uploads (gaps, transit)
       std::optional<ledger::CardState> card_state;
       if (!wallet || upload.asn.size() != 10 || upload.terminal_number.size() != 6 ||
           upload.tac.size() != 4 || upload.amount == 0 || !IsValidDate(upload.date) ||
@@ -550,9 +609,14 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
         reason = kReasonBadRecord;
       }
       if (reason.empty()) {
+        // The card, its wallet and the ledger's card state (ledger::Ledger::FindCardState) in
+        // one statement.
         auto card = connection_.Query(
-            "SELECT c.status, c.blacklisted_at, w.last_offline_serial FROM host_cards c"
-            " JOIN host_card_wallets w ON w.asn = c.asn WHERE c.asn = ? AND w.wallet = ?",
+            "SELECT c.blacklisted_at, w.last_offline_serial, w.held_in_suspense, s.balance"
+            " FROM host_cards c"
+            " JOIN host_card_wallets w ON w.asn = c.asn"
+            " LEFT JOIN ledger_card_state s ON s.asn = c.asn AND s.wallet = w.wallet"
+            " WHERE c.asn = ? AND w.wallet = ?",
             {asn, std::string(ledger::WalletName(*wallet))});
         if (!card.ok()) return FromError(card.error());
         if (card->empty()) {
@@ -560,16 +624,24 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
         } else {
           blacklisted_at = (*card)[0].OptionalText("blacklisted_at");
           last_serial = (*card)[0].OptionalInt("last_offline_serial");
+          known_balance = (*card)[0].OptionalInt("balance").value_or(0);
+          held_for_card = (*card)[0].Int("held_in_suspense");
         }
       }
       if (reason.empty()) {
-        auto term = connection_.Query(
-            "SELECT merchant_id FROM host_terminals WHERE terminal_number = ?", {terminal});
-        if (!term.ok()) return FromError(term.error());
-        if (term->empty()) {
+        auto known = merchant_of_terminal.find(terminal);
+        if (known == merchant_of_terminal.end()) {
+          auto term = connection_.Query(
+              "SELECT merchant_id FROM host_terminals WHERE terminal_number = ?", {terminal});
+          if (!term.ok()) return FromError(term.error());
+          std::optional<std::string> merchant_id;
+          if (!term->empty()) merchant_id = (*term)[0].Text(0);
+          known = merchant_of_terminal.emplace(terminal, std::move(merchant_id)).first;
+        }
+        if (!known->second) {
           reason = "terminal " + terminal + " not registered";
         } else {
-          merchant = (*term)[0].Text(0);
+          merchant = *known->second;
         }
       }
       if (reason.empty()) {
@@ -582,22 +654,26 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
                                     .time = upload.time,
                                     .key_version = upload.key_version,
                                     .tac = upload.tac};
-        if (!keys::VerifyPurchaseTac(key_store_, record).ok()) reason = kReasonTacInvalid;
+        if (!tac_verifier.Verify(record).ok()) reason = kReasonTacInvalid;
       }
       // From here on the card really made this debit (its TAC says so): the money leaves the
       // card float either to the merchant or to suspense, and the card's state follows it.
       bool late = false;  // fills a gap: its money was moved to suspense when the gap opened
       bool money_leaves_float = false;
       if (reason.empty()) {
-        auto state = ledger_.FindCardState(asn, *wallet);
-        if (!state.ok()) return FromError(state.error());
-        const std::int64_t known_balance = *state ? (*state)->balance : 0;
-        auto gap = connection_.Query(
-            "SELECT closed_at_us FROM host_gaps WHERE asn = ? AND wallet = ? AND offline_serial = "
-            "?",
-            {asn, std::string(ledger::WalletName(*wallet)), serial});
-        if (!gap.ok()) return FromError(gap.error());
-        if (!gap->empty() && (*gap)[0].IsNull(0)) {
+        // Gaps are only ever opened below the card's last reported serial: a serial above it
+        // cannot fill one, and the common case reads no gap.
+        bool fills_gap = false;
+        bool advances_serial = false;  // a purchase in transit still moves the serial on
+        if (last_serial && serial <= *last_serial) {
+          auto gap = connection_.Query(
+              "SELECT closed_at_us FROM host_gaps WHERE asn = ? AND wallet = ? AND"
+              " offline_serial = ?",
+              {asn, std::string(ledger::WalletName(*wallet)), serial});
+          if (!gap.ok()) return FromError(gap.error());
+          fills_gap = !gap->empty() && (*gap)[0].IsNull(0);
+        }
+        if (fills_gap) {
           late = true;
           auto closed = connection_.Execute(
               "UPDATE host_gaps SET closed_at_us = ? WHERE asn = ? AND wallet = ? AND"
@@ -608,7 +684,16 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
           // Older than what the card last reported, and not a missing upload: out of chain.
           reason = kReasonBalanceChain;
         } else if (!last_serial || serial == *last_serial + 1) {
-          if (upload.balance_before != known_balance) reason = kReasonBalanceChain;
+          if (upload.balance_before != known_balance) {
+            // In transit: made before a load whose INITIALIZE FOR LOAD showed its money gone
+            // (ConfirmLoad moved it to suspense); the chain then continues after the load.
+            if (held_for_card >= upload.amount) {
+              late = true;
+              advances_serial = true;
+            } else {
+              reason = kReasonBalanceChain;
+            }
+          }
         } else {
           // Serials between the last known and this one were not uploaded: each is a gap,
           // and what they took from the card (known − before) waits in suspense.
@@ -624,6 +709,11 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
               if (!opened.ok()) return FromError(opened.error());
             }
             if (missing > 0) {
+              auto counted = connection_.Execute(
+                  "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense + ?"
+                  " WHERE asn = ? AND wallet = ?",
+                  {missing, asn, std::string(ledger::WalletName(*wallet))});
+              if (!counted.ok()) return FromError(counted.error());
               auto held = ledger_.Post({.id = "gap/" + reference,
                                         .debit = ledger::AccountId::CardFloat(asn, *wallet),
                                         .credit = ledger::AccountId::Suspense(),
@@ -637,6 +727,21 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
         if (reason.empty() && blacklisted_at && when >= *blacklisted_at) {
           reason = kReasonBlacklisted;
           money_leaves_float = !late;
+        }
+        if (late) {
+          // Its money is in suspense already: no longer waiting for this upload.
+          const std::int64_t released_amount = std::min<std::int64_t>(held_for_card, upload.amount);
+          auto released =
+              advances_serial
+                  ? connection_.Execute(
+                        "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense - ?,"
+                        " last_offline_serial = ? WHERE asn = ? AND wallet = ?",
+                        {released_amount, serial, asn, std::string(ledger::WalletName(*wallet))})
+                  : connection_.Execute(
+                        "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense - ?"
+                        " WHERE asn = ? AND wallet = ?",
+                        {released_amount, asn, std::string(ledger::WalletName(*wallet))});
+          if (!released.ok()) return FromError(released.error());
         }
         if (!late && money_leaves_float) {
           card_state = ledger::CardState{.asn = asn,
@@ -678,10 +783,13 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
            std::string(ClearingOutcomeName(result.outcome)), reason});
       if (!recorded.ok()) return FromError(recorded.error());
       if (!reason.empty()) {
+        // A blacklisted card's purchase is the one refusal whose money left the card float (or
+        // was in suspense already): the reviewer pays or refunds it.
+        const bool money_held = reason == kReasonBlacklisted;
         auto queued = connection_.Execute(
-            "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            {asn, serial, upload.type, upload.amount, reason, Now()});
+            "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us,"
+            " money_held) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            {asn, serial, upload.type, upload.amount, reason, Now(), money_held});
         if (!queued.ok()) return FromError(queued.error());
       }
       results.push_back(result);
@@ -694,14 +802,103 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
 
 HostResult<std::vector<SuspenseItem>> Host::ReviewQueue() {
   auto rows = connection_.Query(
-      "SELECT id, asn, offline_serial, type, amount, reason FROM host_suspense ORDER BY id");
+      "SELECT id, asn, offline_serial, type, amount, reason, money_held FROM host_suspense"
+      " WHERE resolution IS NULL ORDER BY id");
   if (!rows.ok()) return FromError(rows.error());
   std::vector<SuspenseItem> items;
   for (const store::Row& row : *rows) {
     items.push_back({row.Int("id"), row.Text("asn"), row.Int("offline_serial"),
-                     static_cast<int>(row.Int("type")), row.Int("amount"), row.Text("reason")});
+                     static_cast<int>(row.Int("type")), row.Int("amount"), row.Text("reason"),
+                     row.Int("money_held") != 0});
   }
   return items;
+}
+
+std::string_view SuspenseDecisionName(SuspenseDecision decision) {
+  switch (decision) {
+    case SuspenseDecision::kPayMerchant:
+      return "pay-merchant";
+    case SuspenseDecision::kRefundCardholder:
+      return "refund-cardholder";
+    case SuspenseDecision::kReject:
+      return "reject";
+  }
+  return "?";
+}
+
+std::optional<SuspenseDecision> ParseSuspenseDecision(std::string_view name) {
+  for (SuspenseDecision d : {SuspenseDecision::kPayMerchant, SuspenseDecision::kRefundCardholder,
+                             SuspenseDecision::kReject}) {
+    if (SuspenseDecisionName(d) == name) return d;
+  }
+  return std::nullopt;
+}
+
+HostResult<Done> Host::ResolveSuspense(const SuspenseResolution& resolution) {
+  if (resolution.reviewer.empty()) {
+    return Fail(ResponseCode::kFormatError, "a resolution names its reviewer");
+  }
+  if (resolution.decision == SuspenseDecision::kReject && resolution.note.empty()) {
+    return Fail(ResponseCode::kFormatError, "a rejection says why (a note)");
+  }
+  const std::string decision(SuspenseDecisionName(resolution.decision));
+  return InTransaction([&]() -> HostResult<Done> {
+    auto item = connection_.Query(
+        "SELECT s.amount, s.money_held, s.resolution, c.person_id, t.merchant_id"
+        " FROM host_suspense s"
+        " LEFT JOIN host_cards c ON c.asn = s.asn"
+        " LEFT JOIN host_purchases p ON p.asn = s.asn AND p.offline_serial = s.offline_serial"
+        "   AND p.type = s.type"
+        " LEFT JOIN host_terminals t ON t.terminal_number = p.terminal_number WHERE s.id = ?",
+        {resolution.item_id});
+    if (!item.ok()) return FromError(item.error());
+    if (item->empty()) {
+      return Fail(ResponseCode::kUnableToLocateRecord,
+                  "no review item " + std::to_string(resolution.item_id));
+    }
+    const store::Row& row = (*item)[0];
+    if (auto previous = row.OptionalText("resolution")) {
+      if (*previous == decision) return Done{};  // a replay
+      return Fail(ResponseCode::kDuplicateTransmission, "review item " +
+                                                            std::to_string(resolution.item_id) +
+                                                            " was resolved already: " + *previous);
+    }
+    const bool money_held = row.Int("money_held") != 0;
+    const std::string id = "review/" + std::to_string(resolution.item_id);
+    if (resolution.decision == SuspenseDecision::kReject) {
+      if (money_held) {
+        return Fail(ResponseCode::kInvalidTransaction,
+                    "its money is held in suspense: pay the merchant or refund the cardholder");
+      }
+    } else {
+      if (!money_held) {
+        return Fail(ResponseCode::kInvalidTransaction,
+                    "no money is held for this item (the card float never paid it): reject it");
+      }
+      ledger::AccountId to;
+      if (resolution.decision == SuspenseDecision::kPayMerchant) {
+        auto merchant = row.OptionalText("merchant_id");
+        if (!merchant) return Fail(ResponseCode::kInvalidMerchant, "the purchase has no merchant");
+        to = ledger::AccountId::Merchant(*merchant);
+      } else {
+        auto person = row.OptionalText("person_id");
+        if (!person) return Fail(ResponseCode::kInvalidCard, "the card has no cardholder");
+        to = ledger::AccountId::Medical(*person);
+      }
+      auto posted = ledger_.Post({.id = id,
+                                  .debit = ledger::AccountId::Suspense(),
+                                  .credit = to,
+                                  .amount = row.Int("amount"),
+                                  .cause = {ledger::cause::kSuspense, id}});
+      if (!posted.ok()) return FromError(posted.error());
+    }
+    auto resolved = connection_.Execute(
+        "UPDATE host_suspense SET resolution = ?, resolved_by = ?, resolution_note = ?,"
+        " resolved_at_us = ? WHERE id = ?",
+        {decision, resolution.reviewer, resolution.note, Now(), resolution.item_id});
+    if (!resolved.ok()) return FromError(resolved.error());
+    return Done{};
+  });
 }
 
 HostResult<std::vector<SerialGap>> Host::OpenGaps() {
@@ -879,13 +1076,16 @@ HostResult<std::string> Host::MerchantSettlementCsv() {
 
 // ---- Checks -----------------------------------------------------------------------------------
 
-HostResult<std::vector<std::string>> Host::CheckHost() {
+HostResult<std::vector<std::string>> Host::CheckHost() { return CheckHostDatabase(connection_); }
+
+HostResult<std::vector<std::string>> CheckHostDatabase(store::Connection& connection) {
   std::vector<std::string> problems;
-  auto report = ledger_.CheckInvariants();
+  ledger::Ledger ledger(connection);
+  auto report = ledger.CheckInvariants();
   if (!report.ok()) return FromError(report.error());
   for (const ledger::Problem& p : report->problems) problems.push_back(p.description);
   // Every record that left the card float has exactly one ledger transfer, and no other does.
-  auto unposted = connection_.Query(
+  auto unposted = connection.Query(
       "SELECT p.asn, p.offline_serial, p.type FROM host_purchases p"
       " WHERE p.outcome = 'accepted' AND NOT EXISTS (SELECT 1 FROM ledger_transfers t"
       "   WHERE t.id = 'purchase/' || p.asn || '/' || CAST(p.offline_serial AS TEXT) || '/' ||"
@@ -896,7 +1096,23 @@ HostResult<std::vector<std::string>> Host::CheckHost() {
                        PurchaseReference(row.Text(0), row.Int(1), static_cast<int>(row.Int(2))) +
                        " has no posted transfer");
   }
-  auto pending = connection_.Query(
+  // The suspense account holds exactly what the host holds there: money awaiting uploads (gaps,
+  // purchases in transit) and blacklisted cards' purchases not yet resolved.
+  auto suspense = connection.Query(
+      "SELECT (SELECT COALESCE(SUM(held_in_suspense), 0) FROM host_card_wallets) AS held,"
+      " (SELECT COALESCE(SUM(amount), 0) FROM host_suspense WHERE money_held = 1"
+      "   AND resolution IS NULL) AS queued");
+  if (!suspense.ok()) return FromError(suspense.error());
+  auto account = ledger.FindAccount(ledger::AccountId::Suspense());
+  if (!account.ok()) return FromError(account.error());
+  const std::int64_t in_account = *account ? (*account)->balance : 0;
+  const std::int64_t explained = (*suspense)[0].Int("held") + (*suspense)[0].Int("queued");
+  if (in_account != explained) {
+    problems.push_back("suspense holds " + std::to_string(in_account) + " fen but " +
+                       std::to_string(explained) +
+                       " fen are accounted for (awaiting uploads + open review items)");
+  }
+  auto pending = connection.Query(
       "SELECT l.terminal_number, l.trace, l.state, t.state AS ledger_state FROM host_loads l"
       " JOIN ledger_transfers t ON t.id = 'load/' || l.terminal_number || '/' ||"
       " CAST(l.trace AS TEXT)"

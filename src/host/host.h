@@ -42,6 +42,9 @@ struct TerminalRegistration {
   Bytes terminal_number;  // 6
   std::string merchant_id;
   Bytes psam_serial;  // 10
+  // Field 41 of its messages: 8 printable characters; empty = the last 8 hex digits of the
+  // terminal number (docs/protocol.md 4; the gateway's registry key with the merchant id).
+  std::string terminal_id = {};
 };
 
 struct CardRegistration {
@@ -110,6 +113,23 @@ struct SuspenseItem {
   int type = 0;
   std::int64_t amount = 0;
   std::string reason;
+  bool money_held = false;  // its amount sits in the suspense account (a blacklisted card's)
+};
+
+// A reviewer's decision on a review-queue item (docs/host.md "Suspense review").
+enum class SuspenseDecision {
+  kPayMerchant,       // the purchase stands: the held money goes to the merchant
+  kRefundCardholder,  // the cardholder is not charged: the held money goes to the medical account
+  kReject,  // nothing to pay (forged TAC, unknown card, ...): closed with the reason noted
+};
+std::string_view SuspenseDecisionName(SuspenseDecision decision);  // "pay-merchant", ...
+std::optional<SuspenseDecision> ParseSuspenseDecision(std::string_view name);
+
+struct SuspenseResolution {
+  std::int64_t item_id = 0;
+  SuspenseDecision decision = SuspenseDecision::kReject;
+  std::string reviewer;  // who decided (required)
+  std::string note;      // why (required for kReject)
 };
 
 // A missing upload: the card's offline serials show a transaction the host has not received.
@@ -189,7 +209,11 @@ class Host {
 
   // One result per record, in order. The whole batch is one database transaction.
   HostResult<std::vector<ClearingResult>> ClearPurchases(const std::vector<PurchaseUpload>& batch);
+  // The open items (not yet resolved), oldest first.
   HostResult<std::vector<SuspenseItem>> ReviewQueue();
+  // Money held for the item moves once (pay or refund); an item without held money can only be
+  // rejected. Resolving again with the same decision changes nothing; with another: 94.
+  HostResult<store::Done> ResolveSuspense(const SuspenseResolution& resolution);
   HostResult<std::vector<SerialGap>> OpenGaps();
 
   // effective_at: "YYYYMMDDhhmmss"; purchases at or after it are refused.
@@ -223,5 +247,8 @@ class Host {
   ledger::Ledger ledger_;
   Options options_;
 };
+
+// Host::CheckHost on a database alone (no key store needed): what `medcard host check` runs.
+HostResult<std::vector<std::string>> CheckHostDatabase(store::Connection& connection);
 
 }  // namespace medcard::host

@@ -5,10 +5,11 @@
 namespace medcard::host {
 
 const store::MigrationSet& Migrations() {
-  static const store::MigrationSet set{"host",
-                                       {
-                                           {1, "merchants, terminals, cards",
-                                            R"sql(
+  static const store::MigrationSet set{
+      "host",
+      {
+          {1, "merchants, terminals, cards",
+           R"sql(
 CREATE TABLE host_merchants (
   id TEXT PRIMARY KEY,
   name TEXT NOT NULL,
@@ -36,8 +37,8 @@ CREATE TABLE host_card_wallets (
   last_offline_serial BIGINT,
   PRIMARY KEY (asn, wallet)
 ))sql"},
-                                           {2, "blacklist, loads, purchases, suspense, gaps",
-                                            R"sql(
+          {2, "blacklist, loads, purchases, suspense, gaps",
+           R"sql(
 CREATE TABLE host_blacklist (
   version {{ID}},
   asn TEXT NOT NULL,
@@ -93,8 +94,8 @@ CREATE TABLE host_gaps (
   closed_at_us BIGINT,
   PRIMARY KEY (asn, wallet, offline_serial)
 ))sql"},
-                                           {3, "settlements",
-                                            R"sql(
+          {3, "settlements",
+           R"sql(
 CREATE TABLE host_settlements (
   terminal_number TEXT NOT NULL,
   day TEXT NOT NULL,
@@ -108,7 +109,71 @@ CREATE TABLE host_settlements (
   settled_at_us BIGINT NOT NULL,
   PRIMARY KEY (terminal_number, day, first_serial)
 ))sql"},
-                                       }};
+          {4, "terminal gateway: terminal ids, sessions, answers",
+           R"sql(
+ALTER TABLE host_terminals ADD COLUMN terminal_id TEXT NOT NULL DEFAULT '';
+UPDATE host_terminals SET terminal_id = SUBSTR(terminal_number, 5, 8);
+CREATE INDEX host_terminals_by_id ON host_terminals (terminal_id);
+CREATE TABLE host_parameters (
+  name TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+);
+INSERT INTO host_parameters (name, value) VALUES
+  ('purchase_limit', '100000'),
+  ('load_limit', '200000'),
+  ('ep_balance_ceiling', '100000'),
+  ('card_key_versions', '1'),
+  ('upload_threshold', '20');
+CREATE TABLE host_terminal_sessions (
+  terminal_number TEXT PRIMARY KEY,
+  key_version BIGINT NOT NULL,
+  tmk_version BIGINT NOT NULL,
+  pin_key_cryptogram TEXT,
+  mac_key_cryptogram TEXT,
+  data_key_cryptogram TEXT,
+  open_batch BIGINT,
+  challenge TEXT,
+  parameter_version BIGINT,
+  blacklist_version BIGINT
+);
+CREATE TABLE host_gateway_answers (
+  terminal_number TEXT NOT NULL,
+  batch BIGINT NOT NULL,
+  trace BIGINT NOT NULL,
+  request_digest TEXT NOT NULL,
+  answer TEXT NOT NULL,
+  created_at_us BIGINT NOT NULL,
+  PRIMARY KEY (terminal_number, batch, trace)
+);
+CREATE TABLE host_gateway_loads (
+  id {{ID}},
+  terminal_number TEXT NOT NULL,
+  batch BIGINT NOT NULL,
+  trace BIGINT NOT NULL,
+  host_trace BIGINT,
+  asn TEXT NOT NULL,
+  amount BIGINT NOT NULL,
+  UNIQUE (terminal_number, batch, trace)
+);
+CREATE TABLE host_gateway_uploads (
+  terminal_number TEXT NOT NULL,
+  batch BIGINT NOT NULL,
+  asn TEXT NOT NULL,
+  offline_serial BIGINT NOT NULL,
+  type BIGINT NOT NULL,
+  amount BIGINT NOT NULL,
+  PRIMARY KEY (terminal_number, batch, asn, offline_serial, type)
+))sql"},
+          {5, "money held in suspense per card wallet; suspense review",
+           R"sql(
+ALTER TABLE host_card_wallets ADD COLUMN held_in_suspense BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE host_suspense ADD COLUMN money_held BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE host_suspense ADD COLUMN resolution TEXT;
+ALTER TABLE host_suspense ADD COLUMN resolved_by TEXT;
+ALTER TABLE host_suspense ADD COLUMN resolution_note TEXT;
+ALTER TABLE host_suspense ADD COLUMN resolved_at_us BIGINT;
+)sql"},
+      }};
   return set;
 }
 

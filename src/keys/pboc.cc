@@ -108,15 +108,26 @@ Status VerifyLoadTac(KeyStore& store, const LoadAuthorisationRequest& r, ByteVie
   return CheckMac(store, *tac_key, data, tac, "load TAC invalid");
 }
 
-Status VerifyPurchaseTac(KeyStore& store, const PurchaseRecord& p) {
+namespace {
+
+Status CheckPurchase(const PurchaseRecord& p) {
   if (p.asn.size() != 10 || p.terminal_number.size() != 6 || p.tac.size() != 4 ||
       !IsValidDate(p.date)) {
     return MakeError("malformed purchase record");
   }
-  auto tac_key = CardTacKey(store, p.asn, p.key_version);
+  return Status::Ok();
+}
+
+// The purchase's TAC under its card's TAC key, DTK_L ⊕ DTK_R of `master` diversified by the ASN.
+Status CheckPurchaseTac(KeyStore& store, KeyRef master, const PurchaseRecord& p) {
+  auto dtk = store.Diversify(master, crypto::AsnFactor(p.asn));
+  if (!dtk.ok()) return dtk.error();
+  ScopedKey dtk_ref(store, *dtk);
+  auto tac_key = store.DeriveTacKey(*dtk);
   if (!tac_key.ok()) return tac_key.error();
   ScopedKey tac_key_ref(store, *tac_key);
   Bytes data;
+  data.reserve(22);
   AppendU32(data, p.amount);
   data.push_back(p.type);
   Append(data, p.terminal_number);
@@ -124,6 +135,31 @@ Status VerifyPurchaseTac(KeyStore& store, const PurchaseRecord& p) {
   Append(data, EncodeBcdDate(p.date));
   Append(data, EncodeBcdTime(p.time));
   return CheckMac(store, *tac_key, data, p.tac, "purchase TAC invalid");
+}
+
+}  // namespace
+
+Status VerifyPurchaseTac(KeyStore& store, const PurchaseRecord& p) {
+  if (Status valid = CheckPurchase(p); !valid.ok()) return valid;
+  auto master = store.Find("tac", p.key_version);
+  if (!master.ok()) return master.error();
+  ScopedKey master_ref(store, *master);
+  return CheckPurchaseTac(store, *master, p);
+}
+
+PurchaseTacVerifier::~PurchaseTacVerifier() {
+  for (const auto& [version, master] : masters_) store_.Release(master);
+}
+
+Status PurchaseTacVerifier::Verify(const PurchaseRecord& p) {
+  if (Status valid = CheckPurchase(p); !valid.ok()) return valid;
+  for (const auto& [version, master] : masters_) {
+    if (version == p.key_version) return CheckPurchaseTac(store_, master, p);
+  }
+  auto master = store_.Find("tac", p.key_version);
+  if (!master.ok()) return master.error();
+  masters_.emplace_back(p.key_version, *master);
+  return CheckPurchaseTac(store_, *master, p);
 }
 
 Status VerifySamTotals(KeyStore& store, ByteView psam_serial, ByteView challenge,

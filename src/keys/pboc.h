@@ -10,6 +10,8 @@
 
 #include <cstdint>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/bcd.h"
 #include "common/bytes.h"
@@ -79,6 +81,22 @@ struct PurchaseRecord {
 
 // Checks TAC = MAC(DTK_L ⊕ DTK_R, amount ‖ type ‖ termNo ‖ termTxnSerial ‖ date ‖ time).
 Status VerifyPurchaseTac(KeyStore& store, const PurchaseRecord& purchase);
+
+// VerifyPurchaseTac for many purchases (a clearing batch): looks each TAC master key version up
+// in the store once, not once per purchase. Releases what it found when destroyed.
+class PurchaseTacVerifier {
+ public:
+  explicit PurchaseTacVerifier(KeyStore& store) : store_(store) {}
+  ~PurchaseTacVerifier();
+  PurchaseTacVerifier(const PurchaseTacVerifier&) = delete;
+  PurchaseTacVerifier& operator=(const PurchaseTacVerifier&) = delete;
+
+  Status Verify(const PurchaseRecord& purchase);
+
+ private:
+  KeyStore& store_;
+  std::vector<std::pair<std::uint8_t, KeyRef>> masters_;  // by key version
+};
 
 // GET SAM TOTALS answer: count(4) ‖ amount(6) ‖ firstSerial(4) ‖ lastSerial(4) ‖ MAC(4), the MAC
 // under the PSAM's settlement key (the settlement master key diversified by the PSAM serial)

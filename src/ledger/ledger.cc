@@ -104,7 +104,7 @@ std::string PartitionKey(const AccountId& id) {
 // Canonical forms: what a retry is compared by.
 
 LedgerResult<std::string> CanonicalDetails(std::string_view json) {
-  if (json.empty()) return std::string("{}");
+  if (json.empty() || json == "{}") return std::string("{}");  // the usual case: no parse
   const auto parsed = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded() || !parsed.is_object()) {
     return Invalid("cause details are not a JSON object");
@@ -303,13 +303,15 @@ LedgerResult<AccountRow> EnsureAccount(Connection& c, const AccountId& id, std::
   if (*found) return **found;
   const int shard = ShardOf(PartitionKey(id));
   // A concurrent creator makes this a unique violation: the transaction runs again and finds it.
-  auto inserted = c.Query(
-      "INSERT INTO ledger_accounts (kind, account_key, shard, created_at) VALUES (?, ?, ?, ?)"
-      " RETURNING id",
-      {AccountKindName(id.kind), id.key, shard, now});
+  auto inserted = c.InsertReturningId(
+      "INSERT INTO ledger_accounts (kind, account_key, shard, created_at) VALUES (?, ?, ?, ?)",
+      "id", {AccountKindName(id.kind), id.key, shard, now});
   if (!inserted) return StoreError(inserted.error(), "creating account " + id.ToString());
+  if (!*inserted) {
+    return MakeLedgerError(ErrorKind::kStore, "ledger: account " + id.ToString() + " not created");
+  }
   AccountRow a;
-  a.db_id = inserted->rows.at(0).Int(0);
+  a.db_id = **inserted;
   a.account.id = id;
   a.shard = shard;
   return a;
@@ -373,37 +375,37 @@ LedgerResult<store::Done> PostLegs(Connection& c, std::int64_t transfer_seq,
   return store::Done{};
 }
 
+// Records the card state of `account` (its card float) unless it is older than the stored one.
+LedgerResult<bool> ApplyCardStateOf(Connection& c, const AccountRow& account, const CardState& s,
+                                    std::int64_t now) {
+  // Uploads arrive late and out of order: never let an older report replace a newer one. One
+  // conditional UPDATE does the usual case; only when it changes nothing is the row read.
+  auto updated = c.Execute(
+      "UPDATE ledger_card_state SET balance = ?,"
+      " online_serial = COALESCE(CAST(? AS BIGINT), online_serial),"
+      " offline_serial = COALESCE(CAST(? AS BIGINT), offline_serial), updated_at = ?"
+      " WHERE account_id = ? AND COALESCE(CAST(? AS BIGINT) >= online_serial, TRUE)"
+      " AND COALESCE(CAST(? AS BIGINT) >= offline_serial, TRUE)",
+      {s.balance, s.online_serial, s.offline_serial, now, account.db_id, s.online_serial,
+       s.offline_serial});
+  if (!updated) return StoreError(updated.error(), "updating card state");
+  if (*updated == 1) return true;
+  auto rows = c.Query("SELECT 1 FROM ledger_card_state WHERE account_id = ?", {account.db_id});
+  if (!rows) return StoreError(rows.error(), "reading card state");
+  if (!rows->empty()) return false;  // the stored state is newer
+  auto inserted = c.Execute(
+      "INSERT INTO ledger_card_state (account_id, asn, wallet, balance, online_serial,"
+      " offline_serial, shard, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      {account.db_id, s.asn, WalletName(s.wallet), s.balance, s.online_serial, s.offline_serial,
+       account.shard, now});
+  if (!inserted) return StoreError(inserted.error(), "recording card state");
+  return true;
+}
+
 LedgerResult<bool> ApplyCardState(Connection& c, const CardState& s, std::int64_t now) {
   auto account = EnsureAccount(c, AccountId::CardFloat(s.asn, s.wallet), now);
   if (!account) return account.error();
-  auto rows =
-      c.Query("SELECT online_serial, offline_serial FROM ledger_card_state WHERE account_id = ?",
-              {account->db_id});
-  if (!rows) return StoreError(rows.error(), "reading card state");
-  if (rows->empty()) {
-    auto inserted = c.Execute(
-        "INSERT INTO ledger_card_state (account_id, asn, wallet, balance, online_serial,"
-        " offline_serial, shard, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        {account->db_id, s.asn, WalletName(s.wallet), s.balance, s.online_serial, s.offline_serial,
-         account->shard, now});
-    if (!inserted) return StoreError(inserted.error(), "recording card state");
-    return true;
-  }
-  const Row& stored = rows->rows[0];
-  const auto stored_online = stored.OptionalInt("online_serial");
-  const auto stored_offline = stored.OptionalInt("offline_serial");
-  // Uploads arrive late and out of order: never let an older report replace a newer one.
-  if ((s.online_serial && stored_online && *s.online_serial < *stored_online) ||
-      (s.offline_serial && stored_offline && *s.offline_serial < *stored_offline)) {
-    return false;
-  }
-  auto updated = c.Execute(
-      "UPDATE ledger_card_state SET balance = ?, online_serial = ?, offline_serial = ?,"
-      " updated_at = ? WHERE account_id = ?",
-      {s.balance, s.online_serial ? s.online_serial : stored_online,
-       s.offline_serial ? s.offline_serial : stored_offline, now, account->db_id});
-  if (!updated) return StoreError(updated.error(), "updating card state");
-  return true;
+  return ApplyCardStateOf(c, *account, s, now);
 }
 
 }  // namespace
@@ -560,15 +562,19 @@ LedgerResult<PostResult> Ledger::Post(const Transfer& transfer) {
 
   return Run<PostResult>(TransactionMode::kWrite, [&]() -> LedgerResult<PostResult> {
     Connection& c = connection_;
-    auto existing = LoadTransfer(c, t.id);
-    if (!existing) return existing.error();
-    if (*existing) {
+    // A retry of an id that exists: the first outcome, or a conflict when the content differs.
+    auto exists = [&]() -> LedgerResult<PostResult> {
+      auto existing = LoadTransfer(c, t.id);
+      if (!existing) return existing.error();
+      if (!*existing) {
+        return MakeLedgerError(ErrorKind::kStore, "ledger: transfer " + t.id + " vanished");
+      }
       if (auto difference = Difference(**existing, p); !difference.empty()) {
         return MakeLedgerError(ErrorKind::kConflict,
                                "transfer " + t.id + " exists with other content: " + difference);
       }
       return PostResult{Outcome::kExists, (*existing)->record, false};
-    }
+    };
 
     const std::int64_t now = Now();
     auto debit = EnsureAccount(c, t.debit, now);
@@ -589,19 +595,21 @@ LedgerResult<PostResult> Ledger::Post(const Transfer& transfer) {
       }
     }
 
-    auto inserted = c.Query(
+    auto inserted = c.InsertReturningId(
         "INSERT INTO ledger_transfers (id, debit_account, credit_account, amount, pending,"
         " debit_must_not_go_negative, state, cause_kind, cause_reference, cause_details,"
         " card_state, shard, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " RETURNING seq",
+        " ON CONFLICT (id) DO NOTHING",
+        "seq",
         {t.id, debit->db_id, credit->db_id, t.amount, t.pending, t.debit_must_not_go_negative,
          TransferStateName(state), t.cause.kind, t.cause.reference, t.cause.details_json,
          p.card_state_json.empty() ? store::Value() : store::Value(p.card_state_json), debit->shard,
          now});
     if (!inserted) return StoreError(inserted.error(), "recording transfer " + t.id);
+    if (!*inserted) return exists();
 
     PostResult result;
-    result.transfer.seq = inserted->rows.at(0).Int(0);
+    result.transfer.seq = **inserted;
     result.transfer.transfer = t;
     result.transfer.state = state;
     result.transfer.created_at_us = now;
@@ -628,7 +636,10 @@ LedgerResult<PostResult> Ledger::Post(const Transfer& transfer) {
     auto posted = PostLegs(c, result.transfer.seq, *debit, *credit, t.amount, false, now);
     if (!posted) return posted.error();
     if (t.card_state) {
-      auto applied = ApplyCardState(c, *t.card_state, now);
+      // Prepare checked that the card state is of the debit or the credit account.
+      const bool of_debit =
+          AccountId::CardFloat(t.card_state->asn, t.card_state->wallet) == t.debit;
+      auto applied = ApplyCardStateOf(c, of_debit ? *debit : *credit, *t.card_state, now);
       if (!applied) return applied.error();
       result.card_state_applied = *applied;
     }

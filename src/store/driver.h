@@ -23,6 +23,9 @@ class Driver {
   // Several statements, no parameters, not prepared.
   virtual DbStatus RunScript(std::string_view sql) = 0;
   virtual bool InTransaction() const = 0;
+  // The rowid of the last row an INSERT of this connection added (SQLite); 0 where the engine
+  // has no such notion (PostgreSQL: use RETURNING).
+  virtual std::int64_t LastInsertRowId() const { return 0; }
   // SQL that opens a transaction of `mode`.
   virtual std::string_view BeginSql(TransactionMode mode) const = 0;
 };

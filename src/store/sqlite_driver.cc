@@ -5,7 +5,11 @@
 
 #include <cctype>
 #include <filesystem>
+#include <functional>
+#include <memory>
+#include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "store/driver.h"
 
@@ -44,13 +48,15 @@ class SqliteDriver final : public Driver {
  public:
   explicit SqliteDriver(sqlite3* db) : db_(db) {}
   ~SqliteDriver() override {
-    for (auto& [sql, statement] : cache_) sqlite3_finalize(statement);
+    for (auto& [sql, prepared] : cache_) sqlite3_finalize(prepared.statement);
     sqlite3_close_v2(db_);
   }
 
   Engine engine() const override { return Engine::kSqlite; }
 
   bool InTransaction() const override { return sqlite3_get_autocommit(db_) == 0; }
+
+  std::int64_t LastInsertRowId() const override { return sqlite3_last_insert_rowid(db_); }
 
   std::string_view BeginSql(TransactionMode mode) const override {
     return mode == TransactionMode::kWrite ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED";
@@ -61,9 +67,15 @@ class SqliteDriver final : public Driver {
     return MakeDbError(KindOf(code), std::string(context) + sqlite3_errmsg(db_));
   }
 
-  DbResult<sqlite3_stmt*> Prepare(std::string_view sql) {
+  // A prepared statement and its result's column names (shared by every row it returns).
+  struct Prepared {
+    sqlite3_stmt* statement = nullptr;
+    std::shared_ptr<std::vector<std::string>> columns;
+  };
+
+  DbResult<Prepared*> Prepare(std::string_view sql) {
+    if (auto it = cache_.find(sql); it != cache_.end()) return &it->second;
     const std::string key(sql);
-    if (auto it = cache_.find(key); it != cache_.end()) return it->second;
     sqlite3_stmt* statement = nullptr;
     const char* tail = nullptr;
     if (sqlite3_prepare_v3(db_, key.c_str(), static_cast<int>(key.size()),
@@ -79,11 +91,14 @@ class SqliteDriver final : public Driver {
       }
     }
     if (cache_.size() >= kStatementCacheLimit) {
-      for (auto& [cached_sql, cached] : cache_) sqlite3_finalize(cached);
+      for (auto& [cached_sql, cached] : cache_) sqlite3_finalize(cached.statement);
       cache_.clear();
     }
-    cache_.emplace(key, statement);
-    return statement;
+    auto columns = std::make_shared<std::vector<std::string>>();
+    for (int c = 0; c < sqlite3_column_count(statement); ++c) {
+      columns->emplace_back(sqlite3_column_name(statement, c));
+    }
+    return &cache_.emplace(key, Prepared{statement, std::move(columns)}).first->second;
   }
 
   DbStatus Bind(sqlite3_stmt* statement, const Params& params) {
@@ -148,7 +163,7 @@ class SqliteDriver final : public Driver {
   DbResult<StatementResult> Run(std::string_view sql, const Params& params) override {
     auto prepared = Prepare(sql);
     if (!prepared) return prepared.error();
-    sqlite3_stmt* statement = *prepared;
+    sqlite3_stmt* statement = (*prepared)->statement;
     struct Reset {
       sqlite3_stmt* s;
       ~Reset() {
@@ -159,11 +174,18 @@ class SqliteDriver final : public Driver {
     if (auto bound = Bind(statement, params); !bound) return bound.error();
 
     StatementResult result;
-    const int columns = sqlite3_column_count(statement);
-    auto names = std::make_shared<std::vector<std::string>>();
-    for (int c = 0; c < columns; ++c) names->emplace_back(sqlite3_column_name(statement, c));
-    for (;;) {
+    auto& names = (*prepared)->columns;
+    int columns = 0;
+    for (bool first = true;; first = false) {
       const int rc = sqlite3_step(statement);
+      if (first) {
+        columns = sqlite3_column_count(statement);
+        if (names->size() != static_cast<std::size_t>(columns)) {
+          // SQLite re-prepared the statement after a schema change (SELECT * of an altered table).
+          names = std::make_shared<std::vector<std::string>>();
+          for (int c = 0; c < columns; ++c) names->emplace_back(sqlite3_column_name(statement, c));
+        }
+      }
       if (rc == SQLITE_DONE) break;
       if (rc != SQLITE_ROW) return LastError("");
       std::vector<Value> values;
@@ -192,7 +214,14 @@ class SqliteDriver final : public Driver {
 
  private:
   sqlite3* db_;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+  // Looked up by string_view without a copy of the SQL.
+  struct SqlHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view sql) const {
+      return std::hash<std::string_view>()(sql);
+    }
+  };
+  std::unordered_map<std::string, Prepared, SqlHash, std::equal_to<>> cache_;
 };
 
 }  // namespace
@@ -225,7 +254,10 @@ DbResult<std::unique_ptr<Driver>> OpenSqlite(const std::string& path, const Open
       mode->rows[0].Text(0) != "wal") {
     return MakeDbError(ErrorKind::kOther, "the database refused WAL journal mode");
   }
-  for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+  // cache_size: 64 MiB of pages per connection (the default 2 MiB makes every index lookup in a
+  // large database a read system call); bounded, whatever the number of cards.
+  for (const char* pragma :
+       {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-65536"}) {
     if (auto set = driver->RunScript(pragma); !set) return set.error();
   }
   return std::unique_ptr<Driver>(std::move(driver));

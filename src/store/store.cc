@@ -167,6 +167,22 @@ DbResult<Rows> Connection::Query(std::string_view sql, const Params& params) {
   return std::move(result->rows);
 }
 
+DbResult<std::optional<std::int64_t>> Connection::InsertReturningId(std::string_view sql,
+                                                                    std::string_view id_column,
+                                                                    const Params& params) {
+  using Id = std::optional<std::int64_t>;
+  if (engine() == Engine::kSqlite) {
+    auto changed = Execute(sql, params);
+    if (!changed) return changed.error();
+    if (*changed == 0) return Id();
+    return Id(driver_->LastInsertRowId());
+  }
+  auto rows = Query(std::string(sql) + " RETURNING " + std::string(id_column), params);
+  if (!rows) return rows.error();
+  if (rows->empty()) return Id();
+  return Id(rows->rows[0].Int(0));
+}
+
 DbStatus Connection::ExecuteScript(std::string_view sql) {
   if (auto fault = BeforeStatement()) return *fault;
   auto status = driver_->RunScript(sql);

@@ -213,6 +213,13 @@ class Connection {
   DbResult<std::int64_t> Execute(std::string_view sql, const Params& params = {});
   // One statement that returns rows (SELECT, or INSERT/UPDATE ... RETURNING).
   DbResult<Rows> Query(std::string_view sql, const Params& params = {});
+  // An INSERT of one row into a table whose auto-numbered ({{ID}}) column is `id_column`: the new
+  // row's id, or nullopt when nothing was inserted (ON CONFLICT DO NOTHING). The SQL has no
+  // RETURNING: SQLite answers from the connection's last insert rowid (a RETURNING clause makes it
+  // build and free a temporary b-tree per statement), PostgreSQL gets RETURNING id_column.
+  DbResult<std::optional<std::int64_t>> InsertReturningId(std::string_view sql,
+                                                          std::string_view id_column,
+                                                          const Params& params = {});
   // Several statements separated by `;`, no parameters, nothing prepared (migrations).
   DbStatus ExecuteScript(std::string_view sql);
 

@@ -196,6 +196,7 @@ Result<PurchaseResult> Purchase(reader::Reader& card, reader::Reader& psam,
   if (!init.ok()) return init.error();
   result.balance_before = ReadU32(*init, 0);
   result.card_offline_serial = ReadU16(*init, 4);
+  result.key_version = (*init)[9];
   ByteView init_view(*init);
 
   // INIT_SAM_FOR_PURCHASE: random ‖ offlineSerial ‖ amount ‖ type ‖ date ‖ time ‖ keyVersion ‖
@@ -260,10 +261,12 @@ Result<LoadResult> Load(reader::Reader& card, LoadAuthoriser& issuer, const Appl
   li.mac1.assign(init->begin() + 12, init->end());
   li.date = req.date;
   li.time = req.time;
-  auto mac2 = issuer.Authorise(li);
-  if (!mac2.ok()) return mac2.error();
-  Bytes credit_data = DateTime(req.date, req.time);
-  Append(credit_data, *mac2);
+  auto approval = issuer.Approve(li);
+  if (!approval.ok()) return approval.error();
+  li.date = approval->date;
+  li.time = approval->time;
+  Bytes credit_data = DateTime(li.date, li.time);
+  Append(credit_data, approval->mac2);
   auto credit = Exchange(card, "CREDIT FOR LOAD",
                          CommandApdu::Case4(0x80, 0x52, 0x00, 0x00, credit_data, 4), 4);
   if (!credit.ok()) return credit.error();

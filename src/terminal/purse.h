@@ -73,6 +73,7 @@ struct PurchaseResult {
   Bytes tac, mac2;
   Date date;
   TimeOfDay time;
+  std::uint8_t key_version = 0;  // the card's, from INITIALIZE FOR PURCHASE
 };
 
 // The PSAM's terminal number (EF 16).
@@ -97,11 +98,24 @@ struct LoadInitialisation {
   Date date;
   TimeOfDay time;
 };
+// MAC2 and the date and time it covers, which CREDIT FOR LOAD carries.
+struct LoadApproval {
+  Bytes mac2;
+  Date date;
+  TimeOfDay time;
+};
 class LoadAuthoriser {
  public:
   virtual ~LoadAuthoriser() = default;
   // Checks MAC1 and reserves the money; returns MAC2.
   virtual Result<Bytes> Authorise(const LoadInitialisation& init) = 0;
+  // MAC2 with its date and time. An issuer that chooses them itself (the bank host:
+  // docs/protocol.md 5.6.4) overrides this; by default MAC2 covers init's date and time.
+  virtual Result<LoadApproval> Approve(const LoadInitialisation& init) {
+    auto mac2 = Authorise(init);
+    if (!mac2.ok()) return mac2.error();
+    return LoadApproval{*mac2, init.date, init.time};
+  }
   // The card's TAC for the completed load.
   virtual Status Confirm(const LoadInitialisation& init, ByteView tac) = 0;
 };
@@ -118,7 +132,8 @@ struct LoadResult {
   std::uint16_t online_serial = 0;
   Bytes tac;
 };
-// INITIALIZE FOR LOAD → issuer (MAC1 → MAC2) → CREDIT FOR LOAD → issuer (TAC).
+// INITIALIZE FOR LOAD → issuer (MAC1 → MAC2) → CREDIT FOR LOAD → issuer (TAC). CREDIT FOR LOAD
+// carries the date and time the issuer's approval names.
 Result<LoadResult> Load(reader::Reader& card, LoadAuthoriser& issuer, const ApplicationData& app,
                         const LoadRequest& request);
 

@@ -356,6 +356,49 @@ TEST_P(HostTest, ABalanceChainBreakGoesToSuspense) {
   ExpectHostClean();
 }
 
+// The everyday order at a hospital: purchases offline during the day, a load online in
+// between, the purchases uploaded at day end. The load's INITIALIZE FOR LOAD shows a lower
+// balance than the host knew (purchases in transit): that money waits in suspense until their
+// upload pays it to the merchant.
+TEST_P(HostTest, APurchaseMadeBeforeALoadButUploadedAfterItIsPaidToTheMerchant) {
+  ASSERT_TRUE(Load(30000).ok());
+  const auto before_load = Purchase(1000, {10, 0, 0});
+  ASSERT_TRUE(Load(2000).ok());
+  EXPECT_EQ(Balance().card_ed, 31000) << "the float is the card's balance as the load showed it";
+  EXPECT_EQ(SuspenseBalance(), 1000) << "the purchase in transit waits in suspense";
+  ExpectHostClean();
+  const auto after_load = Purchase(500, {11, 0, 0});
+  EXPECT_THAT(Clear({Upload(before_load), Upload(after_load)}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted));
+  EXPECT_EQ(Balance().card_ed, 30500);
+  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 30500u);
+  EXPECT_EQ(MerchantBalance(), 1500);
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, APurchaseBeforeALoadUploadedAfterTheLaterOnesClosesItsGap) {
+  ASSERT_TRUE(Load(30000).ok());
+  const auto first = Purchase(1000, {9, 0, 0});
+  EXPECT_THAT(Clear({Upload(first)}), ElementsAre(ClearingOutcome::kAccepted));
+  const auto before_load = Purchase(700, {10, 0, 0});
+  ASSERT_TRUE(Load(2000).ok());
+  const auto after_load = Purchase(500, {11, 0, 0});
+  // Another terminal uploads the later purchase first: the earlier one is a gap, then arrives.
+  EXPECT_THAT(Clear({Upload(after_load)}), ElementsAre(ClearingOutcome::kAccepted));
+  ExpectHostClean();
+  EXPECT_THAT(Clear({Upload(before_load)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_EQ(Balance().card_ed, 29800);
+  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 29800u);
+  EXPECT_EQ(MerchantBalance(), 2200);
+  EXPECT_EQ(SuspenseBalance(), 0);
+  auto gaps = host_->OpenGaps();
+  ASSERT_TRUE(gaps.ok());
+  EXPECT_TRUE(gaps->empty());
+  ExpectHostClean();
+}
+
 TEST_P(HostTest, ABlacklistedCardIsRefusedAfterItsBlacklistingTimeAndAcceptedBefore) {
   ASSERT_TRUE(Load(10000).ok());
   auto before = Upload(Purchase(100, {10, 0, 0}));
@@ -372,6 +415,73 @@ TEST_P(HostTest, ABlacklistedCardIsRefusedAfterItsBlacklistingTimeAndAcceptedBef
   // A blacklisted card gets no load.
   EXPECT_FALSE(Load(100).ok());
   EXPECT_EQ(authoriser_->last_code, ResponseCode::kLostCard);
+  ExpectHostClean();
+}
+
+// The review queue: a lost card's purchase after its loss report is held in suspense until a
+// reviewer refunds the cardholder (the scheme's rule: not charged) or pays the merchant.
+TEST_P(HostTest, AReviewerRefundsALostCardsPurchaseToTheCardholder) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto after = Upload(Purchase(200, {12, 0, 0}));
+  ASSERT_TRUE(host_->AddToBlacklist(asn_, "20261125110000").ok());
+  EXPECT_THAT(Clear({after}), ElementsAre(ClearingOutcome::kSuspense));
+  auto queue = host_->ReviewQueue();
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 1u);
+  const SuspenseItem item = (*queue)[0];
+  EXPECT_TRUE(item.money_held);
+  EXPECT_EQ(item.amount, 200);
+
+  // Money held cannot just be rejected, and a decision needs a reviewer.
+  auto rejected = host_->ResolveSuspense({item.id, SuspenseDecision::kReject, "rita", "lost"});
+  ASSERT_FALSE(rejected.ok());
+  EXPECT_THAT(rejected.error().message, HasSubstr("pay the merchant or refund"));
+  EXPECT_FALSE(host_->ResolveSuspense({item.id, SuspenseDecision::kRefundCardholder, "", ""}).ok());
+
+  const std::int64_t medical_before = Balance().medical_account;
+  ASSERT_TRUE(
+      host_->ResolveSuspense({item.id, SuspenseDecision::kRefundCardholder, "rita", ""}).ok());
+  EXPECT_EQ(Balance().medical_account, medical_before + 200);
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(MerchantBalance(), 0);
+  EXPECT_TRUE(ReviewReasons().empty());
+  // The same decision again changes nothing; another one is refused.
+  EXPECT_TRUE(
+      host_->ResolveSuspense({item.id, SuspenseDecision::kRefundCardholder, "rita", ""}).ok());
+  EXPECT_EQ(Balance().medical_account, medical_before + 200);
+  auto other = host_->ResolveSuspense({item.id, SuspenseDecision::kPayMerchant, "rita", ""});
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.error().code, ResponseCode::kDuplicateTransmission);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, AReviewerPaysTheMerchantOrRejectsAForgery) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto lost = Upload(Purchase(300, {12, 0, 0}));
+  auto forged = Upload(Purchase(400, {12, 5, 0}));
+  forged.tac[0] ^= 0x01;
+  ASSERT_TRUE(host_->AddToBlacklist(asn_, "20261125110000").ok());
+  EXPECT_THAT(Clear({lost, forged}),
+              ElementsAre(ClearingOutcome::kSuspense, ClearingOutcome::kSuspense));
+  auto queue = host_->ReviewQueue();
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 2u);
+  EXPECT_TRUE((*queue)[0].money_held);
+  EXPECT_FALSE((*queue)[1].money_held) << "a forged TAC never took money from the float";
+  ASSERT_TRUE(
+      host_->ResolveSuspense({(*queue)[0].id, SuspenseDecision::kPayMerchant, "rita", ""}).ok());
+  EXPECT_EQ(MerchantBalance(), 300);
+  // Nothing to pay for the forgery: only a rejection, with its reason.
+  EXPECT_FALSE(
+      host_->ResolveSuspense({(*queue)[1].id, SuspenseDecision::kPayMerchant, "rita", ""}).ok());
+  EXPECT_FALSE(
+      host_->ResolveSuspense({(*queue)[1].id, SuspenseDecision::kReject, "rita", ""}).ok());
+  ASSERT_TRUE(
+      host_->ResolveSuspense({(*queue)[1].id, SuspenseDecision::kReject, "rita", "TAC forged"})
+          .ok());
+  EXPECT_TRUE(ReviewReasons().empty());
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_FALSE(host_->ResolveSuspense({9999, SuspenseDecision::kReject, "rita", "x"}).ok());
   ExpectHostClean();
 }
 

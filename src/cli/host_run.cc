@@ -1,0 +1,159 @@
+// medcard host run: the bank host's terminal server (docs/host.md "Running the host"). The
+// server's one processing thread owns the database connection, the key store and the gateway;
+// the main thread only waits for SIGINT/SIGTERM and then shuts the server down gracefully
+// (requests already received are answered).
+#include <pthread.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/host_session.h"
+#include "host/gateway.h"
+#include "iso8583/iso8583.h"
+#include "iso8583/messages.h"
+#include "server/server.h"
+
+namespace medcard::cli {
+namespace {
+
+struct HostRunOptions {
+  std::string data_dir;
+  std::string listen;
+  bool quiet = false;
+};
+
+// Logs: one line per event, UTC time stamps, key=value fields; to stderr and the log file.
+void ConfigureLogging(const HostConfig& config, bool quiet) {
+  std::vector<spdlog::sink_ptr> sinks;
+  if (!quiet) sinks.push_back(std::make_shared<spdlog::sinks::stderr_color_sink_mt>());
+  if (!config.log_file.empty()) {
+    try {
+      sinks.push_back(std::make_shared<spdlog::sinks::basic_file_sink_mt>(config.log_file));
+    } catch (const spdlog::spdlog_ex& e) {
+      throw CommandFailed("cannot open the log file " + config.log_file + ": " + e.what());
+    }
+  }
+  auto logger = std::make_shared<spdlog::logger>("host", sinks.begin(), sinks.end());
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %v", spdlog::pattern_time_type::utc);
+  logger->set_level(spdlog::level::from_str(config.log_level));
+  logger->flush_on(spdlog::level::info);
+  spdlog::set_default_logger(logger);
+}
+
+// One info line per answered request (docs/host.md "Running the host": what, terminal=, trace=,
+// code=); at debug also both messages through Message::ToString(), which masks keys, PINs and
+// PANs (docs/protocol.md 9.9). Refusals and unanswered frames the gateway logs itself.
+void LogAnswer(const Bytes& request_frame, const host::GatewayReply& reply) {
+  if (!reply.frame || !spdlog::should_log(spdlog::level::info)) return;
+  auto request = iso8583::ParseFrame(request_frame);
+  auto answer = iso8583::ParseFrame(*reply.frame);
+  if (!request.ok() || !answer.ok()) return;
+  auto spec = iso8583::Identify(request->message);
+  const iso8583::Message& m = answer->message;
+  auto or_dash = [](Result<std::string> value) { return value.ok() ? *value : std::string("-"); };
+  spdlog::info("{} terminal={} trace={} code={}{}",
+               spec.ok() ? std::string((*spec)->name) : iso8583::MtiText(request->message.mti()),
+               or_dash(m.GetText(41)), or_dash(m.GetDigits(11)), or_dash(m.GetText(39)),
+               reply.close ? " closing" : "");
+  spdlog::debug("request {}", request->message.ToString());
+  spdlog::debug("answer {}", answer->message.ToString());
+}
+
+void RunHost(const HostRunOptions& options) {
+  // SIGINT/SIGTERM are taken by sigwait below: blocked from the start (a signal during start-up
+  // then waits for it instead of killing a half-started host) and before any thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  HostSession session = OpenHostSession(options.data_dir);
+  HostConfig config = session.config();
+  if (!options.listen.empty()) {
+    const auto colon = options.listen.rfind(':');
+    if (colon == std::string::npos || colon == 0) {
+      throw CommandFailed("--listen takes ADDRESS:PORT", 2);
+    }
+    config.listen_address = options.listen.substr(0, colon);
+    const char* digits = options.listen.c_str() + colon + 1;
+    char* end = nullptr;
+    const unsigned long port = std::strtoul(digits, &end, 10);
+    if (*digits < '0' || *digits > '9' || *end != '\0' || port > 65535) {
+      throw CommandFailed("--listen: bad port in " + options.listen + " (0..65535)", 2);
+    }
+    config.port = static_cast<std::uint16_t>(port);
+  }
+  ConfigureLogging(config, options.quiet);
+
+  host::TerminalGateway gateway(session.connection(), session.key_store());
+  server::Options server_options;
+  server_options.address = config.listen_address;
+  server_options.port = config.port;
+  if (config.tls()) {
+    server_options.tls = server::TlsOptions{config.tls_certificate, config.tls_private_key};
+  }
+  server_options.max_frame = config.max_frame;
+  server_options.idle_timeout = config.idle_timeout;
+  server_options.read_timeout = config.read_timeout;
+  server_options.max_group = config.max_group;
+  server_options.max_connections = config.max_connections;
+
+  auto server = server::Server::Start(server_options, [&gateway](std::span<const Bytes> frames) {
+    std::vector<host::GatewayReply> answers = gateway.HandleGroup(frames);
+    std::vector<server::Reply> replies;
+    replies.reserve(answers.size());
+    for (std::size_t i = 0; i < answers.size(); ++i) {
+      if (i < frames.size()) LogAnswer(frames[i], answers[i]);
+      replies.push_back({std::move(answers[i].frame), answers[i].close});
+    }
+    return replies;
+  });
+  if (!server.ok()) throw CommandFailed("starting the server: " + server.error().message);
+
+  spdlog::info("host started listen={}:{} tls={} database=\"{}\" key_store=\"{}\"",
+               config.listen_address, (*server)->port(), config.tls() ? "on" : "off",
+               session.database().description(), session.key_store().Describe());
+  std::printf("medcard host listening on %s:%u (%s)\n", config.listen_address.c_str(),
+              static_cast<unsigned>((*server)->port()), config.tls() ? "TLS" : "plain TCP");
+  std::printf("  database   %s\n  key store  %s%s\n  log        %s\nCtrl-C stops it\n",
+              session.database().description().c_str(), session.key_store().Describe().c_str(),
+              session.key_store().test_only() ? " (TEST keys)" : "",
+              config.log_file.empty() ? "stderr" : config.log_file.c_str());
+  std::fflush(stdout);
+
+  int signal_number = 0;
+  sigwait(&stop_signals, &signal_number);
+  spdlog::info("host stopping signal={} (answering requests in flight)", signal_number);
+  (*server)->Shutdown(std::chrono::seconds(10));
+  const server::Stats stats = (*server)->stats();
+  spdlog::info("host stopped connections={} frames={} replies={} groups={}",
+               stats.connections_accepted, stats.frames_received, stats.replies_sent, stats.groups);
+  std::printf("medcard host stopped: %llu connection(s), %llu request(s) answered\n",
+              static_cast<unsigned long long>(stats.connections_accepted),
+              static_cast<unsigned long long>(stats.replies_sent));
+}
+
+}  // namespace
+
+void AddHostRunCommand(CLI::App& host) {
+  auto options = std::make_shared<HostRunOptions>();
+  CLI::App* run = host.add_subcommand(
+      "run", "Serve the POS terminals (ISO 8583 over TCP/TLS) until Ctrl-C or SIGTERM");
+  run->add_option("--data", options->data_dir, "The host's data directory (host.json)")->required();
+  run->add_option("--listen", options->listen,
+                  "ADDRESS:PORT, overriding host.json (port 0: any free port, printed)");
+  run->add_flag("--quiet", options->quiet, "Log only to the log file");
+  run->callback([options] { RunHost(*options); });
+}
+
+}  // namespace medcard::cli

@@ -1,0 +1,234 @@
+// `medcard host ...` through the real binary, as a bank operator runs it: init a data directory
+// with a test key store, register a terminal, import an issuance log, blacklist a card, report,
+// check — and every bad input refused with a clear message and nothing changed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+namespace medcard {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct CliRun {
+  int exit_code = -1;
+  std::string out, err;
+};
+
+std::string ReadText(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+constexpr char kAsn1[] = "11000000000000000001";
+constexpr char kAsn2[] = "11000000000000000002";
+
+std::string IssuedRecord(const std::string& asn, const std::string& holder, bool test) {
+  return std::string(R"({"asn":")") + asn + R"(","chip_serial":"3283C76C99B6BD95",)" +
+         R"("date":"2026-11-25","event":"issued","format":1,"holder":")" + holder +
+         R"(","key_version":1,"keys":[],"kind":"card","operator":"alice",)" +
+         R"("store":"software:/srv/keys","test":)" + (test ? "true" : "false") +
+         R"(,"time":"2026-11-25T09:15:02Z","valid_from":"2026-11-25","valid_to":"2036-11-25"})";
+}
+
+class HostCliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (fs::path(::testing::TempDir()) / "medcard-host-cli-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    data_ = (dir_ / "host").string();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  CliRun Medcard(const std::string& args) {
+    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
+    const std::string command =
+        "env MEDCARD_KEYSTORE_TEST_KDF=fast MEDCARD_KEYSTORE_PASSPHRASE='host cli test' " +
+        std::string(MEDCARD_CLI) + " " + args + " </dev/null >" + out.string() + " 2>" +
+        err.string();
+    const int status = std::system(command.c_str());
+    CliRun r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = ReadText(out);
+    r.err = ReadText(err);
+    return r;
+  }
+  CliRun Host(const std::string& command) {
+    return Medcard("host " + command + " --data " + data_);
+  }
+
+  void InitWithTerminal() {
+    CliRun init = Medcard("host init --test-keys --data " + data_);
+    ASSERT_EQ(init.exit_code, 0) << init.err;
+    CliRun add = Host(
+        "terminals add --merchant H0001 --merchant-name 'City Hospital' --grade hospital-3A "
+        "--terminal-no 112233445566 --psam-serial 00000000000000000001");
+    ASSERT_EQ(add.exit_code, 0) << add.err;
+  }
+
+  fs::path dir_;
+  std::string data_;
+};
+
+TEST_F(HostCliTest, InitCreatesDatabaseKeyStoreAndConfiguration) {
+  CliRun init = Medcard("host init --test-keys --data " + data_);
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  EXPECT_THAT(init.out, HasSubstr("host initialised in " + data_));
+  EXPECT_THAT(init.out, HasSubstr("TEST keys"));
+  EXPECT_THAT(init.out, HasSubstr("127.0.0.1:8583"));
+  EXPECT_TRUE(fs::exists(fs::path(data_) / "medcard.db"));
+  EXPECT_TRUE(fs::exists(fs::path(data_) / "keys" / "keystore.mks"));
+  const std::string config = ReadText(fs::path(data_) / "host.json");
+  EXPECT_THAT(config, HasSubstr("\"port\": 8583"));
+
+  // Again: the same directory is updated, nothing is lost.
+  CliRun again = Medcard("host init --test-keys --listen 0.0.0.0:9000 --data " + data_);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("host updated"));
+  EXPECT_THAT(ReadText(fs::path(data_) / "host.json"), HasSubstr("\"port\": 9000"));
+
+  CliRun check = Host("check");
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_THAT(check.out, HasSubstr("ledger consistent"));
+}
+
+TEST_F(HostCliTest, TerminalsAddMakesTheTerminalMasterKeyAndIsIdempotent) {
+  InitWithTerminal();
+  CliRun again = Host(
+      "terminals add --merchant H0001 --merchant-name 'City Hospital' --grade hospital-3A "
+      "--terminal-no 112233445566 --psam-serial 00000000000000000001");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("terminal 112233445566 registered for merchant H0001"));
+  EXPECT_THAT(again.out, HasSubstr("tmk/112233445566"));
+  EXPECT_THAT(again.out, HasSubstr("KCV "));
+
+  CliRun keys = Medcard("keys list --store " + data_ + "/keys");
+  ASSERT_EQ(keys.exit_code, 0) << keys.err;
+  EXPECT_THAT(keys.out, HasSubstr("tmk/112233445566"));
+
+  // The same terminal number for another PSAM is refused, and changes nothing.
+  CliRun clash = Host(
+      "terminals add --merchant H0001 --merchant-name 'City Hospital' "
+      "--terminal-no 112233445566 --psam-serial 00000000000000000002");
+  EXPECT_EQ(clash.exit_code, 1);
+  EXPECT_THAT(clash.err, HasSubstr("exists already"));
+}
+
+TEST_F(HostCliTest, BadArgumentsAreRefusedWithUsageErrors) {
+  InitWithTerminal();
+  CliRun short_number = Host(
+      "terminals add --merchant H0002 --merchant-name Pharmacy --terminal-no 1122 "
+      "--psam-serial 00000000000000000009");
+  EXPECT_EQ(short_number.exit_code, 2);
+  EXPECT_THAT(short_number.err, HasSubstr("--terminal-no must be 12 hex digits"));
+  CliRun bad_asn = Host("blacklist add XYZ");
+  EXPECT_EQ(bad_asn.exit_code, 2);
+  EXPECT_THAT(bad_asn.err, HasSubstr("20 hex digits"));
+  CliRun bad_time = Host(std::string("blacklist add ") + kAsn1 + " --at 2026-11-25");
+  EXPECT_EQ(bad_time.exit_code, 2);
+  EXPECT_THAT(bad_time.err, HasSubstr("YYYYMMDDhhmmss"));
+  CliRun bad_date = Host("report settlement --date 25.11.2026");
+  EXPECT_EQ(bad_date.exit_code, 2);
+  CliRun list = Host("blacklist list");
+  EXPECT_THAT(list.out, HasSubstr("0 card(s)"));
+}
+
+TEST_F(HostCliTest, CommandsOnADirectoryWithoutAHostSaySo) {
+  CliRun run = Medcard("host blacklist list --data " + (dir_ / "nothing").string());
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("medcard host init"));
+}
+
+TEST_F(HostCliTest, ABadConfigurationFieldIsNamed) {
+  InitWithTerminal();
+  std::ofstream(fs::path(data_) / "host.json", std::ios::trunc) << R"({"port": 70000})";
+  CliRun run = Host("blacklist list");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("\"port\" must be between 1 and 65535"));
+  std::ofstream(fs::path(data_) / "host.json", std::ios::trunc) << R"({"colour": "blue"})";
+  run = Host("blacklist list");
+  EXPECT_THAT(run.err, HasSubstr("\"colour\" is not a known setting"));
+}
+
+TEST_F(HostCliTest, CardsImportRegistersIssuedCardsOnce) {
+  InitWithTerminal();
+  const fs::path log = dir_ / "issuance.log";
+  std::ofstream(log)
+      << IssuedRecord(kAsn1, "310101199001011234", true) << "\n"
+      << IssuedRecord(kAsn2, "310101199001015678", true) << "\n"
+      << R"({"event":"reserved","format":1,"kind":"card","asn":"11000000000000000003"})"
+      << "\n";
+  CliRun imported = Host("cards import " + log.string());
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_THAT(imported.out, HasSubstr("2 card(s) registered, 1 other record(s) skipped"));
+  CliRun again = Host("cards import " + log.string());
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_THAT(again.out, HasSubstr("2 card(s) registered"));
+  CliRun check = Host("check");
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+
+  // A log that is not JSON lines is refused as a whole: nothing of it is registered.
+  const fs::path bad = dir_ / "bad.log";
+  std::ofstream(bad) << IssuedRecord("11000000000000000009", "310101199001019999", true) << "\n"
+                     << "not json\n";
+  CliRun refused = Host("cards import " + bad.string());
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_THAT(refused.err, HasSubstr("not a JSON object"));
+  CliRun blacklist = Host("blacklist add 11000000000000000009");
+  EXPECT_EQ(blacklist.exit_code, 1) << "the card of the refused log must not be registered";
+}
+
+TEST_F(HostCliTest, BlacklistAddListRemove) {
+  InitWithTerminal();
+  const fs::path log = dir_ / "issuance.log";
+  std::ofstream(log) << IssuedRecord(kAsn1, "310101199001011234", true) << "\n";
+  ASSERT_EQ(Host("cards import " + log.string()).exit_code, 0);
+
+  CliRun add = Host(std::string("blacklist add ") + kAsn1 + " --at 20261125120000");
+  ASSERT_EQ(add.exit_code, 0) << add.err;
+  EXPECT_THAT(add.out, HasSubstr("blacklisted from 20261125120000 (blacklist version 1)"));
+  CliRun list = Host("blacklist list");
+  EXPECT_THAT(list.out, HasSubstr("blacklist version 1: 1 card(s)"));
+  EXPECT_THAT(list.out, HasSubstr(kAsn1));
+  CliRun remove = Host(std::string("blacklist remove ") + kAsn1);
+  ASSERT_EQ(remove.exit_code, 0) << remove.err;
+  EXPECT_THAT(remove.out, HasSubstr("version 2"));
+  list = Host("blacklist list");
+  EXPECT_THAT(list.out, HasSubstr("blacklist version 2: 0 card(s)"));
+  EXPECT_THAT(list.out, Not(HasSubstr(std::string("  ") + kAsn1)));
+}
+
+TEST_F(HostCliTest, TheReviewQueueIsListedAndBadDecisionsAreRefused) {
+  InitWithTerminal();
+  CliRun list = Host("suspense list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("0 open review item(s)"));
+  CliRun bad = Host("suspense resolve 1 --decision maybe --reviewer rita");
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("pay-merchant, refund-cardholder or reject"));
+  CliRun missing = Host("suspense resolve 7 --decision reject --reviewer rita --note forged");
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("no review item 7"));
+}
+
+TEST_F(HostCliTest, SettlementReportWithNothingClearedSaysSoAndWritesTheCsvHeader) {
+  InitWithTerminal();
+  const fs::path csv = dir_ / "settlement.csv";
+  CliRun report = Host("report settlement --date 20261125 --csv " + csv.string());
+  ASSERT_EQ(report.exit_code, 0) << report.err;
+  EXPECT_THAT(report.out, HasSubstr("no purchases cleared on 20261125"));
+  EXPECT_EQ(ReadText(csv),
+            "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n");
+}
+
+}  // namespace
+}  // namespace medcard
