@@ -45,7 +45,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr char kPassphrase[] = "bench";
+constexpr char kPassphrase[] = "bench passphrase";
 constexpr char kTestTmk[] = "2A4C6E8091B3D5F71A3C5E7092B4D6F8";  // TEST key
 
 int EnvInt(const char* name, int fallback) {
@@ -57,6 +57,10 @@ Bytes TerminalNumber(int i) {
   char text[13];
   std::snprintf(text, sizeof text, "%012d", 900000 + i);
   return HexToBytes(text);
+}
+std::string TerminalId(int i) {  // field 41, 8 characters
+  std::string digits = std::to_string(i % 10'000'000);
+  return "B" + std::string(7 - digits.size(), '0') + digits;
 }
 Bytes Asn(int i) {
   char text[21];
@@ -101,9 +105,7 @@ class LoadRig {
       Require(host_keys_->ImportTestKey("tmk/" + ToHex(number), HexToBytes(kTestTmk)).ok(), "tmk");
       host::TerminalRegistration registration{
           number, "H0001", HexToBytes("5000" + ToHex(number).substr(0, 12) + "0000")};
-      char id[9];
-      std::snprintf(id, sizeof id, "B%07d", i);
-      registration.terminal_id = id;
+      registration.terminal_id = TerminalId(i);
       Require(host.RegisterTerminal(registration).ok(), "terminal");
       const std::string person = "P" + std::to_string(i);
       Require(host.RegisterCard({Asn(i), "holder", person}).ok(), "card");
@@ -137,9 +139,7 @@ class LoadRig {
       tcp.port = server_->port();
       t->transport = Take(terminal::MakeTcpTransport(tcp), "transport");
       terminal::HostLinkConfig config;
-      char id[9];
-      std::snprintf(id, sizeof id, "B%07d", i);
-      config.terminal_id = id;
+      config.terminal_id = TerminalId(i);
       config.merchant_id = "H0001";
       config.terminal_number = t->terminal_number;
       t->link = std::make_unique<terminal::HostLink>(config, *t->transport, *t->keys);

@@ -6,6 +6,7 @@
 //   blacklist   add | remove | list
 //   report      settlement per merchant and day
 //   check       the ledger's and the host's invariants (read-only)
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -315,6 +316,34 @@ void RunSettlementReport(const ReportOptions& options) {
   }
 }
 
+// --- load reconciliation -----------------------------------------------------------------------
+
+struct ReconcileOptions {
+  std::string data_dir;
+  int older_than_minutes = 10;
+};
+
+void RunLoadsReconcile(const ReconcileOptions& options) {
+  if (options.older_than_minutes < 0) throw CommandFailed("--older-than-minutes is >= 0", 2);
+  HostSession session = OpenHostSession(options.data_dir);
+  const std::int64_t before_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(
+          (std::chrono::system_clock::now() - std::chrono::minutes(options.older_than_minutes))
+              .time_since_epoch())
+          .count();
+  const auto decided =
+      HostCheck(session.host().ReconcileLoads(before_us), "reconciling pending loads");
+  int still_pending = 0;
+  for (const host::LoadReconciliation& load : decided) {
+    if (load.state == "pending") ++still_pending;
+    std::printf("  load %s/%06u: %s\n", load.terminal_number.c_str(), load.trace,
+                load.state == "pending" ? "still pending (no evidence from the card yet)"
+                                        : load.state.c_str());
+  }
+  std::printf("%zu pending load(s) looked at, %zu decided, %d still pending\n", decided.size(),
+              decided.size() - static_cast<std::size_t>(still_pending), still_pending);
+}
+
 // --- suspense review -------------------------------------------------------------------------
 
 struct SuspenseOptions {
@@ -468,79 +497,92 @@ void AddHostCommands(CLI::App& app) {
     CLI::App* cards = host->add_subcommand("cards", "Cards");
     cards->require_subcommand(1);
     auto options = std::make_shared<CardsImportOptions>();
-    CLI::App* import = cards->add_subcommand(
+    CLI::App* import_log = cards->add_subcommand(
         "import", "Register every issued card of an issuance log (again: changes nothing)");
-    import->add_option("log", options->log_path, "The issuance log (JSON lines)")->required();
-    AddDataOption(import, options->data_dir);
-    import->add_flag("--accept-test-cards", options->accept_test_cards,
-                     "Also register TEST cards (always on with a test key store)");
-    import->callback([options] { RunCardsImport(*options);
-  });
-}
-{
-  CLI::App* blacklist = host->add_subcommand("blacklist", "Lost and blocked cards");
-  blacklist->require_subcommand(1);
-  auto add_options = std::make_shared<BlacklistOptions>();
-  CLI::App* add = blacklist->add_subcommand(
-      "add", "Blacklist a card: purchases from --at on are refused at clearing");
-  add->add_option("asn", add_options->asn, "The card's ASN, 20 hex digits")->required();
-  AddDataOption(add, add_options->data_dir);
-  add->add_option("--at", add_options->effective_at, "YYYYMMDDhhmmss (UTC); default: now");
-  add->callback([add_options] { RunBlacklistAdd(*add_options); });
-  auto remove_options = std::make_shared<BlacklistOptions>();
-  CLI::App* remove = blacklist->add_subcommand("remove", "Take a card off the blacklist");
-  remove->add_option("asn", remove_options->asn, "The card's ASN, 20 hex digits")->required();
-  AddDataOption(remove, remove_options->data_dir);
-  remove->callback([remove_options] { RunBlacklistRemove(*remove_options); });
-  auto list_options = std::make_shared<DataDirOption>();
-  CLI::App* list = blacklist->add_subcommand("list", "The current blacklist");
-  AddDataOption(list, list_options->data_dir);
-  list->callback([list_options] { RunBlacklistList(*list_options); });
-}
-{
-  CLI::App* report = host->add_subcommand("report", "Reports");
-  report->require_subcommand(1);
-  auto options = std::make_shared<ReportOptions>();
-  CLI::App* settlement = report->add_subcommand(
-      "settlement", "Per merchant and day: accepted and suspense purchases (count, amount)");
-  AddDataOption(settlement, options->data_dir);
-  settlement->add_option("--date", options->date, "YYYYMMDD; default: every day");
-  settlement->add_option("--csv", options->csv_path, "Also write the report as CSV");
-  settlement->callback([options] { RunSettlementReport(*options); });
-}
-{
-  CLI::App* suspense = host->add_subcommand(
-      "suspense", "The review queue: purchases clearing could not pay to a merchant");
-  suspense->require_subcommand(1);
-  auto list_options = std::make_shared<DataDirOption>();
-  CLI::App* list = suspense->add_subcommand("list", "Open review items");
-  AddDataOption(list, list_options->data_dir);
-  list->callback([list_options] { RunSuspenseList(*list_options); });
-  auto options = std::make_shared<SuspenseOptions>();
-  CLI::App* resolve = suspense->add_subcommand(
-      "resolve", "Decide an item: money held goes to the merchant or back to the cardholder");
-  resolve->add_option("item", options->item, "The item number from suspense list")->required();
-  AddDataOption(resolve, options->data_dir);
-  resolve->add_option("--decision", options->decision, "pay-merchant | refund-cardholder | reject")
-      ->required();
-  resolve->add_option("--reviewer", options->reviewer, "Who decides")->required();
-  resolve->add_option("--note", options->note, "Why (required to reject)");
-  resolve->callback([options] { RunSuspenseResolve(*options); });
-}
-{
-  auto options = std::make_shared<HostCheckOptions>();
-  CLI::App* check = host->add_subcommand(
-      "check",
-      "Verify the ledger and the host: balances sum to zero and match their postings, every "
-      "transfer has both legs, card floats match the cards, every accepted purchase posted "
-      "once, every load's state matches its transfer. Exit 1 when not.");
-  CLI::Option* data = check->add_option("--data", options->data_dir,
-                                        "The host's data directory (its host.json's database)");
-  CLI::Option* db =
-      check->add_option("--db", options->db_url, "A database URL: postgresql://... or sqlite:PATH");
-  data->excludes(db);
-  check->callback([options] { RunHostCheck(*options); });
-}
+    import_log->add_option("log", options->log_path, "The issuance log (JSON lines)")->required();
+    AddDataOption(import_log, options->data_dir);
+    import_log->add_flag("--accept-test-cards", options->accept_test_cards,
+                         "Also register TEST cards (always on with a test key store)");
+    import_log->callback([options] { RunCardsImport(*options); });
+  }
+  {
+    CLI::App* blacklist = host->add_subcommand("blacklist", "Lost and blocked cards");
+    blacklist->require_subcommand(1);
+    auto add_options = std::make_shared<BlacklistOptions>();
+    CLI::App* add = blacklist->add_subcommand(
+        "add", "Blacklist a card: purchases from --at on are refused at clearing");
+    add->add_option("asn", add_options->asn, "The card's ASN, 20 hex digits")->required();
+    AddDataOption(add, add_options->data_dir);
+    add->add_option("--at", add_options->effective_at, "YYYYMMDDhhmmss (UTC); default: now");
+    add->callback([add_options] { RunBlacklistAdd(*add_options); });
+    auto remove_options = std::make_shared<BlacklistOptions>();
+    CLI::App* remove = blacklist->add_subcommand("remove", "Take a card off the blacklist");
+    remove->add_option("asn", remove_options->asn, "The card's ASN, 20 hex digits")->required();
+    AddDataOption(remove, remove_options->data_dir);
+    remove->callback([remove_options] { RunBlacklistRemove(*remove_options); });
+    auto list_options = std::make_shared<DataDirOption>();
+    CLI::App* list = blacklist->add_subcommand("list", "The current blacklist");
+    AddDataOption(list, list_options->data_dir);
+    list->callback([list_options] { RunBlacklistList(*list_options); });
+  }
+  {
+    CLI::App* report = host->add_subcommand("report", "Reports");
+    report->require_subcommand(1);
+    auto options = std::make_shared<ReportOptions>();
+    CLI::App* settlement = report->add_subcommand(
+        "settlement", "Per merchant and day: accepted and suspense purchases (count, amount)");
+    AddDataOption(settlement, options->data_dir);
+    settlement->add_option("--date", options->date, "YYYYMMDD; default: every day");
+    settlement->add_option("--csv", options->csv_path, "Also write the report as CSV");
+    settlement->callback([options] { RunSettlementReport(*options); });
+  }
+  {
+    CLI::App* loads = host->add_subcommand("loads", "Online loads");
+    loads->require_subcommand(1);
+    auto options = std::make_shared<ReconcileOptions>();
+    CLI::App* reconcile = loads->add_subcommand(
+        "reconcile",
+        "Decide loads left pending (no confirmation, no reversal) from the cards' later loads; "
+        "host run does this once a minute");
+    AddDataOption(reconcile, options->data_dir);
+    reconcile->add_option("--older-than-minutes", options->older_than_minutes,
+                          "Only loads authorised at least this long ago (default 10)");
+    reconcile->callback([options] { RunLoadsReconcile(*options); });
+  }
+  {
+    CLI::App* suspense = host->add_subcommand(
+        "suspense", "The review queue: purchases clearing could not pay to a merchant");
+    suspense->require_subcommand(1);
+    auto list_options = std::make_shared<DataDirOption>();
+    CLI::App* list = suspense->add_subcommand("list", "Open review items");
+    AddDataOption(list, list_options->data_dir);
+    list->callback([list_options] { RunSuspenseList(*list_options); });
+    auto options = std::make_shared<SuspenseOptions>();
+    CLI::App* resolve = suspense->add_subcommand(
+        "resolve", "Decide an item: money held goes to the merchant or back to the cardholder");
+    resolve->add_option("item", options->item, "The item number from suspense list")->required();
+    AddDataOption(resolve, options->data_dir);
+    resolve
+        ->add_option("--decision", options->decision, "pay-merchant | refund-cardholder | reject")
+        ->required();
+    resolve->add_option("--reviewer", options->reviewer, "Who decides")->required();
+    resolve->add_option("--note", options->note, "Why (required to reject)");
+    resolve->callback([options] { RunSuspenseResolve(*options); });
+  }
+  {
+    auto options = std::make_shared<HostCheckOptions>();
+    CLI::App* check = host->add_subcommand(
+        "check",
+        "Verify the ledger and the host: balances sum to zero and match their postings, every "
+        "transfer has both legs, card floats match the cards, every accepted purchase posted "
+        "once, every load's state matches its transfer. Exit 1 when not.");
+    CLI::Option* data = check->add_option("--data", options->data_dir,
+                                          "The host's data directory (its host.json's database)");
+    CLI::Option* db = check->add_option("--db", options->db_url,
+                                        "A database URL: postgresql://... or sqlite:PATH");
+    data->excludes(db);
+    check->callback([options] { RunHostCheck(*options); });
+  }
 }  // namespace medcard::cli
 
 }  // namespace medcard::cli

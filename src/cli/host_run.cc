@@ -26,6 +26,41 @@
 namespace medcard::cli {
 namespace {
 
+// Loads left pending — neither confirmed nor reversed, e.g. the terminal lost power — are decided
+// from the card's later load requests (Host::ReconcileLoads, docs/host.md). On the processing
+// thread, between groups, at most once a minute, for loads older than ten minutes.
+class LoadReconciler {
+ public:
+  explicit LoadReconciler(host::Host& host) : host_(host) {}
+  void MaybeRun() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_run_) return;
+    next_run_ = now + std::chrono::minutes(1);
+    const std::int64_t before_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(
+            (std::chrono::system_clock::now() - std::chrono::minutes(10)).time_since_epoch())
+            .count();
+    auto decided = host_.ReconcileLoads(before_us);
+    if (!decided.ok()) {
+      spdlog::warn("load reconciliation failed reason=\"{}\"", decided.error().message);
+      return;
+    }
+    for (const host::LoadReconciliation& load : *decided) {
+      if (load.state == "pending") {
+        spdlog::warn("load still pending terminal={} trace={:06} (no evidence from the card yet)",
+                     load.terminal_number, load.trace);
+      } else {
+        spdlog::info("load reconciled terminal={} trace={:06} state={}", load.terminal_number,
+                     load.trace, load.state);
+      }
+    }
+  }
+
+ private:
+  host::Host& host_;
+  std::chrono::steady_clock::time_point next_run_{};
+};
+
 struct HostRunOptions {
   std::string data_dir;
   std::string listen;
@@ -108,7 +143,10 @@ void RunHost(const HostRunOptions& options) {
   server_options.max_group = config.max_group;
   server_options.max_connections = config.max_connections;
 
-  auto server = server::Server::Start(server_options, [&gateway](std::span<const Bytes> frames) {
+  LoadReconciler reconciler(session.host());
+  reconciler.MaybeRun();
+  auto server = server::Server::Start(server_options, [&](std::span<const Bytes> frames) {
+    reconciler.MaybeRun();
     std::vector<host::GatewayReply> answers = gateway.HandleGroup(frames);
     std::vector<server::Reply> replies;
     replies.reserve(answers.size());

@@ -950,7 +950,17 @@ DbResult<Verdict> Handler::Settle(gateway_internal::Request& r, Message& respons
                    std::to_string(purchase_count) + "/" + std::to_string(purchase_amount) +
                    " loads " + std::to_string(load_count) + "/" + std::to_string(load_amount);
   }
-  if (!disagreement.empty()) return Refuse(ResponseCode::kReconciliationError, disagreement);
+  if (!disagreement.empty()) {
+    // Recorded as the day's settlement exception, as Host::Settle records its own mismatch (a
+    // refusal keeps what the request wrote). Only a failing database makes it more than a 95.
+    auto recorded =
+        host_.RecordSettlementException(t.number_bytes, clock_.date, totals.challenge, answer);
+    if (!recorded.ok()) {
+      auto failed = FromHost(recorded.error());
+      if (!failed.ok()) return failed;
+    }
+    return Refuse(ResponseCode::kReconciliationError, disagreement);
+  }
   auto acknowledged = host_.Settle(t.number_bytes, clock_.date, totals.challenge, answer);
   if (!acknowledged.ok()) return FromHost(acknowledged.error());
   if (!response.SetBytes(62, *acknowledged).ok()) return InternalError("settlement answer");

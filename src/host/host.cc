@@ -62,6 +62,33 @@ std::optional<ledger::Wallet> PurchaseWallet(std::uint8_t type) {
 std::string LoadId(const std::string& terminal, std::uint32_t trace) {
   return "load/" + terminal + "/" + std::to_string(trace);
 }
+// A reversed load the card's TAC proved credited after all (docs/protocol.md 7.7).
+std::string LoadAfterReversalId(const std::string& terminal, std::uint32_t trace) {
+  return "load-after-reversal/" + terminal + "/" + std::to_string(trace);
+}
+
+// "YYYYMMDD": compares with the first 8 characters of a Timestamp.
+std::string DayText(const Date& d) {
+  char text[16];
+  std::snprintf(text, sizeof text, "%04d%02d%02d", d.year, d.month, d.day);
+  return text;
+}
+
+// "YYYY-MM-DD" (the issuance log's dates, docs/issuance.md).
+std::optional<Date> ParseIsoDate(std::string_view text) {
+  if (text.size() != 10 || text[4] != '-' || text[7] != '-') return std::nullopt;
+  int parts[3] = {0, 0, 0};
+  const std::size_t starts[3] = {0, 5, 8}, lengths[3] = {4, 2, 2};
+  for (int i = 0; i < 3; ++i) {
+    for (std::size_t k = starts[i]; k < starts[i] + lengths[i]; ++k) {
+      if (text[k] < '0' || text[k] > '9') return std::nullopt;
+      parts[i] = parts[i] * 10 + (text[k] - '0');
+    }
+  }
+  const Date date{parts[0], parts[1], parts[2]};
+  if (!IsValidDate(date)) return std::nullopt;
+  return date;
+}
 std::string PurchaseReference(const std::string& asn, std::int64_t serial, int type) {
   return asn + "/" + std::to_string(serial) + "/" + std::to_string(type);
 }
@@ -215,16 +242,28 @@ HostResult<Done> Host::RegisterCard(const CardRegistration& card) {
 HostResult<Done> Host::InsertCard(const CardRegistration& card) {
   const std::string asn = ToHex(card.asn);
   {
-    auto existing = connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {asn});
+    const std::optional<std::string> valid_to =
+        card.valid_to ? std::optional<std::string>(DayText(*card.valid_to)) : std::nullopt;
+    auto existing =
+        connection_.Query("SELECT person_id, valid_to FROM host_cards WHERE asn = ?", {asn});
     if (!existing.ok()) return FromError(existing.error());
     if (!existing->empty()) {
-      if ((*existing)[0].Text(0) == card.person_id) return Done{};
-      return Fail(ResponseCode::kInvalidCard, "card " + asn + " belongs to another person");
+      if ((*existing)[0].Text(0) != card.person_id) {
+        return Fail(ResponseCode::kInvalidCard, "card " + asn + " belongs to another person");
+      }
+      // A replay; an expiry learnt now (a card registered before the host knew expiries, or
+      // without one) is kept.
+      if (valid_to && (*existing)[0].OptionalText("valid_to") != valid_to) {
+        auto updated = connection_.Execute("UPDATE host_cards SET valid_to = ? WHERE asn = ?",
+                                           {*valid_to, asn});
+        if (!updated.ok()) return FromError(updated.error());
+      }
+      return Done{};
     }
     auto inserted = connection_.Execute(
-        "INSERT INTO host_cards (asn, holder_reference, person_id, status) VALUES (?, ?, ?, "
-        "'active')",
-        {asn, card.holder_reference, card.person_id});
+        "INSERT INTO host_cards (asn, holder_reference, person_id, status, valid_to)"
+        " VALUES (?, ?, ?, 'active', ?)",
+        {asn, card.holder_reference, card.person_id, valid_to});
     if (!inserted.ok()) return FromError(inserted.error());
     for (ledger::Wallet wallet : {ledger::Wallet::kEd, ledger::Wallet::kEp}) {
       auto row = connection_.Execute("INSERT INTO host_card_wallets (asn, wallet) VALUES (?, ?)",
@@ -271,7 +310,16 @@ HostResult<Host::ImportSummary> Host::ImportIssuanceLog(std::string_view jsonl,
                     "issuance log: an issued card record lacks its "
                     "ASN or holder");
       }
-      auto inserted = InsertCard({*asn, "issued " + record.value("time", ""), holder});
+      std::optional<Date> valid_to;
+      if (record.contains("valid_to")) {
+        const auto& text = record["valid_to"];
+        valid_to = text.is_string() ? ParseIsoDate(text.get<std::string>()) : std::nullopt;
+        if (!valid_to) {
+          return Fail(ResponseCode::kFormatError, "issuance log: card " + ToHex(*asn) +
+                                                      " has a valid_to that is not YYYY-MM-DD");
+        }
+      }
+      auto inserted = InsertCard({*asn, "issued " + record.value("time", ""), holder, valid_to});
       if (!inserted.ok()) return inserted;
       ++summary.cards;
     }
@@ -368,11 +416,17 @@ HostResult<LoadAuthorisation> Host::AuthoriseLoad(const LoadRequest& request) {
     if (term->empty()) {
       return Fail(ResponseCode::kTerminalNotRegistered, "terminal " + terminal + " unknown");
     }
-    auto card = connection_.Query("SELECT person_id, status FROM host_cards WHERE asn = ?", {asn});
+    auto card = connection_.Query(
+        "SELECT person_id, status, valid_to FROM host_cards WHERE asn = ?", {asn});
     if (!card.ok()) return FromError(card.error());
     if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
     if ((*card)[0].Text("status") != "active") {
       return Fail(ResponseCode::kLostCard, "card " + asn + " is " + (*card)[0].Text("status"));
+    }
+    // 7.6: the host's date (the one CREDIT FOR LOAD carries) after the card's last valid day.
+    if (auto valid_to = (*card)[0].OptionalText("valid_to");
+        valid_to && DayText(request.date) > *valid_to) {
+      return Fail(ResponseCode::kExpiredCard, "card " + asn + " expired after " + *valid_to);
     }
     auto mac2 = keys::AuthoriseLoad(key_store_, KeyRequest(request));
     if (!mac2.ok()) return FromError(mac2.error(), ResponseCode::kMacError);
@@ -416,14 +470,17 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
       return Fail(ResponseCode::kUnableToLocateRecord, "no load " + LoadId(terminal, trace));
     }
     const store::Row& row = (*load)[0];
-    if (row.Text("state") == "completed") return Done{};  // a replay
-    if (row.Text("state") != "pending") {
-      return Fail(ResponseCode::kInvalidTransaction, "the load was " + row.Text("state"));
+    const std::string load_state = row.Text("state");
+    if (load_state == "completed") return Done{};  // a replay
+    const bool reversed = load_state == "reversed";
+    if (load_state != "pending" && !reversed) {
+      return Fail(ResponseCode::kInvalidTransaction, "the load was " + load_state);
     }
     const keys::LoadAuthorisationRequest request = KeyRequestFromRow(row);
     Status verified = keys::VerifyLoadTac(key_store_, request, tac);
     if (!verified.ok()) {
-      // The load stays pending: reconciliation decides it from the card's later transactions.
+      // The load stays pending (reconciliation decides it from the card's later transactions)
+      // or reversed.
       return Fail(ResponseCode::kMacError, "load TAC invalid: " + verified.error().message);
     }
     const std::string asn = row.Text("asn");
@@ -431,12 +488,15 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
     // Purchases in transit: the card's balance before the load (INITIALIZE FOR LOAD) is below what
     // the host last knew, because purchases made since have not been uploaded yet. Their money
     // leaves the card float for suspense now, so that the float stays the card's balance; their
-    // upload pays it from there to the merchant (ClearPurchases: "in transit").
+    // upload pays it from there to the merchant (ClearPurchases: "in transit"). Only when the
+    // known state is not from a later load of the card (a late confirmation).
     auto known = ledger_.FindCardState(asn, wallet);
     if (!known.ok()) return FromError(known.error());
     const std::int64_t known_balance = *known ? (*known)->balance : 0;
     const std::int64_t in_transit = known_balance - static_cast<std::int64_t>(request.old_balance);
-    if (*known && in_transit > 0) {
+    const bool known_is_older =
+        *known && (!(*known)->online_serial || *(*known)->online_serial <= request.online_serial);
+    if (known_is_older && in_transit > 0) {
       const std::string transit_id = "transit/" + LoadId(terminal, trace);
       auto held =
           ledger_.Post({.id = transit_id,
@@ -460,8 +520,31 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
         .wallet = wallet,
         .balance = static_cast<std::int64_t>(request.old_balance) + request.amount,
         .online_serial = static_cast<std::int64_t>(request.online_serial) + 1};
-    auto completed = ledger_.Complete(LoadId(terminal, trace), state);
-    if (!completed.ok()) return FromError(completed.error());
+    if (!reversed) {
+      auto completed = ledger_.Complete(LoadId(terminal, trace), state);
+      if (!completed.ok()) return FromError(completed.error());
+    } else {
+      // 7.7: the reservation was voided, yet the card proves it was credited: the card has the
+      // money. A new transfer completes it, whatever the medical account holds now (it may go
+      // below 0: the card's money is a fact), and a reviewer looks at why the host reversed it.
+      auto card = connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {asn});
+      if (!card.ok()) return FromError(card.error());
+      if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+      const std::string id = LoadAfterReversalId(terminal, trace);
+      auto posted = ledger_.Post({.id = id,
+                                  .debit = ledger::AccountId::Medical((*card)[0].Text(0)),
+                                  .credit = ledger::AccountId::CardFloat(asn, wallet),
+                                  .amount = request.amount,
+                                  .cause = {ledger::cause::kLoad, id},
+                                  .card_state = state});
+      if (!posted.ok()) return FromError(posted.error());
+      auto queued = connection_.Execute(
+          "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us,"
+          " money_held) VALUES (?, ?, ?, ?, ?, ?, 0)",
+          {asn, static_cast<std::int64_t>(request.online_serial), request.type, request.amount,
+           std::string(kReasonLoadAfterReversal), Now()});
+      if (!queued.ok()) return FromError(queued.error());
+    }
     auto updated = connection_.Execute(
         "UPDATE host_loads SET state = 'completed' WHERE terminal_number = ? AND trace = ?",
         {terminal, static_cast<std::int64_t>(trace)});
@@ -978,13 +1061,27 @@ HostResult<std::vector<BlacklistEntry>> Host::BlacklistSince(std::int64_t versio
 
 HostResult<Bytes> Host::Settle(ByteView terminal_number, const Date& day, ByteView challenge,
                                ByteView totals_answer) {
+  return SettleOrRecord(terminal_number, day, challenge, totals_answer, /*exception=*/false);
+}
+
+HostResult<Done> Host::RecordSettlementException(ByteView terminal_number, const Date& day,
+                                                 ByteView challenge, ByteView totals_answer) {
+  auto recorded =
+      SettleOrRecord(terminal_number, day, challenge, totals_answer, /*exception=*/true);
+  if (!recorded.ok() && recorded.error().code != ResponseCode::kReconciliationError) {
+    return recorded.error();
+  }
+  return Done{};
+}
+
+HostResult<Bytes> Host::SettleOrRecord(ByteView terminal_number, const Date& day,
+                                       ByteView challenge, ByteView totals_answer, bool exception) {
   // card-profile.md, PSAM GET SAM TOTALS: count(4) ‖ amount(6) ‖ first(4) ‖ last(4) ‖ MAC(4).
   if (totals_answer.size() != 22 || challenge.size() != 8 || !IsValidDate(day)) {
     return Fail(ResponseCode::kFormatError, "settlement needs 8-byte challenge, 22-byte totals");
   }
   const std::string terminal = ToHex(terminal_number);
-  char day_text[16];
-  std::snprintf(day_text, sizeof day_text, "%04d%02d%02d", day.year, day.month, day.day);
+  const std::string day_text = DayText(day);
   const std::int64_t psam_count = ReadU32(totals_answer, 0);
   const auto psam_amount = static_cast<std::int64_t>(ReadU48(totals_answer, 4));
   const std::int64_t first = ReadU32(totals_answer, 10);
@@ -1010,18 +1107,17 @@ HostResult<Bytes> Host::Settle(ByteView terminal_number, const Date& day, ByteVi
     if (!uploaded.ok()) return FromError(uploaded.error());
     const std::int64_t count = (*uploaded)[0].Int(0);
     const std::int64_t amount = (*uploaded)[0].Int(1);
-    mismatch = count != psam_count || amount != psam_amount;
+    mismatch = exception || count != psam_count || amount != psam_amount;
     const std::string status = mismatch ? "exception" : "acknowledged";
     auto removed = connection_.Execute(
         "DELETE FROM host_settlements WHERE terminal_number = ? AND day = ? AND first_serial = ?",
-        {terminal, std::string(day_text), first});
+        {terminal, day_text, first});
     if (!removed.ok()) return FromError(removed.error());
     auto recorded = connection_.Execute(
         "INSERT INTO host_settlements (terminal_number, day, first_serial, last_serial,"
         " psam_count, psam_amount, uploaded_count, uploaded_amount, status, settled_at_us)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        {terminal, std::string(day_text), first, last, psam_count, psam_amount, count, amount,
-         status, Now()});
+        {terminal, day_text, first, last, psam_count, psam_amount, count, amount, status, Now()});
     if (!recorded.ok()) return FromError(recorded.error());
     if (mismatch) {
       mismatch_text = "PSAM totals " + std::to_string(psam_count) + " / " +
@@ -1113,17 +1209,25 @@ HostResult<std::vector<std::string>> CheckHostDatabase(store::Connection& connec
                        " fen are accounted for (awaiting uploads + open review items)");
   }
   auto pending = connection.Query(
-      "SELECT l.terminal_number, l.trace, l.state, t.state AS ledger_state FROM host_loads l"
+      "SELECT l.terminal_number, l.trace, l.state, t.state AS ledger_state,"
+      " a.state AS after_reversal_state FROM host_loads l"
       " JOIN ledger_transfers t ON t.id = 'load/' || l.terminal_number || '/' ||"
       " CAST(l.trace AS TEXT)"
-      " WHERE NOT ((l.state = 'pending' AND t.state = 'pending') OR"
-      " (l.state = 'completed' AND t.state = 'completed') OR"
-      " (l.state = 'reversed' AND t.state = 'voided'))");
+      " LEFT JOIN ledger_transfers a ON a.id = 'load-after-reversal/' || l.terminal_number ||"
+      " '/' || CAST(l.trace AS TEXT)"
+      " WHERE NOT ((l.state = 'pending' AND t.state = 'pending' AND a.id IS NULL) OR"
+      " (l.state = 'completed' AND t.state = 'completed' AND a.id IS NULL) OR"
+      " (l.state = 'reversed' AND t.state = 'voided' AND a.id IS NULL) OR"
+      // 7.7: reversed, then completed again by the card's TAC with a transfer of its own.
+      " (l.state = 'completed' AND t.state = 'voided' AND a.state = 'posted'))");
   if (!pending.ok()) return FromError(pending.error());
   for (const store::Row& row : *pending) {
     problems.push_back("load " + row.Text(0) + "/" + row["trace"].ToString() + " is " +
                        row.Text("state") + " but its ledger transfer is " +
-                       row.Text("ledger_state"));
+                       row.Text("ledger_state") +
+                       (row.IsNull("after_reversal_state")
+                            ? std::string()
+                            : ", its transfer after reversal " + row.Text("after_reversal_state")));
   }
   return problems;
 }

@@ -51,6 +51,9 @@ struct CardRegistration {
   Bytes asn;  // 10
   std::string holder_reference;
   std::string person_id;  // the medical account's key
+  // The card's last valid day (the issuance log's "valid_to"): a load dated after it is refused
+  // 54 (docs/protocol.md 7.6). None: not checked.
+  std::optional<Date> valid_to = {};
 };
 
 // An online load as the terminal asks for it: the card's INITIALIZE FOR LOAD answer
@@ -100,6 +103,9 @@ inline constexpr char kReasonTacInvalid[] = "TAC invalid";
 inline constexpr char kReasonBalanceChain[] = "balance chain break";
 inline constexpr char kReasonBlacklisted[] = "card blacklisted";
 inline constexpr char kReasonBadRecord[] = "malformed record";
+// Not a purchase: a load the card proved credited (its TAC) after the host had reversed it
+// (docs/protocol.md 7.7). Its item's offline_serial is the load's online serial, type 01/02.
+inline constexpr char kReasonLoadAfterReversal[] = "load confirmed after its reversal";
 
 struct ClearingResult {
   ClearingOutcome outcome = ClearingOutcome::kAccepted;
@@ -109,7 +115,7 @@ struct ClearingResult {
 struct SuspenseItem {
   std::int64_t id = 0;
   std::string asn;
-  std::int64_t offline_serial = 0;
+  std::int64_t offline_serial = 0;  // a load's item (type 01/02): the load's online serial
   int type = 0;
   std::int64_t amount = 0;
   std::string reason;
@@ -181,7 +187,8 @@ class Host {
   HostResult<store::Done> RegisterTerminal(const TerminalRegistration& terminal);
   HostResult<store::Done> RegisterCard(const CardRegistration& card);
   // Registers every card of the issuance log's `issued` card records (docs/issuance.md, "The
-  // issuance log"): ASN, holder (the person id of the medical account). A line a crash tore (no
+  // issuance log"): ASN, holder (the person id of the medical account), valid_to (the card's
+  // expiry; also stored on a card registered before without one). A line a crash tore (no
   // final newline) is skipped, as the log itself does. Test cards ("test": true) only when
   // accept_test_cards. One transaction; importing the same log again changes nothing.
   struct ImportSummary {
@@ -196,7 +203,10 @@ class Host {
 
   // Checks MAC1, reserves the amount (pending medical → card float) and answers MAC2.
   HostResult<LoadAuthorisation> AuthoriseLoad(const LoadRequest& request);
-  // The card's TAC for the load: verified, then the pending transfer is completed.
+  // The card's TAC for the load: verified, then the pending transfer is completed. A load the
+  // host reversed is completed again by a right TAC (the card has the money: a new transfer
+  // "load-after-reversal/<terminal>/<trace>", even beyond the medical account) and queued for
+  // review (kReasonLoadAfterReversal).
   HostResult<store::Done> ConfirmLoad(ByteView terminal_number, std::uint32_t trace, ByteView tac);
   // The terminal says the card was not credited: the reservation is released.
   HostResult<store::Done> ReverseLoad(ByteView terminal_number, std::uint32_t trace);
@@ -227,6 +237,11 @@ class Host {
   // otherwise records a settlement exception and fails with kReconciliationError (95).
   HostResult<Bytes> Settle(ByteView terminal_number, const Date& day, ByteView challenge,
                            ByteView totals_answer);
+  // The terminal gateway's own checks disagreed (docs/protocol.md 7.10: field 48, or the PSAM
+  // totals against the batch's uploads): after the PSAM's MAC is verified, the settlement is
+  // recorded as an exception as Settle records its own mismatch. The PSAM keeps its totals.
+  HostResult<store::Done> RecordSettlementException(ByteView terminal_number, const Date& day,
+                                                    ByteView challenge, ByteView totals_answer);
   HostResult<std::vector<Settlement>> Settlements(ByteView terminal_number);
 
   // Per merchant and day (the purchases' date): header
@@ -239,6 +254,9 @@ class Host {
 
  private:
   HostResult<store::Done> InsertCard(const CardRegistration& card);
+  // Settle and RecordSettlementException: `exception` forces the exception status.
+  HostResult<Bytes> SettleOrRecord(ByteView terminal_number, const Date& day, ByteView challenge,
+                                   ByteView totals_answer, bool exception);
   HostResult<store::Done> InTransaction(const std::function<HostResult<store::Done>()>& body);
   std::int64_t Now() const;
 

@@ -173,6 +173,10 @@ ALTER TABLE host_suspense ADD COLUMN resolved_by TEXT;
 ALTER TABLE host_suspense ADD COLUMN resolution_note TEXT;
 ALTER TABLE host_suspense ADD COLUMN resolved_at_us BIGINT;
 )sql"},
+          {6, "card expiry",
+           R"sql(
+ALTER TABLE host_cards ADD COLUMN valid_to TEXT;
+)sql"},
       }};
   return set;
 }

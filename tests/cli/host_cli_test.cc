@@ -220,6 +220,14 @@ TEST_F(HostCliTest, TheReviewQueueIsListedAndBadDecisionsAreRefused) {
   EXPECT_THAT(missing.err, HasSubstr("no review item 7"));
 }
 
+TEST_F(HostCliTest, LoadReconciliationWithNothingPendingSaysSo) {
+  InitWithTerminal();
+  CliRun run = Host("loads reconcile --older-than-minutes 0");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("0 pending load(s) looked at"));
+  EXPECT_EQ(Host("loads reconcile --older-than-minutes -5").exit_code, 2);
+}
+
 TEST_F(HostCliTest, SettlementReportWithNothingClearedSaysSoAndWritesTheCsvHeader) {
   InitWithTerminal();
   const fs::path csv = dir_ / "settlement.csv";

@@ -680,6 +680,81 @@ TEST_P(GatewayTest, APurchaseMissingFromTheUploadIs95UntilItIsUploaded) {
   ExpectHostClean();
 }
 
+TEST_P(GatewayTest, AField48ThatDisagreesIsRecordedAsTheDaysSettlementException) {
+  SignOn();
+  GatewayIssuer issuer(*this);
+  ASSERT_TRUE(Load(issuer, 10000).ok());
+  ASSERT_EQ(Send(Upload({Purchase(1250)})).code, ResponseCode::kApproved);
+  Bytes challenge = Challenge();
+  // The PSAM and the uploads agree; 48 leaves out the load.
+  Answer refused = Send(Settlement(challenge, GetSamTotals(challenge), {1, 1250, 0, 0}));
+  EXPECT_EQ(refused.code, ResponseCode::kReconciliationError);
+  auto settlements = host_->Settlements(terminal_number_);
+  ASSERT_TRUE(settlements.ok()) << settlements.error().message;
+  ASSERT_EQ(settlements->size(), 1u);
+  EXPECT_EQ((*settlements)[0].status, "exception");
+  EXPECT_EQ((*settlements)[0].day, "20261125");
+  EXPECT_EQ((*settlements)[0].psam_count, 1);
+  EXPECT_EQ((*settlements)[0].psam_amount, 1250);
+  EXPECT_EQ(psam_->Inspect().totals.count, 1u);
+  // Settled again with the right 48: acknowledged.
+  challenge = Challenge();
+  EXPECT_EQ(Send(Settlement(challenge, GetSamTotals(challenge), {1, 1250, 1, 10000})).code,
+            ResponseCode::kApproved);
+  settlements = host_->Settlements(terminal_number_);
+  ASSERT_TRUE(settlements.ok());
+  ASSERT_EQ(settlements->size(), 1u);
+  EXPECT_EQ((*settlements)[0].status, "acknowledged");
+  ExpectHostClean();
+}
+
+TEST_P(GatewayTest, ALoadForACardPastItsLastValidDayIsRefused54) {
+  ASSERT_TRUE(host_->RegisterCard({asn_, "holder-1", kPerson, Date{2026, 11, 24}}).ok());
+  SignOn();
+  GatewayIssuer issuer(*this);
+  EXPECT_FALSE(Load(issuer, 1000).ok());
+  EXPECT_EQ(issuer.load_answer.code, ResponseCode::kExpiredCard);
+  EXPECT_TRUE(issuer.load_answer.has_mac);
+  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 0u);
+  EXPECT_EQ(Balance().medical_account, 100000);
+  // Renewed (a later expiry learnt from the issuance log): loads again.
+  ASSERT_TRUE(host_->RegisterCard({asn_, "holder-1", kPerson, Date{2036, 11, 24}}).ok());
+  ASSERT_TRUE(Load(issuer, 1000).ok());
+  EXPECT_EQ(issuer.confirmation.code, ResponseCode::kApproved);
+  ExpectHostClean();
+}
+
+TEST_P(GatewayTest, ARightTacForAReversedLoadCompletesItAgainForReview) {
+  SignOn();
+  GatewayIssuer issuer(*this);
+  issuer.confirm = false;
+  ASSERT_TRUE(Load(issuer, 2000).ok());  // the card is credited; the host hears nothing yet
+  ASSERT_EQ(Send(Reversal(2000, issuer.load_trace)).code, ResponseCode::kApproved);
+  EXPECT_EQ(Balance().medical_account, 100000);
+  Bytes forged = issuer.tac_;
+  forged[0] ^= 1;
+  EXPECT_EQ(Send(Confirmation(asn_, 2000, issuer.load_trace, forged)).code, ResponseCode::kError);
+  EXPECT_EQ(Balance().card_ed, 0);
+
+  Answer confirmed = Send(Confirmation(asn_, 2000, issuer.load_trace, issuer.tac_));
+  EXPECT_EQ(confirmed.code, ResponseCode::kApproved);
+  EXPECT_TRUE(confirmed.has_mac);
+  EXPECT_EQ(Balance().card_ed, 2000);
+  EXPECT_EQ(Balance().medical_account, 98000);
+  auto queue = host_->ReviewQueue();
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 1u);
+  EXPECT_EQ((*queue)[0].reason, kReasonLoadAfterReversal);
+  // Again 00; a reversal now is 12; the batch's settlement counts the load.
+  EXPECT_EQ(Send(Confirmation(asn_, 2000, issuer.load_trace, issuer.tac_)).code,
+            ResponseCode::kApproved);
+  EXPECT_EQ(Send(Reversal(2000, issuer.load_trace)).code, ResponseCode::kInvalidTransaction);
+  const Bytes challenge = Challenge();
+  EXPECT_EQ(Send(Settlement(challenge, GetSamTotals(challenge), {0, 0, 1, 2000})).code,
+            ResponseCode::kApproved);
+  ExpectHostClean();
+}
+
 TEST_P(GatewayTest, TheBlacklistComesInPartsOf90AndThenAsChanges) {
   std::vector<Bytes> cards;
   for (int i = 0; i < 95; ++i) {

@@ -663,6 +663,151 @@ TEST_P(HostTest, TheMerchantSettlementReportSumsEachMerchantsDay) {
   EXPECT_FALSE(host_->RegisterMerchant({"A,B", "Comma", "clinic"}).ok());
 }
 
+// docs/protocol.md 7.6: a load dated after the card's last valid day is refused 54; a card the
+// host knows no expiry of is not checked.
+TEST_P(HostTest, ALoadAfterTheCardsLastValidDayIsRefusedAsExpired) {
+  // The card's issuance log record names its expiry (the card was registered without one).
+  auto log = [](const std::string& valid_to) {
+    return std::string(R"({"asn":"11000000000000000301","event":"issued","format":1,"holder":")") +
+           kPerson + R"(","kind":"card","test":true,"valid_from":"2016-11-25","valid_to":")" +
+           valid_to + "\"}\n";
+  };
+  ASSERT_TRUE(Load(1000).ok()) << "no expiry known: not checked";
+  auto imported = host_->ImportIssuanceLog(log("2026-11-25"), /*accept_test_cards=*/true);
+  ASSERT_TRUE(imported.ok()) << imported.error().message;
+  EXPECT_EQ(imported->cards, 1);
+  ASSERT_TRUE(Load(1000).ok()) << "its last valid day is the load's date";
+  ASSERT_TRUE(host_->ImportIssuanceLog(log("2026-11-24"), true).ok());
+  auto refused = Load(2000);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(authoriser_->last_code, ResponseCode::kExpiredCard);
+  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 2000u);
+  EXPECT_EQ(Balance().medical_account, 98000) << "nothing reserved";
+  auto malformed = host_->ImportIssuanceLog(log("2026-02-30"), true);
+  ASSERT_FALSE(malformed.ok());
+  EXPECT_EQ(malformed.error().code, ResponseCode::kFormatError);
+
+  // Registered with an expiry: checked before MAC1 (this request's MAC1 is not even the card's).
+  const Bytes expired_asn = HexToBytes("11000000000000000302");
+  ASSERT_TRUE(
+      host_->RegisterCard({expired_asn, "holder-2", "310101199001015678", Date{2025, 6, 30}}).ok());
+  LoadRequest request = authoriser_->last_request;
+  request.asn = expired_asn;
+  request.trace = 77;
+  auto expired = host_->AuthoriseLoad(request);
+  ASSERT_FALSE(expired.ok());
+  EXPECT_EQ(expired.error().code, ResponseCode::kExpiredCard) << expired.error().message;
+  ExpectHostClean();
+}
+
+// docs/protocol.md 7.7: the card proves (its TAC) a load the host had reversed was credited.
+TEST_P(HostTest, ALoadConfirmedAfterItsReversalIsCompletedAgainAndQueuedForReview) {
+  authoriser_->confirm = false;
+  auto loaded = Load(2000);  // credited on the card; the confirmation is late
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  const std::uint32_t trace = authoriser_->trace;
+  ASSERT_TRUE(host_->ReverseLoad(terminal_number_, trace).ok());
+  EXPECT_EQ(Balance().medical_account, 100000);
+  ExpectHostClean();
+
+  // A wrong TAC changes nothing: the load stays reversed.
+  Bytes forged = loaded->tac;
+  forged[0] ^= 0x01;
+  auto refused = host_->ConfirmLoad(terminal_number_, trace, forged);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ResponseCode::kMacError);
+  EXPECT_EQ(Balance().medical_account, 100000);
+  EXPECT_TRUE(ReviewReasons().empty());
+
+  auto confirmed = host_->ConfirmLoad(terminal_number_, trace, loaded->tac);
+  ASSERT_TRUE(confirmed.ok()) << confirmed.error().message;
+  EXPECT_EQ(Balance().medical_account, 98000);
+  EXPECT_EQ(Balance().card_ed, 2000);
+  auto queue = host_->ReviewQueue();
+  ASSERT_TRUE(queue.ok());
+  ASSERT_EQ(queue->size(), 1u);
+  const SuspenseItem item = (*queue)[0];
+  EXPECT_EQ(item.reason, kReasonLoadAfterReversal);
+  EXPECT_EQ(item.asn, "11000000000000000301");
+  EXPECT_EQ(item.type, 0x01);
+  EXPECT_EQ(item.amount, 2000);
+  EXPECT_FALSE(item.money_held);
+  ExpectHostClean();
+
+  // A repeat changes nothing; the completed load is not reversed again.
+  ASSERT_TRUE(host_->ConfirmLoad(terminal_number_, trace, loaded->tac).ok());
+  EXPECT_EQ(Balance().card_ed, 2000);
+  EXPECT_EQ(ReviewReasons().size(), 1u);
+  auto reversal = host_->ReverseLoad(terminal_number_, trace);
+  ASSERT_FALSE(reversal.ok());
+  EXPECT_EQ(reversal.error().code, ResponseCode::kInvalidTransaction);
+  // The card's purchases chain on from the completed load.
+  EXPECT_THAT(Clear({Upload(Purchase(500))}), ElementsAre(ClearingOutcome::kAccepted));
+
+  // The reviewer checks it and closes it: nothing is held, so only a rejection with a note.
+  EXPECT_FALSE(host_->ResolveSuspense({item.id, SuspenseDecision::kPayMerchant, "rita", ""}).ok());
+  ASSERT_TRUE(host_
+                  ->ResolveSuspense(
+                      {item.id, SuspenseDecision::kReject, "rita", "terminal timed out at 09:15"})
+                  .ok());
+  EXPECT_TRUE(ReviewReasons().empty());
+  EXPECT_EQ(Balance().card_ed, 1500);
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, ALoadConfirmedAfterItsReversalCompletesEvenBeyondTheMedicalAccount) {
+  authoriser_->confirm = false;
+  auto loaded = Load(60000);
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  const std::uint32_t trace = authoriser_->trace;
+  ASSERT_TRUE(host_->ReverseLoad(terminal_number_, trace).ok());
+  // Another load reserves half the account after the reversal (it never reaches the card).
+  authoriser_->lose_mac2 = true;
+  ASSERT_FALSE(Load(50000).ok());
+  EXPECT_EQ(Balance().medical_account, 50000);
+
+  auto confirmed = host_->ConfirmLoad(terminal_number_, trace, loaded->tac);
+  ASSERT_TRUE(confirmed.ok()) << confirmed.error().message;
+  EXPECT_EQ(Balance().card_ed, 60000) << "the card has the money";
+  EXPECT_EQ(Balance().medical_account, -10000);
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonLoadAfterReversal));
+  ExpectHostClean();
+}
+
+// The terminal gateway's own disagreement (field 48) is recorded as Settle records its own.
+TEST_P(HostTest, ASettlementRefusedByTheGatewayIsRecordedAsAnException) {
+  ASSERT_TRUE(Load(10000).ok());
+  EXPECT_THAT(Clear({Upload(Purchase(700))}), ElementsAre(ClearingOutcome::kAccepted));
+  const Bytes challenge = crypto::RandomBytes(8);
+  const Bytes totals = GetSamTotals(challenge);
+  Bytes forged = totals;
+  forged[9] ^= 0x01;
+  auto refused = host_->RecordSettlementException(terminal_number_, date_, challenge, forged);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ResponseCode::kMacError);
+  auto none = host_->Settlements(terminal_number_);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+
+  auto recorded = host_->RecordSettlementException(terminal_number_, date_, challenge, totals);
+  ASSERT_TRUE(recorded.ok()) << recorded.error().message;
+  auto settlements = host_->Settlements(terminal_number_);
+  ASSERT_TRUE(settlements.ok());
+  ASSERT_EQ(settlements->size(), 1u);
+  EXPECT_EQ((*settlements)[0].status, "exception");
+  EXPECT_EQ((*settlements)[0].day, "20261125");
+  EXPECT_EQ((*settlements)[0].psam_amount, 700);
+  EXPECT_EQ((*settlements)[0].uploaded_amount, 700);
+  EXPECT_EQ(psam_->Inspect().totals.count, 1u) << "the PSAM keeps its totals";
+  // A later settlement that agrees acknowledges the same range.
+  ASSERT_TRUE(host_->Settle(terminal_number_, date_, challenge, totals).ok());
+  settlements = host_->Settlements(terminal_number_);
+  ASSERT_TRUE(settlements.ok());
+  ASSERT_EQ(settlements->size(), 1u);
+  EXPECT_EQ((*settlements)[0].status, "acknowledged");
+  ExpectHostClean();
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, HostTest, test_support::AllEngines(),
                          test_support::EngineTestName);
 
