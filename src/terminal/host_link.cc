@@ -69,6 +69,52 @@ Derived Extend(const Reply& common) {
 
 std::string ProcessingCodeOfLoad(std::uint8_t type) { return type == 0x01 ? "600001" : "600002"; }
 
+// The part loop of a download (7.3): part 0 names the version, later parts continue it until one
+// says no more; a later part of a version the host no longer has (25) starts again at part 0
+// (7.3 step 3). The link's steps come as callables (start, secure, exchange, reply_of: HostLink's
+// own); take_part(result, part, field 62, target) checks and keeps one part, sets target from
+// part 0 and says whether more parts follow. A refusal is returned as it is; an approved result
+// has its version set.
+template <typename DownloadReply, typename StartRequest, typename Secure, typename ExchangeRequest,
+          typename ReplyOfAnswer, typename TakePart>
+Result<DownloadReply> DownloadInParts(const std::string& what, std::uint32_t from_version,
+                                      StartRequest start, Secure secure, ExchangeRequest exchange,
+                                      ReplyOfAnswer reply_of, TakePart take_part) {
+  constexpr int kMaxRestarts = 3;
+  for (int restart = 0; restart <= kMaxRestarts; ++restart) {
+    DownloadReply result;
+    std::uint32_t target = 0;
+    bool restart_needed = false;
+    for (std::uint16_t part = 0;; ++part) {
+      Message request = start();
+      if (Status s = secure(request); !s.ok()) return s.error();
+      Builder build;
+      if (auto block = build(iso8583::DownloadRequest{from_version, target, part}.Encode())) {
+        build(request.SetBytes(62, *block));
+      }
+      if (!build.status().ok()) return build.status().error();
+      auto answer = exchange(request);
+      if (!answer.ok()) return answer.error();
+      static_cast<Reply&>(result) = reply_of(*answer, request);
+      if (!result.approved()) {
+        if (part > 0 && result.code == ResponseCode::kUnableToLocateRecord) {
+          restart_needed = true;
+          break;
+        }
+        return result;
+      }
+      auto more = take_part(result, part, answer->message.GetBytes(62).value(), target);
+      if (!more.ok()) return more.error();
+      if (!*more) break;
+      if (part == 0xFFFF) return MakeError(what + ": too many parts");
+    }
+    if (restart_needed) continue;
+    result.version = target;
+    return result;
+  }
+  return MakeError(what + ": the host kept replacing the version being downloaded");
+}
+
 }  // namespace
 
 bool Reply::sign_on_required() const {
@@ -331,104 +377,65 @@ Result<EchoReply> HostLink::EchoTest() {
 
 // ---- 7.3 Downloads ----------------------------------------------------------------------------
 Result<ParametersReply> HostLink::DownloadParameters(std::uint32_t from_version) {
-  // A later part of a version the host no longer has (25): start again at part 0 (7.3 step 3).
-  constexpr int kMaxRestarts = 3;
-  for (int restart = 0; restart <= kMaxRestarts; ++restart) {
-    ParametersReply result;
-    std::uint32_t target = 0;
-    bool restart_needed = false;
-    for (std::uint16_t part = 0;; ++part) {
-      Message request = Start(Transaction::kParameterDownload, iso8583::kNetworkParameterDownload);
-      if (Status s = AddSecurity(request, false); !s.ok()) return s.error();
-      Builder build;
-      if (auto block = build(iso8583::DownloadRequest{from_version, target, part}.Encode())) {
-        build(request.SetBytes(62, *block));
-      }
-      if (!build.status().ok()) return build.status().error();
-      auto answer = Exchange(request);
-      if (!answer.ok()) return answer.error();
-      static_cast<Reply&>(result) = ReplyOf(*answer, request);
-      if (!result.approved()) {
-        if (part > 0 && result.code == ResponseCode::kUnableToLocateRecord) {
-          restart_needed = true;
-          break;
-        }
-        return result;
-      }
-      auto received = iso8583::ParameterPart::Parse(answer->message.GetBytes(62).value());
-      if (!received.ok()) return received.error();
-      if (received->part != part || (part > 0 && received->version != target)) {
-        return MakeError("parameter download: the host answered part " +
-                         std::to_string(received->part) + " of version " +
-                         std::to_string(received->version) + " for part " + std::to_string(part) +
-                         " of version " + std::to_string(target));
-      }
-      if (part == 0) target = received->version;
-      if (Status merged = iso8583::Merge(result.parameters, received->parameters); !merged.ok()) {
-        return merged.error();
-      }
-      if (!received->more) break;
-      if (part == 0xFFFF) return MakeError("parameter download: too many parts");
+  auto take_part = [](ParametersReply& result, std::uint16_t part, ByteView block,
+                      std::uint32_t& target) -> Result<bool> {
+    auto received = iso8583::ParameterPart::Parse(block);
+    if (!received.ok()) return received.error();
+    if (received->part != part || (part > 0 && received->version != target)) {
+      return MakeError("parameter download: the host answered part " +
+                       std::to_string(received->part) + " of version " +
+                       std::to_string(received->version) + " for part " + std::to_string(part) +
+                       " of version " + std::to_string(target));
     }
-    if (restart_needed) continue;
-    result.version = target;
-    result.up_to_date = target == from_version && result.parameters == iso8583::Parameters{};
-    if (!result.up_to_date) {
-      if (Status complete = iso8583::CheckComplete(result.parameters); !complete.ok()) {
-        return MakeError("parameter download incomplete: " + complete.error().message);
-      }
+    if (part == 0) target = received->version;
+    if (Status merged = iso8583::Merge(result.parameters, received->parameters); !merged.ok()) {
+      return merged.error();
     }
-    return result;
+    return received->more;
+  };
+  auto result = DownloadInParts<ParametersReply>(
+      "parameter download", from_version,
+      [this] { return Start(Transaction::kParameterDownload, iso8583::kNetworkParameterDownload); },
+      [this](Message& request) { return AddSecurity(request, false); },
+      [this](Message& request) { return Exchange(request); },
+      [this](const auto& answer, const Message& request) { return ReplyOf(answer, request); },
+      take_part);
+  if (!result.ok() || !result->approved()) return result;
+  result->up_to_date =
+      result->version == from_version && result->parameters == iso8583::Parameters{};
+  if (!result->up_to_date) {
+    if (Status complete = iso8583::CheckComplete(result->parameters); !complete.ok()) {
+      return MakeError("parameter download incomplete: " + complete.error().message);
+    }
   }
-  return MakeError("parameter download: the host kept replacing the version being downloaded");
+  return result;
 }
 
 Result<BlacklistReply> HostLink::DownloadBlacklist(std::uint32_t from_version) {
-  constexpr int kMaxRestarts = 3;
-  for (int restart = 0; restart <= kMaxRestarts; ++restart) {
-    BlacklistReply result;
-    std::uint32_t target = 0;
-    bool restart_needed = false;
-    for (std::uint16_t part = 0;; ++part) {
-      Message request = Start(Transaction::kBlacklistDownload, iso8583::kNetworkBlacklistDownload);
-      if (Status s = AddSecurity(request, false); !s.ok()) return s.error();
-      Builder build;
-      if (auto block = build(iso8583::DownloadRequest{from_version, target, part}.Encode())) {
-        build(request.SetBytes(62, *block));
-      }
-      if (!build.status().ok()) return build.status().error();
-      auto answer = Exchange(request);
-      if (!answer.ok()) return answer.error();
-      static_cast<Reply&>(result) = ReplyOf(*answer, request);
-      if (!result.approved()) {
-        if (part > 0 && result.code == ResponseCode::kUnableToLocateRecord) {
-          restart_needed = true;
-          break;
-        }
-        return result;
-      }
-      auto received = iso8583::BlacklistPart::Parse(answer->message.GetBytes(62).value());
-      if (!received.ok()) return received.error();
-      if (received->part != part || (part > 0 && received->version != target) ||
-          (part > 0 && received->full != result.full)) {
-        return MakeError("blacklist download: part " + std::to_string(received->part) +
-                         " of version " + std::to_string(received->version) +
-                         " does not continue the download of version " + std::to_string(target));
-      }
-      if (part == 0) {
-        target = received->version;
-        result.full = received->full;
-      }
-      result.entries.insert(result.entries.end(), received->entries.begin(),
-                            received->entries.end());
-      if (!received->more) break;
-      if (part == 0xFFFF) return MakeError("blacklist download: too many parts");
+  auto take_part = [](BlacklistReply& result, std::uint16_t part, ByteView block,
+                      std::uint32_t& target) -> Result<bool> {
+    auto received = iso8583::BlacklistPart::Parse(block);
+    if (!received.ok()) return received.error();
+    if (received->part != part || (part > 0 && received->version != target) ||
+        (part > 0 && received->full != result.full)) {
+      return MakeError("blacklist download: part " + std::to_string(received->part) +
+                       " of version " + std::to_string(received->version) +
+                       " does not continue the download of version " + std::to_string(target));
     }
-    if (restart_needed) continue;
-    result.version = target;
-    return result;
-  }
-  return MakeError("blacklist download: the host kept replacing the version being downloaded");
+    if (part == 0) {
+      target = received->version;
+      result.full = received->full;
+    }
+    result.entries.insert(result.entries.end(), received->entries.begin(), received->entries.end());
+    return received->more;
+  };
+  return DownloadInParts<BlacklistReply>(
+      "blacklist download", from_version,
+      [this] { return Start(Transaction::kBlacklistDownload, iso8583::kNetworkBlacklistDownload); },
+      [this](Message& request) { return AddSecurity(request, false); },
+      [this](Message& request) { return Exchange(request); },
+      [this](const auto& answer, const Message& request) { return ReplyOf(answer, request); },
+      take_part);
 }
 
 // ---- 7.4 Settlement challenge -----------------------------------------------------------------

@@ -3,30 +3,22 @@
 // check — and every bad input refused with a clear message and nothing changed.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
+#include <optional>
 #include <string>
+
+#include "cli_run.h"
 
 namespace medcard {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::CliRun;
+using test_support::ReadText;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 constexpr char kAsn1[] = "11000000000000000001";
 constexpr char kAsn2[] = "11000000000000000002";
@@ -42,25 +34,20 @@ std::string IssuedRecord(const std::string& asn, const std::string& holder, bool
 class HostCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::path(::testing::TempDir()) / "medcard-host-cli-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    dir_ = test_support::NewCliTestDir("medcard-host-cli");
+    ASSERT_FALSE(dir_.empty());
     data_ = (dir_ / "host").string();
   }
   void TearDown() override { fs::remove_all(dir_); }
 
   CliRun Medcard(const std::string& args) {
-    const fs::path out = dir_ / "stdout", err = dir_ / "stderr";
-    const std::string command =
-        "env MEDCARD_KEYSTORE_TEST_KDF=fast MEDCARD_KEYSTORE_PASSPHRASE='host cli test' " +
-        std::string(MEDCARD_CLI) + " " + args + " </dev/null >" + out.string() + " 2>" +
-        err.string();
-    const int status = std::system(command.c_str());
-    CliRun r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = ReadText(out);
-    r.err = ReadText(err);
-    return r;
+    return test_support::RunCli(
+        {.binary = MEDCARD_CLI,
+         .environment =
+             "MEDCARD_KEYSTORE_TEST_KDF=fast MEDCARD_KEYSTORE_PASSPHRASE='host cli test' ",
+         .args = args,
+         .input = std::nullopt},
+        dir_);
   }
   CliRun Host(const std::string& command) {
     return Medcard("host " + command + " --data " + data_);

@@ -18,6 +18,7 @@
 #include "reader/reader.h"
 #include "terminal/purse.h"
 #include "test_database.h"
+#include "test_scheme.h"
 
 namespace medcard::host {
 namespace {
@@ -55,27 +56,16 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
   void SetUp() override {
     ::setenv("MEDCARD_KEYSTORE_TEST_KDF", "fast", 1);
     dir_ = test_support::NewTempDir("medcard-gateway");
-    auto key_store =
-        keys::CreateSoftwareKeyStore((fs::path(dir_) / "keys").string(), "gateway test", true);
+    auto key_store = test_support::TestKeyStore((fs::path(dir_) / "keys").string(), "gateway test");
     ASSERT_TRUE(key_store.ok()) << key_store.error().message;
     key_store_ = std::move(key_store).value();
-    for (const auto& role : issuance::TestKeySet::RequiredRoles()) {
-      ASSERT_TRUE(key_store_->ImportTestKey(role, test_keys_.MasterKey(role)).ok()) << role;
-    }
     // The terminal's TMK, known to the test terminal: imported before the registration.
     ASSERT_TRUE(key_store_->ImportTestKey("tmk/000000000301", kTmk).ok());
 
-    auto url = test_support::NewTestDatabaseUrl(GetParam());
-    ASSERT_TRUE(url.ok()) << url.error().message;
-    auto db = store::Database::Open(*url);
+    auto db = test_support::NewHostDatabase(GetParam());
     ASSERT_TRUE(db.ok()) << db.error().message;
-    db_ = std::move(db).value();
-    auto conn = db_->Connect();
-    ASSERT_TRUE(conn.ok()) << conn.error().message;
-    conn_ = std::move(conn).value();
-    ASSERT_TRUE(store::Migrate(*conn_, ledger::Migrations()).ok());
-    auto migrated = store::Migrate(*conn_, Migrations());
-    ASSERT_TRUE(migrated.ok()) << migrated.error().message;
+    db_ = std::move(db->database);
+    conn_ = std::move(db->connection);
     host_ = std::make_unique<Host>(*conn_, *key_store_);
     ASSERT_TRUE(host_->RegisterMerchant({kMerchant, "City Hospital", "hospital-3A"}).ok());
     auto terminal =
@@ -86,22 +76,12 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
     gateway_ = std::make_unique<TerminalGateway>(*conn_, *key_store_,
                                                  GatewayOptions{[this] { return now_us_; }, 8192});
 
-    auto c = issuance::IssueTestCard(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
-                                     issuance::TestHolder(asn_, "123456"));
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    card_ = std::move(c).value();
-    auto p = issuance::IssueTestPsam(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
-                                     psam_serial_, terminal_number_);
-    ASSERT_TRUE(p.ok()) << p.error().message;
-    psam_ = std::move(p).value();
-    card_reader_ = std::make_unique<reader::InProcessReader>("card", card_);
-    psam_reader_ = std::make_unique<reader::InProcessReader>("psam", psam_);
-    ASSERT_TRUE(card_reader_->Connect().ok());
-    ASSERT_TRUE(psam_reader_->Connect().ok());
-    auto app = terminal::SelectMedicalApplication(*card_reader_);
-    ASSERT_TRUE(app.ok()) << app.error().message;
-    app_ = *app;
-    ASSERT_TRUE(terminal::VerifyPin(*card_reader_, "123456").ok());
+    auto cardholder = test_support::NewTestCardholder(asn_, "123456");
+    ASSERT_TRUE(cardholder.ok()) << cardholder.error().message;
+    cardholder_ = std::move(cardholder).value();
+    auto psam = test_support::NewTestPsam(psam_serial_, terminal_number_);
+    ASSERT_TRUE(psam.ok()) << psam.error().message;
+    psam_ = std::move(psam).value();
   }
   void TearDown() override {
     gateway_.reset();
@@ -271,11 +251,11 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
     return m;
   }
   Result<terminal::LoadResult> Load(GatewayIssuer& issuer, std::uint32_t amount) {
-    return terminal::Load(*card_reader_, issuer, app_,
+    return terminal::Load(*cardholder_.reader, issuer, cardholder_.app,
                           {terminal::Wallet::kEd, amount, terminal_number_, date_, time_});
   }
   terminal::PurchaseResult Purchase(std::uint32_t amount) {
-    auto p = terminal::Purchase(*card_reader_, *psam_reader_, app_,
+    auto p = terminal::Purchase(*cardholder_.reader, *psam_.reader, cardholder_.app,
                                 {terminal::Wallet::kEd, amount, date_, {10, 0, 0}});
     EXPECT_TRUE(p.ok()) << p.error().message;
     return p.ok() ? *p : terminal::PurchaseResult{};
@@ -299,7 +279,7 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
     return challenge.ok() ? *challenge : Bytes{};
   }
   Bytes GetSamTotals(const Bytes& challenge) {
-    auto totals = reader::Send(*psam_reader_,
+    auto totals = reader::Send(*psam_.reader,
                                iso7816::CommandApdu::Case4(0x80, 0x7A, 0x00, 0x00, challenge, 22));
     EXPECT_TRUE(totals.ok() && totals->ok());
     return totals.ok() ? totals->data : Bytes{};
@@ -331,7 +311,6 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
     for (const auto& p : *problems) ADD_FAILURE() << p;
   }
 
-  const issuance::TestKeySet& test_keys_ = issuance::TestKeySet::Embedded();
   std::string dir_;
   std::unique_ptr<keys::KeyStore> key_store_;
   std::unique_ptr<store::Database> db_;
@@ -344,10 +323,8 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
   Bytes terminal_number_ = HexToBytes("000000000301");
   Date date_{2026, 11, 25};
   TimeOfDay time_{9, 15, 0};
-  std::shared_ptr<card::Card> card_;
-  std::shared_ptr<psam::Psam> psam_;
-  std::unique_ptr<reader::Reader> card_reader_, psam_reader_;
-  terminal::ApplicationData app_;
+  test_support::TestCardholder cardholder_;
+  test_support::TestPsam psam_;
   // The terminal's state.
   std::string terminal_id_ = kTerminalId;
   Bytes tmk_ = kTmk;
@@ -537,7 +514,7 @@ TEST_P(GatewayTest, ALoadTheCardCompletesIsConfirmedByItsTac) {
   EXPECT_TRUE(issuer.load_answer.message().Has(37));
   EXPECT_EQ(*issuer.load_answer.message().GetDigits(13), "1125");
   EXPECT_EQ(issuer.confirmation.code, ResponseCode::kApproved);
-  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 25000u);
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 25000u);
   EXPECT_EQ(Balance().medical_account, 75000);
   EXPECT_EQ(Balance().card_ed, 25000);
   // A confirmation with a forged TAC of another load: 06; of an unknown load: 25.
@@ -652,7 +629,7 @@ TEST_P(GatewayTest, UploadAndSettlementClearThePsamWithTheHostsMac) {
   auto mac = iso8583::ParseClearTotalsMac(*settled.message().GetBytes(62));
   ASSERT_TRUE(mac.ok());
   auto cleared =
-      reader::Send(*psam_reader_, iso7816::CommandApdu::Case3(0x80, 0x7C, 0x00, 0x00, *mac));
+      reader::Send(*psam_.reader, iso7816::CommandApdu::Case3(0x80, 0x7C, 0x00, 0x00, *mac));
   ASSERT_TRUE(cleared.ok());
   EXPECT_TRUE(cleared->ok()) << "the PSAM refused the host's CLEAR SAM TOTALS MAC";
   // The batch is closed: the next one is open, the old one is not.
@@ -696,7 +673,7 @@ TEST_P(GatewayTest, AField48ThatDisagreesIsRecordedAsTheDaysSettlementException)
   EXPECT_EQ((*settlements)[0].day, "20261125");
   EXPECT_EQ((*settlements)[0].psam_count, 1);
   EXPECT_EQ((*settlements)[0].psam_amount, 1250);
-  EXPECT_EQ(psam_->Inspect().totals.count, 1u);
+  EXPECT_EQ(psam_.psam->Inspect().totals.count, 1u);
   // Settled again with the right 48: acknowledged.
   challenge = Challenge();
   EXPECT_EQ(Send(Settlement(challenge, GetSamTotals(challenge), {1, 1250, 1, 10000})).code,
@@ -715,7 +692,7 @@ TEST_P(GatewayTest, ALoadForACardPastItsLastValidDayIsRefused54) {
   EXPECT_FALSE(Load(issuer, 1000).ok());
   EXPECT_EQ(issuer.load_answer.code, ResponseCode::kExpiredCard);
   EXPECT_TRUE(issuer.load_answer.has_mac);
-  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 0u);
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 0u);
   EXPECT_EQ(Balance().medical_account, 100000);
   // Renewed (a later expiry learnt from the issuance log): loads again.
   ASSERT_TRUE(host_->RegisterCard({asn_, "holder-1", kPerson, Date{2036, 11, 24}}).ok());

@@ -18,6 +18,7 @@
 #include "reader/reader.h"
 #include "terminal/purse.h"
 #include "test_database.h"
+#include "test_scheme.h"
 
 namespace medcard::host {
 namespace {
@@ -94,25 +95,14 @@ class HostTest : public ::testing::TestWithParam<store::Engine> {
   void SetUp() override {
     ::setenv("MEDCARD_KEYSTORE_TEST_KDF", "fast", 1);
     dir_ = test_support::NewTempDir("medcard-host");
-    auto key_store =
-        keys::CreateSoftwareKeyStore((fs::path(dir_) / "keys").string(), "host test", true);
+    auto key_store = test_support::TestKeyStore((fs::path(dir_) / "keys").string(), "host test");
     ASSERT_TRUE(key_store.ok()) << key_store.error().message;
     key_store_ = std::move(key_store).value();
-    for (const auto& role : issuance::TestKeySet::RequiredRoles()) {
-      ASSERT_TRUE(key_store_->ImportTestKey(role, test_keys_.MasterKey(role)).ok()) << role;
-    }
 
-    auto url = test_support::NewTestDatabaseUrl(GetParam());
-    ASSERT_TRUE(url.ok()) << url.error().message;
-    auto db = store::Database::Open(*url);
+    auto db = test_support::NewHostDatabase(GetParam());
     ASSERT_TRUE(db.ok()) << db.error().message;
-    db_ = std::move(db).value();
-    auto conn = db_->Connect();
-    ASSERT_TRUE(conn.ok()) << conn.error().message;
-    conn_ = std::move(conn).value();
-    ASSERT_TRUE(store::Migrate(*conn_, ledger::Migrations()).ok());
-    auto migrated = store::Migrate(*conn_, Migrations());
-    ASSERT_TRUE(migrated.ok()) << migrated.error().message;
+    db_ = std::move(db->database);
+    conn_ = std::move(db->connection);
     host_ = std::make_unique<Host>(*conn_, *key_store_);
     authoriser_ = std::make_unique<HostAuthoriser>(*host_);
 
@@ -123,22 +113,12 @@ class HostTest : public ::testing::TestWithParam<store::Engine> {
     ASSERT_TRUE(card.ok()) << card.error().message;
     ASSERT_TRUE(host_->CreditMedicalAccount("2026-11", kPerson, 100000).ok());
 
-    auto c = issuance::IssueTestCard(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
-                                     issuance::TestHolder(asn_, "123456"));
-    ASSERT_TRUE(c.ok()) << c.error().message;
-    card_ = std::move(c).value();
-    auto p = issuance::IssueTestPsam(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
-                                     psam_serial_, terminal_number_);
-    ASSERT_TRUE(p.ok()) << p.error().message;
-    psam_ = std::move(p).value();
-    card_reader_ = std::make_unique<reader::InProcessReader>("card", card_);
-    psam_reader_ = std::make_unique<reader::InProcessReader>("psam", psam_);
-    ASSERT_TRUE(card_reader_->Connect().ok());
-    ASSERT_TRUE(psam_reader_->Connect().ok());
-    auto app = terminal::SelectMedicalApplication(*card_reader_);
-    ASSERT_TRUE(app.ok()) << app.error().message;
-    app_ = *app;
-    ASSERT_TRUE(terminal::VerifyPin(*card_reader_, "123456").ok());
+    auto cardholder = test_support::NewTestCardholder(asn_, "123456");
+    ASSERT_TRUE(cardholder.ok()) << cardholder.error().message;
+    cardholder_ = std::move(cardholder).value();
+    auto psam = test_support::NewTestPsam(psam_serial_, terminal_number_);
+    ASSERT_TRUE(psam.ok()) << psam.error().message;
+    psam_ = std::move(psam).value();
   }
   void TearDown() override {
     host_.reset();
@@ -147,11 +127,11 @@ class HostTest : public ::testing::TestWithParam<store::Engine> {
   }
 
   Result<terminal::LoadResult> Load(std::uint32_t amount) {
-    return terminal::Load(*card_reader_, *authoriser_, app_,
+    return terminal::Load(*cardholder_.reader, *authoriser_, cardholder_.app,
                           {terminal::Wallet::kEd, amount, terminal_number_, date_, time_});
   }
   terminal::PurchaseResult Purchase(std::uint32_t amount, TimeOfDay time = {10, 0, 0}) {
-    auto p = terminal::Purchase(*card_reader_, *psam_reader_, app_,
+    auto p = terminal::Purchase(*cardholder_.reader, *psam_.reader, cardholder_.app,
                                 {terminal::Wallet::kEd, amount, date_, time});
     EXPECT_TRUE(p.ok()) << p.error().message;
     return p.ok() ? *p : terminal::PurchaseResult{};
@@ -190,7 +170,7 @@ class HostTest : public ::testing::TestWithParam<store::Engine> {
     return reasons;
   }
   Bytes GetSamTotals(const Bytes& challenge) {
-    auto totals = reader::Send(*psam_reader_,
+    auto totals = reader::Send(*psam_.reader,
                                iso7816::CommandApdu::Case4(0x80, 0x7A, 0x00, 0x00, challenge, 22));
     EXPECT_TRUE(totals.ok() && totals->ok());
     return totals.ok() ? totals->data : Bytes{};
@@ -201,7 +181,6 @@ class HostTest : public ::testing::TestWithParam<store::Engine> {
     for (const auto& p : *problems) ADD_FAILURE() << p;
   }
 
-  const issuance::TestKeySet& test_keys_ = issuance::TestKeySet::Embedded();
   std::string dir_;
   std::unique_ptr<keys::KeyStore> key_store_;
   std::unique_ptr<store::Database> db_;
@@ -213,10 +192,8 @@ class HostTest : public ::testing::TestWithParam<store::Engine> {
   Bytes terminal_number_ = HexToBytes("000000000301");
   Date date_{2026, 11, 25};
   TimeOfDay time_{9, 15, 0};
-  std::shared_ptr<card::Card> card_;
-  std::shared_ptr<psam::Psam> psam_;
-  std::unique_ptr<reader::Reader> card_reader_, psam_reader_;
-  terminal::ApplicationData app_;
+  test_support::TestCardholder cardholder_;
+  test_support::TestPsam psam_;
 };
 
 TEST_P(HostTest, RegisteringATerminalGeneratesItsMasterKeyInTheKeyStore) {
@@ -240,7 +217,7 @@ TEST_P(HostTest, AnOnlineLoadIsPendingUntilTheCardsTacCompletesIt) {
   ASSERT_TRUE(confirmed.ok()) << confirmed.error().message;
   EXPECT_EQ(Balance().medical_account, 70000);
   EXPECT_EQ(Balance().card_ed, 30000);
-  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 30000u);
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 30000u);
   // A replayed confirmation changes nothing.
   EXPECT_TRUE(host_->ConfirmLoad(terminal_number_, authoriser_->trace, loaded->tac).ok());
   EXPECT_EQ(Balance().card_ed, 30000);
@@ -276,7 +253,7 @@ TEST_P(HostTest, ALoadBeyondTheMedicalAccountIsRefusedAsInsufficientFunds) {
   auto refused = Load(100001);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(authoriser_->last_code, ResponseCode::kInsufficientFunds);
-  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 0u);
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 0u);
   EXPECT_EQ(Balance().medical_account, 100000);
   ExpectHostClean();
 }
@@ -306,7 +283,7 @@ TEST_P(HostTest, PurchasesAreClearedToTheMerchantAndDuplicatesArePostedOnce) {
   EXPECT_THAT(Clear({second}), ElementsAre(ClearingOutcome::kDuplicate));
   EXPECT_EQ(MerchantBalance(), 1250 + 8630);
   EXPECT_EQ(Balance().card_ed, 50000 - 1250 - 8630);
-  EXPECT_EQ(Balance().card_ed, *terminal::GetBalance(*card_reader_, terminal::Wallet::kEd));
+  EXPECT_EQ(Balance().card_ed, *terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd));
   EXPECT_TRUE(ReviewReasons().empty());
   ExpectHostClean();
 }
@@ -371,7 +348,7 @@ TEST_P(HostTest, APurchaseMadeBeforeALoadButUploadedAfterItIsPaidToTheMerchant) 
   EXPECT_THAT(Clear({Upload(before_load), Upload(after_load)}),
               ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted));
   EXPECT_EQ(Balance().card_ed, 30500);
-  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 30500u);
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 30500u);
   EXPECT_EQ(MerchantBalance(), 1500);
   EXPECT_EQ(SuspenseBalance(), 0);
   EXPECT_TRUE(ReviewReasons().empty());
@@ -390,7 +367,7 @@ TEST_P(HostTest, APurchaseBeforeALoadUploadedAfterTheLaterOnesClosesItsGap) {
   ExpectHostClean();
   EXPECT_THAT(Clear({Upload(before_load)}), ElementsAre(ClearingOutcome::kAccepted));
   EXPECT_EQ(Balance().card_ed, 29800);
-  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 29800u);
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 29800u);
   EXPECT_EQ(MerchantBalance(), 2200);
   EXPECT_EQ(SuspenseBalance(), 0);
   auto gaps = host_->OpenGaps();
@@ -519,10 +496,10 @@ TEST_P(HostTest, MatchingPsamTotalsAreAcknowledgedAndThePsamClearsThem) {
   auto totals = GetSamTotals(challenge);
   auto ack = host_->Settle(terminal_number_, date_, challenge, totals);
   ASSERT_TRUE(ack.ok()) << ack.error().message;
-  auto cleared = reader::Send(*psam_reader_, iso7816::CommandApdu::Case3(0x80, 0x7C, 0, 0, *ack));
+  auto cleared = reader::Send(*psam_.reader, iso7816::CommandApdu::Case3(0x80, 0x7C, 0, 0, *ack));
   ASSERT_TRUE(cleared.ok());
   EXPECT_EQ(cleared->sw, iso7816::sw::kOk) << cleared->sw.ToString();
-  EXPECT_EQ(psam_->Inspect().totals.count, 0u);
+  EXPECT_EQ(psam_.psam->Inspect().totals.count, 0u);
   auto settlements = host_->Settlements(terminal_number_);
   ASSERT_TRUE(settlements.ok());
   ASSERT_EQ(settlements->size(), 1u);
@@ -541,7 +518,7 @@ TEST_P(HostTest, PsamTotalsThatDoNotMatchTheUploadsAreASettlementException) {
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().code, ResponseCode::kReconciliationError) << refused.error().message;
   EXPECT_THAT(refused.error().message, HasSubstr("1000 fen"));
-  EXPECT_EQ(psam_->Inspect().totals.count, 2u);
+  EXPECT_EQ(psam_.psam->Inspect().totals.count, 2u);
   auto settlements = host_->Settlements(terminal_number_);
   ASSERT_TRUE(settlements.ok());
   ASSERT_EQ(settlements->size(), 1u);
@@ -681,7 +658,7 @@ TEST_P(HostTest, ALoadAfterTheCardsLastValidDayIsRefusedAsExpired) {
   auto refused = Load(2000);
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(authoriser_->last_code, ResponseCode::kExpiredCard);
-  EXPECT_EQ(*terminal::GetBalance(*card_reader_, terminal::Wallet::kEd), 2000u);
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 2000u);
   EXPECT_EQ(Balance().medical_account, 98000) << "nothing reserved";
   auto malformed = host_->ImportIssuanceLog(log("2026-02-30"), true);
   ASSERT_FALSE(malformed.ok());
@@ -798,7 +775,7 @@ TEST_P(HostTest, ASettlementRefusedByTheGatewayIsRecordedAsAnException) {
   EXPECT_EQ((*settlements)[0].day, "20261125");
   EXPECT_EQ((*settlements)[0].psam_amount, 700);
   EXPECT_EQ((*settlements)[0].uploaded_amount, 700);
-  EXPECT_EQ(psam_->Inspect().totals.count, 1u) << "the PSAM keeps its totals";
+  EXPECT_EQ(psam_.psam->Inspect().totals.count, 1u) << "the PSAM keeps its totals";
   // A later settlement that agrees acknowledges the same range.
   ASSERT_TRUE(host_->Settle(terminal_number_, date_, challenge, totals).ok());
   settlements = host_->Settlements(terminal_number_);

@@ -2,40 +2,29 @@
 // in MEDCARD_KEYSTORE_PASSPHRASE, ceremony components on stdin (not a terminal: one per line).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <sstream>
 #include <string>
 
+#include "cli_run.h"
 #include "crypto/crypto.h"
 
 namespace medcard {
 namespace {
 
 namespace fs = std::filesystem;
+using test_support::CliRun;
+using test_support::ReadText;
 using ::testing::HasSubstr;
 using ::testing::Not;
-
-struct CliRun {
-  int exit_code = -1;
-  std::string out, err;
-};
-
-std::string ReadText(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
 
 class KeysCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string pattern = (fs::path(::testing::TempDir()) / "medcard-keys-cli-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    dir_ = pattern;
+    dir_ = test_support::NewCliTestDir("medcard-keys-cli");
+    ASSERT_FALSE(dir_.empty());
     store_ = (dir_ / "store").string();
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -43,18 +32,10 @@ class KeysCliTest : public ::testing::Test {
   // Runs `medcard <args>` with `input` on stdin; the passphrase in the environment unless empty.
   CliRun Medcard(const std::string& args, const std::string& input = "",
                  const std::string& passphrase = "store passphrase 1") {
-    const fs::path in = dir_ / "stdin", out = dir_ / "stdout", err = dir_ / "stderr";
-    std::ofstream(in, std::ios::binary) << input;
-    std::string command = "env -u MEDCARD_KEYSTORE_PASSPHRASE MEDCARD_KEYSTORE_TEST_KDF=fast ";
-    if (!passphrase.empty()) command += "MEDCARD_KEYSTORE_PASSPHRASE='" + passphrase + "' ";
-    command += std::string(MEDCARD_CLI) + " " + args + " <" + in.string() + " >" + out.string() +
-               " 2>" + err.string();
-    const int status = std::system(command.c_str());
-    CliRun r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    r.out = ReadText(out);
-    r.err = ReadText(err);
-    return r;
+    std::string environment = "-u MEDCARD_KEYSTORE_PASSPHRASE MEDCARD_KEYSTORE_TEST_KDF=fast ";
+    if (!passphrase.empty()) environment += "MEDCARD_KEYSTORE_PASSPHRASE='" + passphrase + "' ";
+    return test_support::RunCli(
+        {.binary = MEDCARD_CLI, .environment = environment, .args = args, .input = input}, dir_);
   }
   CliRun Keys(const std::string& command, const std::string& rest = "",
               const std::string& input = "") {

@@ -1,8 +1,8 @@
 // The terminal's host link against the real host: HostLink → an in-process Transport →
-// host::TerminalGateway::Handle, with the host set up as tests/host/host_test.cc does it (test key
-// set, the terminal's TMK imported before its registration, a real test card and PSAM through
-// in-process readers), on SQLite and PostgreSQL. The terminal has its own key store holding
-// only its TMK.
+// host::TerminalGateway::Handle, with the host set up as tests/host/host_test.cc does it
+// (test_scheme.h: test key set, the terminal's TMK imported before its registration, a real test
+// card and PSAM through in-process readers), on SQLite and PostgreSQL. The terminal has its own key
+// store holding only its TMK.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -18,6 +18,7 @@
 #include "terminal/host_link.h"
 #include "terminal/purse.h"
 #include "test_database.h"
+#include "test_scheme.h"
 
 namespace medcard::terminal {
 namespace {
@@ -72,21 +73,17 @@ class HostLinkGatewayTest : public ::testing::TestWithParam<store::Engine> {
   void SetUp() override {
     ::setenv("MEDCARD_KEYSTORE_TEST_KDF", "fast", 1);
     dir_ = test_support::NewTempDir("medcard-host-link");
-    host_keys_ = Must(
-        keys::CreateSoftwareKeyStore((fs::path(dir_) / "host-keys").string(), "host test", true));
-    for (const auto& role : issuance::TestKeySet::RequiredRoles()) {
-      ASSERT_TRUE(host_keys_->ImportTestKey(role, test_keys_.MasterKey(role)).ok()) << role;
-    }
+    host_keys_ =
+        Must(test_support::TestKeyStore((fs::path(dir_) / "host-keys").string(), "host test"));
     const std::string tmk_name = "tmk/" + ToHex(terminal_number_);
     ASSERT_TRUE(host_keys_->ImportTestKey(tmk_name, kTmk).ok());
     terminal_keys_ = Must(keys::CreateSoftwareKeyStore((fs::path(dir_) / "terminal-keys").string(),
                                                        "terminal test", true));
     ASSERT_TRUE(terminal_keys_->ImportTestKey(tmk_name, kTmk).ok());
 
-    db_ = Must(store::Database::Open(Must(test_support::NewTestDatabaseUrl(GetParam()))));
-    conn_ = Must(db_->Connect());
-    ASSERT_TRUE(store::Migrate(*conn_, ledger::Migrations()).ok());
-    ASSERT_TRUE(store::Migrate(*conn_, host::Migrations()).ok());
+    test_support::TestDatabase db = Must(test_support::NewHostDatabase(GetParam()));
+    db_ = std::move(db.database);
+    conn_ = std::move(db.connection);
     host_ = std::make_unique<host::Host>(*conn_, *host_keys_);
     ASSERT_TRUE(host_->RegisterMerchant({kMerchant, "City Hospital", "hospital-3A"}).ok());
     auto registered =
@@ -108,16 +105,8 @@ class HostLinkGatewayTest : public ::testing::TestWithParam<store::Engine> {
     link_ = std::make_unique<HostLink>(config_, *transport_, *terminal_keys_, LinkState{},
                                        [this](const LinkState& s) { saved_ = s; });
 
-    card_ = Must(issuance::IssueTestCard(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
-                                         issuance::TestHolder(asn_, "123456")));
-    psam_ = Must(issuance::IssueTestPsam(test_keys_, std::make_unique<nvm::FaultInjectionMedium>(),
-                                         psam_serial_, terminal_number_));
-    card_reader_ = std::make_unique<reader::InProcessReader>("card", card_);
-    psam_reader_ = std::make_unique<reader::InProcessReader>("psam", psam_);
-    ASSERT_TRUE(card_reader_->Connect().ok());
-    ASSERT_TRUE(psam_reader_->Connect().ok());
-    app_ = Must(SelectMedicalApplication(*card_reader_));
-    ASSERT_TRUE(VerifyPin(*card_reader_, "123456").ok());
+    cardholder_ = Must(test_support::NewTestCardholder(asn_, "123456"));
+    psam_ = Must(test_support::NewTestPsam(psam_serial_, terminal_number_));
   }
   void TearDown() override {
     link_.reset();
@@ -135,18 +124,17 @@ class HostLinkGatewayTest : public ::testing::TestWithParam<store::Engine> {
   Result<LoadResult> Load(LoadAuthoriser& issuer, std::uint32_t amount) {
     // The terminal's clock is 4 minutes behind the host's: CREDIT FOR LOAD must carry the
     // host's date and time, which MAC2 covers.
-    return terminal::Load(*card_reader_, issuer, app_,
+    return terminal::Load(*cardholder_.reader, issuer, cardholder_.app,
                           {Wallet::kEd, amount, terminal_number_, {2026, 11, 25}, {9, 11, 0}});
   }
   PurchaseResult Purchase(std::uint32_t amount) {
-    auto p = terminal::Purchase(*card_reader_, *psam_reader_, app_,
+    auto p = terminal::Purchase(*cardholder_.reader, *psam_.reader, cardholder_.app,
                                 {Wallet::kEd, amount, {2026, 11, 25}, {10, 0, 0}});
     EXPECT_TRUE(p.ok()) << p.error().message;
     return p.ok() ? *p : PurchaseResult{};
   }
   host::Balances Balances() { return Must(host_->BalanceInquiry(asn_)); }
 
-  const issuance::TestKeySet& test_keys_ = issuance::TestKeySet::Embedded();
   std::string dir_;
   std::unique_ptr<keys::KeyStore> host_keys_, terminal_keys_;
   std::unique_ptr<store::Database> db_;
@@ -161,10 +149,8 @@ class HostLinkGatewayTest : public ::testing::TestWithParam<store::Engine> {
   Bytes asn_ = HexToBytes("11000000000000000421");
   Bytes psam_serial_ = HexToBytes("50000000000000000421");
   Bytes terminal_number_ = HexToBytes("000000000421");
-  std::shared_ptr<card::Card> card_;
-  std::shared_ptr<psam::Psam> psam_;
-  std::unique_ptr<reader::Reader> card_reader_, psam_reader_;
-  ApplicationData app_;
+  test_support::TestCardholder cardholder_;
+  test_support::TestPsam psam_;
 };
 
 TEST_P(HostLinkGatewayTest, SignOnThenEchoParametersBlacklistAndBalance) {
@@ -210,7 +196,7 @@ TEST_P(HostLinkGatewayTest, ALoadThroughTerminalLoadCreditsTheCardOnce) {
   HostLoadAuthoriser authoriser(*link_);
   auto loaded = Load(authoriser, 30000);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
-  EXPECT_EQ(Must(GetBalance(*card_reader_, Wallet::kEd)), 30000u);
+  EXPECT_EQ(Must(GetBalance(*cardholder_.reader, Wallet::kEd)), 30000u);
   ASSERT_TRUE(authoriser.last_load().has_value());
   EXPECT_EQ(authoriser.last_load()->authorisation.time, (TimeOfDay{9, 15, 0}));
   ASSERT_TRUE(authoriser.last_confirmation().has_value());
@@ -225,7 +211,7 @@ TEST_P(HostLinkGatewayTest, ALoadThroughTerminalLoadCreditsTheCardOnce) {
   loaded = Load(authoriser, 20000);
   ASSERT_TRUE(loaded.ok()) << loaded.error().message;
   EXPECT_EQ(lossy_.exchanges - before, 3);  // load twice, confirmation once
-  EXPECT_EQ(Must(GetBalance(*card_reader_, Wallet::kEd)), 50000u);
+  EXPECT_EQ(Must(GetBalance(*cardholder_.reader, Wallet::kEd)), 50000u);
   EXPECT_EQ(Balances().medical_account, 50000);
   EXPECT_EQ(Balances().card_ed, 50000);
   auto problems = Must(host_->CheckHost());
@@ -242,7 +228,7 @@ TEST_P(HostLinkGatewayTest, AnUnansweredConfirmationIsSentAgainFromTheJournal) {
   loaded = Load(authoriser, 20000);
   ASSERT_FALSE(loaded.ok());
   EXPECT_THAT(loaded.error().message, HasSubstr("no answer from the host"));
-  EXPECT_EQ(Must(GetBalance(*card_reader_, Wallet::kEd)), 50000u);  // the card has the money
+  EXPECT_EQ(Must(GetBalance(*cardholder_.reader, Wallet::kEd)), 50000u);  // the card has the money
   ASSERT_TRUE(authoriser.last_load().has_value() && authoriser.last_tac().has_value());
   auto confirmed = link_->ConfirmLoad(authoriser.last_load()->load, *authoriser.last_tac());
   ASSERT_TRUE(confirmed.ok()) << confirmed.error().message;
@@ -260,7 +246,7 @@ TEST_P(HostLinkGatewayTest, AnUnansweredLoadIsReversedAndTheCardIsNotCredited) {
   auto loaded = Load(authoriser, 30000);
   ASSERT_FALSE(loaded.ok());
   EXPECT_THAT(loaded.error().message, HasSubstr("reversed"));
-  EXPECT_EQ(Must(GetBalance(*card_reader_, Wallet::kEd)), 0u);
+  EXPECT_EQ(Must(GetBalance(*cardholder_.reader, Wallet::kEd)), 0u);
   EXPECT_EQ(Balances().medical_account, 100000);
   EXPECT_EQ(Balances().card_ed, 0);
 }
@@ -281,7 +267,7 @@ TEST_P(HostLinkGatewayTest, PurchasesAreUploadedAndTheBatchSettlesWithTheRealPsa
   ASSERT_TRUE(challenge.ok()) << challenge.error().message;
   ASSERT_TRUE(challenge->approved());
   auto totals = reader::Send(
-      *psam_reader_, iso7816::CommandApdu::Case4(0x80, 0x7A, 0x00, 0x00, challenge->challenge, 22));
+      *psam_.reader, iso7816::CommandApdu::Case4(0x80, 0x7A, 0x00, 0x00, challenge->challenge, 22));
   ASSERT_TRUE(totals.ok() && totals->ok());
   const PsamTotals psam{psam_serial_, 1, challenge->challenge, totals->data};
   const std::uint32_t batch = link_->state().batch_number;
@@ -289,7 +275,7 @@ TEST_P(HostLinkGatewayTest, PurchasesAreUploadedAndTheBatchSettlesWithTheRealPsa
   ASSERT_TRUE(settled.ok()) << settled.error().message;
   ASSERT_TRUE(settled->approved()) << iso8583::ResponseCodeText(settled->code);
   auto cleared =
-      reader::Send(*psam_reader_,
+      reader::Send(*psam_.reader,
                    iso7816::CommandApdu::Case3(0x80, 0x7C, 0x00, 0x00, settled->clear_totals_mac));
   ASSERT_TRUE(cleared.ok());
   EXPECT_TRUE(cleared->ok()) << "the PSAM refused the host's CLEAR SAM TOTALS MAC";
