@@ -99,6 +99,22 @@ class HostProcess {
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  // Until the host accepts connections (or `limit` passes): a host killed while it starts
+  // serves nobody, and a slow start (the sanitizer build) must not starve the terminal.
+  void WaitUntilListening(std::chrono::milliseconds limit) const {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in address{};
+      address.sin_family = AF_INET;
+      address.sin_port = htons(port_);
+      address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const bool up = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+      ::close(fd);
+      if (up) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   // SIGTERM: graceful; the exit status.
   int Stop() {
     std::lock_guard lock(mutex_);
@@ -243,9 +259,11 @@ TEST_P(HostCrashTest, KilledDuringLoadsAndUploadsTheHostLosesAndDoublesNothing) 
   // The killer: SIGKILL at random moments, start again at once (a supervisor would).
   std::atomic<bool> stop{false};
   std::atomic<int> kills{0};
+  // Each kill comes 10..160 ms after the host is up again: while it serves the terminal.
   std::thread killer([&, killer_seed = random()] {
     std::mt19937 r(killer_seed);
     while (!stop) {
+      host_process_->WaitUntilListening(std::chrono::seconds(20));
       std::this_thread::sleep_for(std::chrono::milliseconds(10 + r() % 150));
       if (stop) break;
       host_process_->Kill();
@@ -253,6 +271,15 @@ TEST_P(HostCrashTest, KilledDuringLoadsAndUploadsTheHostLosesAndDoublesNothing) 
       host_process_->Start();
     }
   });
+  // An ASSERT below returns early: the killer stops and is joined on every path.
+  struct JoinOnExit {
+    std::atomic<bool>& stop;
+    std::thread& thread;
+    ~JoinOnExit() {
+      stop = true;
+      if (thread.joinable()) thread.join();
+    }
+  } join_killer{stop, killer};
 
   const Date today{2026, 11, 25};
   std::vector<terminal::PurchaseResult> unsent;
@@ -303,7 +330,7 @@ TEST_P(HostCrashTest, KilledDuringLoadsAndUploadsTheHostLosesAndDoublesNothing) 
     uploaded += static_cast<std::uint32_t>(unsent.size());
   }
   stop = true;
-  killer.join();
+  if (killer.joinable()) killer.join();
   std::printf("%d kill(s) of the host during %u load(s) and %u uploaded purchase(s)\n",
               kills.load(), loads, uploaded);
   EXPECT_GE(kills.load(), kKills);
