@@ -1,7 +1,8 @@
 // medcard host ...: the bank host's operations (docs/host.md "Running the host", docs/cli.md).
 //   init        data directory, database (migrated), key store, host.json
 //   run         the terminal server (host_run.cc)
-//   terminals   register a merchant's terminal (its TMK is generated in the key store)
+//   terminals   add (register a merchant's terminal; its TMK is generated in the key store) |
+//               list | block | unblock
 //   cards       import an issuance log
 //   blacklist   add | remove | list
 //   report      settlement per merchant and day
@@ -177,6 +178,34 @@ void RunTerminalAdd(const TerminalAddOptions& options) {
   std::printf("  terminal master key tmk/%s in %s, KCV %s\n",
               ToHex(terminal.terminal_number).c_str(), session.key_store().Describe().c_str(),
               kcv.c_str());
+}
+
+struct TerminalStatusOptions {
+  std::string data_dir;
+  std::string terminal_number;
+};
+
+// status: host::kTerminalActive (unblock) or host::kTerminalBlocked (block).
+void RunTerminalSetStatus(const TerminalStatusOptions& options, const char* status) {
+  const Bytes number = HexArgument(options.terminal_number, 6, "the terminal number");
+  HostSession session = OpenHostSession(options.data_dir);
+  HostCheck(session.host().SetTerminalStatus(number, status),
+            "setting terminal " + options.terminal_number + " " + status);
+  std::printf("terminal %s %s\n", ToHex(number).c_str(), status);
+}
+
+void RunTerminalList(const DataDirOption& options) {
+  HostSession session = OpenHostSession(options.data_dir);
+  const auto terminals = HostCheck(session.host().Terminals(), "reading the terminals");
+  std::printf("%zu terminal(s)\n", terminals.size());
+  if (terminals.empty()) return;
+  std::printf("  %-12s  %-8s  %-15s  %-20s  %-7s  %s\n", "terminal no", "id", "merchant",
+              "PSAM serial", "status", "merchant name");
+  for (const host::TerminalInfo& t : terminals) {
+    std::printf("  %-12s  %-8s  %-15s  %-20s  %-7s  %s\n", t.terminal_number.c_str(),
+                t.terminal_id.c_str(), t.merchant_id.c_str(), t.psam_serial.c_str(),
+                t.status.c_str(), t.merchant_name.c_str());
+  }
 }
 
 struct CardsImportOptions {
@@ -492,6 +521,30 @@ void AddHostCommands(CLI::App& app) {
                     "Terminal id (field 41, 8 characters); default: the last 8 digits of the "
                     "terminal number");
     add->callback([options] { RunTerminalAdd(*options); });
+    auto list_options = std::make_shared<DataDirOption>();
+    CLI::App* list = terminals->add_subcommand("list", "Every registered terminal and its status");
+    AddDataOption(list, list_options->data_dir);
+    list->callback([list_options] { RunTerminalList(*list_options); });
+    auto block_options = std::make_shared<TerminalStatusOptions>();
+    CLI::App* block = terminals->add_subcommand(
+        "block", "Block a terminal (stolen, decommissioned): the gateway refuses it with 97");
+    block
+        ->add_option("terminal_no", block_options->terminal_number,
+                     "The terminal number, 12 hex digits")
+        ->required();
+    AddDataOption(block, block_options->data_dir);
+    block->callback(
+        [block_options] { RunTerminalSetStatus(*block_options, host::kTerminalBlocked); });
+    auto unblock_options = std::make_shared<TerminalStatusOptions>();
+    CLI::App* unblock =
+        terminals->add_subcommand("unblock", "Let a blocked terminal transact again");
+    unblock
+        ->add_option("terminal_no", unblock_options->terminal_number,
+                     "The terminal number, 12 hex digits")
+        ->required();
+    AddDataOption(unblock, unblock_options->data_dir);
+    unblock->callback(
+        [unblock_options] { RunTerminalSetStatus(*unblock_options, host::kTerminalActive); });
   }
   {
     CLI::App* cards = host->add_subcommand("cards", "Cards");

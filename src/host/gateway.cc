@@ -114,6 +114,7 @@ struct Terminal {
   std::string merchant_id;
   std::string merchant_name;
   std::string psam_serial;  // hex
+  std::string status;       // host::kTerminalActive or kTerminalBlocked
   bool has_session = false;
   std::int64_t key_version = 0;
   std::int64_t tmk_version = 0;
@@ -392,7 +393,8 @@ DbResult<std::optional<gateway_internal::Terminal>> Handler::FindTerminal(const 
     return std::optional<Terminal>();
   }
   auto rows = db_.Query(
-      "SELECT t.terminal_number, t.merchant_id, t.psam_serial, m.name FROM host_terminals t"
+      "SELECT t.terminal_number, t.merchant_id, t.psam_serial, m.name, t.status"
+      " FROM host_terminals t"
       " JOIN host_merchants m ON m.id = t.merchant_id WHERE t.terminal_id = ?",
       {*id});
   if (!rows.ok()) return rows.error();
@@ -418,6 +420,7 @@ DbResult<std::optional<gateway_internal::Terminal>> Handler::FindTerminal(const 
   t.merchant_id = row->Text(1);
   t.psam_serial = row->Text(2);
   t.merchant_name = row->Text(3);
+  t.status = row->Text(4);
   auto session =
       db_.Query("SELECT * FROM host_terminal_sessions WHERE terminal_number = ?", {t.number});
   if (!session.ok()) return session.error();
@@ -1020,6 +1023,10 @@ void TerminalGateway::Process(Request& r) {
     return refuse(r.invalid->code, r.invalid->reason, 0);
   }
   if (!*terminal) return refuse(unknown.code, unknown.reason, 0);
+  // Step 3 (9.1): a terminal the bank blocked is refused as an unregistered one, sign-on too.
+  if ((*terminal)->status == kTerminalBlocked) {
+    return refuse(ResponseCode::kTerminalNotRegistered, "terminal blocked", 0);
+  }
   r.terminal = std::move(**terminal);
   Terminal& t = *r.terminal;
 

@@ -231,6 +231,40 @@ HostResult<Done> Host::RegisterTerminal(const TerminalRegistration& terminal) {
   return Done{};
 }
 
+HostResult<Done> Host::SetTerminalStatus(ByteView terminal_number, std::string_view status) {
+  if (terminal_number.size() != 6) {
+    return Fail(ResponseCode::kFormatError, "terminal number is 6 bytes");
+  }
+  if (status != kTerminalActive && status != kTerminalBlocked) {
+    return Fail(ResponseCode::kFormatError, "terminal status is active or blocked");
+  }
+  const std::string number = ToHex(terminal_number);
+  return InTransaction([&]() -> HostResult<Done> {
+    auto updated =
+        connection_.Execute("UPDATE host_terminals SET status = ? WHERE terminal_number = ?",
+                            {std::string(status), number});
+    if (!updated.ok()) return FromError(updated.error());
+    if (*updated == 0) {
+      return Fail(ResponseCode::kTerminalNotRegistered, "terminal " + number + " unknown");
+    }
+    return Done{};
+  });
+}
+
+HostResult<std::vector<TerminalInfo>> Host::Terminals() {
+  auto rows = connection_.Query(
+      "SELECT t.terminal_number, t.terminal_id, t.merchant_id, m.name, t.psam_serial, t.status"
+      " FROM host_terminals t JOIN host_merchants m ON m.id = t.merchant_id"
+      " ORDER BY t.terminal_number");
+  if (!rows.ok()) return FromError(rows.error());
+  std::vector<TerminalInfo> terminals;
+  for (const store::Row& row : *rows) {
+    terminals.push_back(
+        {row.Text(0), row.Text(1), row.Text(2), row.Text(3), row.Text(4), row.Text(5)});
+  }
+  return terminals;
+}
+
 HostResult<Done> Host::RegisterCard(const CardRegistration& card) {
   if (card.asn.size() != 10 || card.person_id.empty()) {
     return Fail(ResponseCode::kFormatError, "a card needs a 10-byte ASN and a person id");

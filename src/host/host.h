@@ -47,6 +47,20 @@ struct TerminalRegistration {
   std::string terminal_id = {};
 };
 
+// A registered terminal as `medcard host terminals list` shows it.
+struct TerminalInfo {
+  std::string terminal_number;  // hex, 12 digits
+  std::string terminal_id;      // field 41
+  std::string merchant_id;
+  std::string merchant_name;
+  std::string psam_serial;  // hex
+  std::string status;       // "active" or "blocked"
+};
+
+// A blocked terminal (stolen, decommissioned): the gateway refuses all its messages with 97.
+inline constexpr char kTerminalActive[] = "active";
+inline constexpr char kTerminalBlocked[] = "blocked";
+
 struct CardRegistration {
   Bytes asn;  // 10
   std::string holder_reference;
@@ -185,6 +199,11 @@ class Host {
   HostResult<store::Done> RegisterMerchant(const Merchant& merchant);
   // Also generates the terminal's master key "tmk/<terminal number>" in the key store.
   HostResult<store::Done> RegisterTerminal(const TerminalRegistration& terminal);
+  // status: kTerminalActive or kTerminalBlocked (else 30). Unknown terminal: 97. Setting the
+  // status it has changes nothing.
+  HostResult<store::Done> SetTerminalStatus(ByteView terminal_number, std::string_view status);
+  // Every registered terminal, ordered by terminal number.
+  HostResult<std::vector<TerminalInfo>> Terminals();
   HostResult<store::Done> RegisterCard(const CardRegistration& card);
   // Registers every card of the issuance log's `issued` card records (docs/issuance.md, "The
   // issuance log"): ASN, holder (the person id of the medical account), valid_to (the card's

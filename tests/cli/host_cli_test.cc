@@ -194,6 +194,40 @@ TEST_F(HostCliTest, BlacklistAddListRemove) {
   EXPECT_THAT(list.out, Not(HasSubstr(std::string("  ") + kAsn1)));
 }
 
+TEST_F(HostCliTest, TerminalsAreListedBlockedAndUnblocked) {
+  InitWithTerminal();
+  CliRun list = Host("terminals list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("1 terminal(s)"));
+  EXPECT_THAT(list.out, HasSubstr("112233445566  33445566  H0001"));
+  EXPECT_THAT(list.out, HasSubstr("00000000000000000001  active   City Hospital"));
+
+  CliRun block = Host("terminals block 112233445566");
+  ASSERT_EQ(block.exit_code, 0) << block.err;
+  EXPECT_THAT(block.out, HasSubstr("terminal 112233445566 blocked"));
+  list = Host("terminals list");
+  EXPECT_THAT(list.out, HasSubstr("00000000000000000001  blocked  City Hospital"));
+  EXPECT_THAT(list.out, Not(HasSubstr("active")));
+
+  CliRun unblock = Host("terminals unblock 112233445566");
+  ASSERT_EQ(unblock.exit_code, 0) << unblock.err;
+  EXPECT_THAT(unblock.out, HasSubstr("terminal 112233445566 active"));
+  EXPECT_THAT(Host("terminals list").out, HasSubstr("  active   City Hospital"));
+}
+
+TEST_F(HostCliTest, BlockingABadOrUnknownTerminalNumberIsRefused) {
+  InitWithTerminal();
+  CliRun short_number = Host("terminals block 1122");
+  EXPECT_EQ(short_number.exit_code, 2);
+  EXPECT_THAT(short_number.err, HasSubstr("12 hex digits"));
+  CliRun not_hex = Host("terminals unblock 11223344556G");
+  EXPECT_EQ(not_hex.exit_code, 2);
+  CliRun unknown = Host("terminals block 000000000999");
+  EXPECT_NE(unknown.exit_code, 0);
+  EXPECT_THAT(unknown.err, HasSubstr("000000000999 unknown"));
+  EXPECT_THAT(Host("terminals list").out, HasSubstr("  active   City Hospital"));
+}
+
 TEST_F(HostCliTest, TheReviewQueueIsListedAndBadDecisionsAreRefused) {
   InitWithTerminal();
   CliRun list = Host("suspense list");

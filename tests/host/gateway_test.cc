@@ -10,6 +10,10 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
+
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "crypto/crypto.h"
 #include "iso7816/apdu.h"
@@ -423,6 +427,38 @@ TEST_P(GatewayTest, UnknownTerminalsWrongMerchantsAndForeignTmksAreRefused) {
   EXPECT_EQ(Send(SignOnRequest(2)).code, ResponseCode::kMacError);
   EXPECT_EQ(Send(SignOnRequest(), Bytes(16, 0x42)).code, ResponseCode::kMacError);
   EXPECT_EQ(Count("SELECT COUNT(*) FROM host_terminal_sessions"), 0);
+}
+
+TEST_P(GatewayTest, ABlockedTerminalIsRefused97UntilUnblockedAndNothingIsStored) {
+  SignOn();
+  ASSERT_EQ(key_version_, 1);
+  const std::int64_t answers = Count("SELECT COUNT(*) FROM host_gateway_answers");
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "blocked").ok());
+
+  // The refusals' log lines, read from the default logger.
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_st>(log)));
+  Answer sign_on = Send(SignOnRequest());
+  Answer echo = Echo();
+  spdlog::set_default_logger(previous);
+
+  EXPECT_EQ(sign_on.code, ResponseCode::kTerminalNotRegistered);
+  EXPECT_FALSE(sign_on.has_mac);
+  EXPECT_EQ(echo.code, ResponseCode::kTerminalNotRegistered);
+  EXPECT_FALSE(echo.has_mac);
+  EXPECT_THAT(log.str(), ::testing::HasSubstr("reason=terminal blocked"));
+  EXPECT_THAT(log.str(), ::testing::HasSubstr("terminal=POS00001"));
+  // No new keys for the blocked terminal, no answer kept for a retry.
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM host_terminal_sessions WHERE key_version = 1"), 1);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM host_gateway_answers"), answers);
+
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "active").ok());
+  EXPECT_EQ(Echo().code, ResponseCode::kApproved);  // the keys of its last sign-on still hold
+  SignOn();
+  EXPECT_EQ(key_version_, 2);
+  EXPECT_EQ(Echo().code, ResponseCode::kApproved);
 }
 
 TEST_P(GatewayTest, AfterSignOffEverythingButASignOnIs77) {

@@ -204,6 +204,60 @@ TEST_P(HostTest, RegisteringATerminalGeneratesItsMasterKeyInTheKeyStore) {
   EXPECT_FALSE(host_->RegisterTerminal({terminal_number_, "P0002", psam_serial_}).ok());
 }
 
+TEST_P(HostTest, TerminalsAreListedInOrderWithTheirMerchantAndStatus) {
+  ASSERT_TRUE(host_->RegisterMerchant({"P0002", "Corner Pharmacy", "pharmacy"}).ok());
+  ASSERT_TRUE(host_
+                  ->RegisterTerminal({HexToBytes("000000000105"), "P0002",
+                                      HexToBytes("50000000000000000105"), "POS00105"})
+                  .ok());
+  auto terminals = host_->Terminals();
+  ASSERT_TRUE(terminals.ok()) << terminals.error().message;
+  ASSERT_EQ(terminals->size(), 2u);
+  const TerminalInfo& first = (*terminals)[0];
+  EXPECT_EQ(first.terminal_number, "000000000105");
+  EXPECT_EQ(first.terminal_id, "POS00105");
+  EXPECT_EQ(first.merchant_id, "P0002");
+  EXPECT_EQ(first.merchant_name, "Corner Pharmacy");
+  EXPECT_EQ(first.psam_serial, "50000000000000000105");
+  EXPECT_EQ(first.status, "active");
+  const TerminalInfo& second = (*terminals)[1];
+  EXPECT_EQ(second.terminal_number, "000000000301");
+  EXPECT_EQ(second.terminal_id, "00000301");
+  EXPECT_EQ(second.merchant_id, kMerchant);
+  EXPECT_EQ(second.merchant_name, "City Hospital");
+  EXPECT_EQ(second.status, "active");
+}
+
+TEST_P(HostTest, ATerminalIsBlockedAndUnblockedIdempotently) {
+  auto status_of = [&]() -> std::string {
+    auto terminals = host_->Terminals();
+    EXPECT_TRUE(terminals.ok());
+    return terminals.ok() && terminals->size() == 1 ? (*terminals)[0].status : "";
+  };
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "blocked").ok());
+  EXPECT_EQ(status_of(), "blocked");
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "blocked").ok());  // again: no change
+  EXPECT_EQ(status_of(), "blocked");
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "active").ok());
+  EXPECT_EQ(status_of(), "active");
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "active").ok());
+  EXPECT_EQ(status_of(), "active");
+}
+
+TEST_P(HostTest, BlockingAnUnknownTerminalOrAnUnknownStatusIsRefused) {
+  auto unknown = host_->SetTerminalStatus(HexToBytes("000000000999"), "blocked");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().code, ResponseCode::kTerminalNotRegistered);
+  EXPECT_THAT(unknown.error().message, HasSubstr("000000000999"));
+  auto bad_status = host_->SetTerminalStatus(terminal_number_, "stolen");
+  ASSERT_FALSE(bad_status.ok());
+  EXPECT_EQ(bad_status.error().code, ResponseCode::kFormatError);
+  auto terminals = host_->Terminals();
+  ASSERT_TRUE(terminals.ok());
+  ASSERT_EQ(terminals->size(), 1u);
+  EXPECT_EQ((*terminals)[0].status, "active");
+}
+
 TEST_P(HostTest, AnOnlineLoadIsPendingUntilTheCardsTacCompletesIt) {
   authoriser_->confirm = false;
   auto loaded = Load(30000);
