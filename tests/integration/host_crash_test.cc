@@ -259,12 +259,13 @@ TEST_P(HostCrashTest, KilledDuringLoadsAndUploadsTheHostLosesAndDoublesNothing) 
   // The killer: SIGKILL at random moments, start again at once (a supervisor would).
   std::atomic<bool> stop{false};
   std::atomic<int> kills{0};
-  // Each kill comes 10..160 ms after the host is up again: while it serves the terminal.
+  // Each kill comes 10..610 ms after the host is up again: while it serves the terminal, and
+  // now and then late enough for a slow request (an upload on the sanitizer build) to finish.
   std::thread killer([&, killer_seed = random()] {
     std::mt19937 r(killer_seed);
     while (!stop) {
       host_process_->WaitUntilListening(std::chrono::seconds(20));
-      std::this_thread::sleep_for(std::chrono::milliseconds(10 + r() % 150));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 + r() % 600));
       if (stop) break;
       host_process_->Kill();
       ++kills;
