@@ -15,6 +15,7 @@
 //   MEDCARD_BENCH_PG_URL (a PostgreSQL database to run the same against; optional).
 #include <benchmark/benchmark.h>
 #include <spdlog/spdlog.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <atomic>
@@ -236,6 +237,16 @@ class LoadRig {
   std::vector<std::unique_ptr<Terminal>> terminals_;
 };
 
+// User + system CPU time of the whole process so far.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+  };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 double Percentile(const std::vector<double>& sorted, double p) {
   if (sorted.empty()) return 0;
   const auto index = static_cast<std::size_t>(p * static_cast<double>(sorted.size() - 1));
@@ -247,23 +258,39 @@ void RunLoads(benchmark::State& state, const std::string& url, int terminals) {
   LoadRig rig(url, terminals);
   for (auto _ : state) {
     bool ok = false;
+    const server::Stats before = rig.stats();
+    const double cpu_before = ProcessCpuSeconds();
     const auto start = Clock::now();
     auto latencies = rig.Run(terminals, per_terminal, &ok);
     const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    const double cpu = ProcessCpuSeconds() - cpu_before;
+    const server::Stats after = rig.stats();
     if (!ok) {
       state.SkipWithError("a load failed");
       return;
     }
+    const auto loads = static_cast<double>(latencies.size());
     state.SetIterationTime(seconds);
     state.SetItemsProcessed(static_cast<std::int64_t>(latencies.size()));
     state.counters["p50_ms"] = Percentile(latencies, 0.50) / 1000.0;
     state.counters["p99_ms"] = Percentile(latencies, 0.99) / 1000.0;
     state.counters["terminals"] = terminals;
-  }
-  const server::Stats stats = rig.stats();
-  state.counters["requests_per_group"] =
-      stats.groups ? static_cast<double>(stats.frames_received) / static_cast<double>(stats.groups)
+    const auto groups = static_cast<double>(after.groups - before.groups);
+    state.counters["requests_per_group"] =
+        groups > 0 ? static_cast<double>(after.frames_received - before.frames_received) / groups
                    : 0;
+    // The host alone: its processing thread's time per load (both requests, the group's commit
+    // included) and what that thread could do if terminals were never the wait.
+    const auto handler_wall_us =
+        static_cast<double>(after.handler_wall_us - before.handler_wall_us);
+    state.counters["host_cpu_us_per_load"] =
+        static_cast<double>(after.handler_cpu_us - before.handler_cpu_us) / loads;
+    state.counters["host_wall_us_per_load"] = handler_wall_us / loads;
+    state.counters["host_only_loads_per_s"] =
+        handler_wall_us > 0 ? loads * 1e6 / handler_wall_us : 0;
+    // Everything of this process per load: host, 100 simulated terminals and their cards.
+    state.counters["process_cpu_us_per_load"] = cpu * 1e6 / loads;
+  }
 }
 
 void BM_OnlineLoads_Sqlite_1Terminal(benchmark::State& state) { RunLoads(state, "", 1); }

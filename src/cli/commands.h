@@ -37,6 +37,7 @@ void AddReaderCommands(CLI::App& app);  // reader list | apdu
 void AddDemoCommand(CLI::App& app);     // demo
 void AddKeysCommands(CLI::App& app);    // keys init | ceremony | generate | rotate | list | ...
 void AddHostCommands(CLI::App& app);    // host check
+void AddPosCommands(CLI::App& app);     // pos init | purchase | balance | ... (pos_commands.cc)
 // issue card | issue psam, and card blank | psam blank (call after AddCard/AddPsamCommands).
 void AddIssueCommands(CLI::App& app);
 

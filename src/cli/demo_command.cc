@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/render.h"
+#include "common/money.h"
 #include "crypto/crypto.h"
 #include "iso7816/apdu.h"
 #include "issuance/test_issuer.h"
@@ -125,8 +126,8 @@ void RunDemo(const Options& o) {
   auto load = [&](terminal::Wallet w, std::uint32_t amount) {
     terminal::LoadRequest req{w, amount, terminal_number, today, now};
     auto r = Check(terminal::Load(*card_reader, issuer, app, req), "load");
-    Say(o, std::string("online load ") + terminal::WalletName(w) + " " + Yuan(amount) +
-               " → balance " + Yuan(r.balance_after) + ", TAC " + ToHex(r.tac) +
+    Say(o, std::string("online load ") + terminal::WalletName(w) + " " + FormatFen(amount) +
+               " → balance " + FormatFen(r.balance_after) + ", TAC " + ToHex(r.tac) +
                " verified by the issuer");
   };
   load(terminal::Wallet::kEd, 50000);
@@ -139,15 +140,15 @@ void RunDemo(const Options& o) {
     terminal::PurchaseRequest req{w, amount, today, now};
     auto r = terminal::Purchase(*card_reader, *psam_reader, app, req);
     if (!r.ok()) {
-      Say(o, std::string(where) + ": " + terminal::WalletName(w) + " " + Yuan(amount) +
+      Say(o, std::string(where) + ": " + terminal::WalletName(w) + " " + FormatFen(amount) +
                  " refused — " + r.error().message);
       return false;
     }
     Check(issuer.VerifyPurchaseTac(*r), "TAC");
     purchased += amount;
     ++purchases;
-    Say(o, std::string(where) + ": " + terminal::WalletName(w) + " purchase " + Yuan(amount) +
-               " → balance " + Yuan(r->balance_after) + ", terminal serial " +
+    Say(o, std::string(where) + ": " + terminal::WalletName(w) + " purchase " + FormatFen(amount) +
+               " → balance " + FormatFen(r->balance_after) + ", terminal serial " +
                std::to_string(r->terminal_serial) + ", TAC " + ToHex(r->tac) + " verified");
     return true;
   };
@@ -160,7 +161,7 @@ void RunDemo(const Options& o) {
 
   auto ed = Check(terminal::GetBalance(*card_reader, terminal::Wallet::kEd), "balance");
   auto ep = Check(terminal::GetBalance(*card_reader, terminal::Wallet::kEp), "balance");
-  Say(o, "balances: ED " + Yuan(ed) + ", EP " + Yuan(ep));
+  Say(o, "balances: ED " + FormatFen(ed) + ", EP " + FormatFen(ep));
   auto log = Check(terminal::ReadTransactionLog(*card_reader), "log");
   Say(o, "card log: " + std::to_string(log.size()) + " records");
 
@@ -176,7 +177,7 @@ void RunDemo(const Options& o) {
   std::uint32_t count = ReadU32(totals.data, 0);
   std::uint64_t amount = ReadU48(totals.data, 4);
   Say(o, "PSAM signed totals: " + std::to_string(count) + " purchases, " +
-             Yuan(static_cast<std::int64_t>(amount)) + " — signature verified");
+             FormatFen(static_cast<std::int64_t>(amount)) + " — signature verified");
   if (count != static_cast<std::uint32_t>(purchases) ||
       amount != static_cast<std::uint64_t>(purchased)) {
     throw CommandFailed("PSAM totals do not match the purchases made");
@@ -189,8 +190,8 @@ void RunDemo(const Options& o) {
   if (50000 - ed + 5000 - ep != static_cast<std::uint32_t>(purchased)) {
     throw CommandFailed("card balances do not add up");
   }
-  Say(o, "reconciliation: loaded " + Yuan(55000) + " = on card " + Yuan(ed + ep) + " + spent " +
-             Yuan(purchased) + " — clean");
+  Say(o, "reconciliation: loaded " + FormatFen(55000) + " = on card " + FormatFen(ed + ep) +
+             " + spent " + FormatFen(purchased) + " — clean");
   Say(o, "inspect the card: medcard card show " + card_path);
 }
 

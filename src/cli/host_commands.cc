@@ -20,7 +20,9 @@
 #include "cli/host_config.h"
 #include "cli/host_session.h"
 #include "cli/key_store_access.h"
+#include "cli/pos_tmk.h"
 #include "common/bytes.h"
+#include "common/money.h"
 #include "host/host.h"
 #include "issuance/test_issuer.h"
 #include "ledger/ledger.h"
@@ -299,11 +301,9 @@ std::vector<std::string> SplitCsvLine(const std::string& line) {
   return fields;
 }
 
-std::string Yuan(const std::string& fen_text) {
-  const long long fen = std::stoll(fen_text);
-  char text[32];
-  std::snprintf(text, sizeof text, "%lld.%02lld", fen / 100, fen % 100);
-  return text;
+// A fen column of the report's CSV, in yuan.
+std::string YuanOfFenText(const std::string& fen_text) {
+  return FormatFen(std::stoll(fen_text));
 }
 
 void RunSettlementReport(const ReportOptions& options) {
@@ -330,8 +330,8 @@ void RunSettlementReport(const ReportOptions& options) {
     selected += line + "\n";
     ++lines;
     std::printf("%-16s %-8s %10s %14s %10s %14s\n", fields[0].c_str(), fields[1].c_str(),
-                fields[2].c_str(), Yuan(fields[3]).c_str(), fields[4].c_str(),
-                Yuan(fields[5]).c_str());
+                fields[2].c_str(), YuanOfFenText(fields[3]).c_str(), fields[4].c_str(),
+                YuanOfFenText(fields[5]).c_str());
   }
   if (lines == 0)
     std::printf("(no purchases cleared%s)\n",
@@ -391,7 +391,7 @@ void RunSuspenseList(const DataDirOption& options) {
     std::printf("  #%lld  card %s  serial %lld  type %02d  %s yuan  %s%s\n",
                 static_cast<long long>(item.id), item.asn.c_str(),
                 static_cast<long long>(item.offline_serial), item.type,
-                Yuan(std::to_string(item.amount)).c_str(), item.reason.c_str(),
+                FormatFen(item.amount).c_str(), item.reason.c_str(),
                 item.money_held ? "  (money held in suspense)" : "");
   }
 }
@@ -521,6 +521,7 @@ void AddHostCommands(CLI::App& app) {
                     "Terminal id (field 41, 8 characters); default: the last 8 digits of the "
                     "terminal number");
     add->callback([options] { RunTerminalAdd(*options); });
+    AddExportTmkCommand(*terminals);
     auto list_options = std::make_shared<DataDirOption>();
     CLI::App* list = terminals->add_subcommand("list", "Every registered terminal and its status");
     AddDataOption(list, list_options->data_dir);

@@ -121,7 +121,8 @@ std::string ValidatedKeyName(std::string name) {
     for (std::string_view role : keys::kIssuerRoles)
       roles += (roles.empty() ? "" : ", ") + std::string(role);
     throw CommandFailed("unknown role \"" + name + "\" (roles: " + roles +
-                            "; terminal master keys: tmk/<12 hex digits>)",
+                            "; terminal master keys: tmk/<12 hex digits>; the terminal "
+                            "key-exchange key: tkek)",
                         2);
   }
   return name;

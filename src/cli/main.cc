@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   medcard::cli::AddKeysCommands(app);
   medcard::cli::AddHostCommands(app);
   medcard::cli::AddIssueCommands(app);
+  medcard::cli::AddPosCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -5,43 +5,10 @@
 #include <limits>
 
 #include "common/bcd.h"
+#include "common/money.h"
 #include "issuance/holder.h"
 
 namespace medcard::cli {
-
-std::string Yuan(std::int64_t fen) {
-  const char* sign = fen < 0 ? "-" : "";
-  std::uint64_t magnitude =
-      fen < 0 ? 0 - static_cast<std::uint64_t>(fen) : static_cast<std::uint64_t>(fen);
-  return fmt::format("{}{}.{:02}", sign, magnitude / 100, magnitude % 100);
-}
-
-Result<std::int64_t> ParseYuan(const std::string& text) {
-  std::int64_t whole = 0, cents = 0;
-  int decimals = -1;
-  bool digits = false;
-  for (char c : text) {
-    if (c == '.' && decimals < 0) {
-      decimals = 0;
-    } else if (c >= '0' && c <= '9') {
-      digits = true;
-      if (decimals >= 0) {
-        if (++decimals > 2) return MakeError("amount \"" + text + "\": at most 2 decimals");
-        cents = cents * 10 + (c - '0');
-      } else {
-        if (whole > (std::numeric_limits<std::int64_t>::max() / 100 - 9) / 10) {
-          return MakeError("amount \"" + text + "\" too large");
-        }
-        whole = whole * 10 + (c - '0');
-      }
-    } else {
-      return MakeError("amount \"" + text + "\": not a number of yuan like 12.50");
-    }
-  }
-  if (!digits) return MakeError("amount \"" + text + "\": not a number of yuan like 12.50");
-  if (decimals == 1) cents *= 10;
-  return whole * 100 + cents;
-}
 
 namespace {
 std::string DateText(const Bytes& bcd) {
@@ -97,14 +64,15 @@ std::string RenderCard(const card::CardSummary& s) {
     out += fmt::format(
         "ED (passbook) balance {:>12}  online serial {:5}  offline serial {:5}  overdraw limit "
         "{}\n",
-        Yuan(p.ed.balance), p.ed.online_serial, p.ed.offline_serial, Yuan(p.ed.overdraw_limit));
+        FormatFen(p.ed.balance), p.ed.online_serial, p.ed.offline_serial,
+        FormatFen(p.ed.overdraw_limit));
     out += fmt::format("EP (purse)    balance {:>12}  online serial {:5}  offline serial {:5}\n",
-                       Yuan(p.ep.balance), p.ep.online_serial, p.ep.offline_serial);
+                       FormatFen(p.ep.balance), p.ep.online_serial, p.ep.offline_serial);
     out += fmt::format("transaction log ({} records, newest first)\n", p.log.size());
     for (const auto& e : p.log) {
       out +=
           fmt::format("  {:5}  {:<16} {:>12}  terminal {}  {} {}\n", e.serial, TxnTypeName(e.type),
-                      Yuan(e.amount), ToHex(e.terminal), DateText(e.date), TimeText(e.time));
+                      FormatFen(e.amount), ToHex(e.terminal), DateText(e.date), TimeText(e.time));
     }
   }
   out += "\nfiles\n";
@@ -139,7 +107,7 @@ std::string RenderPsam(const psam::Inspection& p) {
   out += fmt::format("valid         {} to {}\n", DateText(p.valid_from), DateText(p.valid_to));
   out += fmt::format("terminal transaction serial {}\n", p.terminal_transaction_serial);
   out += fmt::format("totals since last clear: {} purchases, {} (serials {}..{})\n", p.totals.count,
-                     Yuan(static_cast<std::int64_t>(p.totals.amount)), p.totals.first_serial,
+                     FormatFen(static_cast<std::int64_t>(p.totals.amount)), p.totals.first_serial,
                      p.totals.last_serial);
   if (!p.pending_purchases.empty()) {
     out += fmt::format("uncompleted purchases: {}\n", p.pending_purchases.size());

@@ -142,7 +142,7 @@ struct Request {
 using gateway_internal::Request;
 using gateway_internal::Terminal;
 
-namespace {
+namespace gateway_internal {
 
 // The host-wide parameters (host_parameters) and the terminal's merchant name: 5.6.12.
 struct HostParameters {
@@ -151,14 +151,24 @@ struct HostParameters {
   std::uint32_t version = 1;  // the parameter version (the clock excluded)
 };
 
-}  // namespace
+// What every request of a group reads alike, read once per group (a load asks for the
+// parameters twice: its limits and the header flags). No gateway request changes
+// host_parameters or host_blacklist, so the group's first reading holds for all of it.
+struct GroupCache {
+  std::map<std::string, HostParameters> parameters_by_merchant_name;
+};
+
+}  // namespace gateway_internal
+
+using gateway_internal::HostParameters;
 
 TerminalGateway::TerminalGateway(store::Connection& connection, keys::KeyStore& key_store,
                                  GatewayOptions options)
     : connection_(connection),
       key_store_(key_store),
       options_(std::move(options)),
-      host_(connection, key_store, Host::Options{options_.clock_us}) {}
+      host_(connection, key_store, Host::Options{options_.clock_us}),
+      group_cache_(std::make_unique<gateway_internal::GroupCache>()) {}
 
 TerminalGateway::~TerminalGateway() {
   for (const auto& [name, key] : mac_keys_) key_store_.Release(key);
@@ -208,6 +218,7 @@ void LogRefusal(const Message& request, ResponseCode code, const std::string& re
 }  // namespace
 
 std::vector<GatewayReply> TerminalGateway::RunGroup(std::span<const Bytes> frames, bool* retry) {
+  *group_cache_ = {};
   std::vector<Request> requests(frames.size());
   bool any_database = false;
   for (std::size_t i = 0; i < frames.size(); ++i) {
@@ -345,8 +356,14 @@ namespace {
 class Handler {
  public:
   Handler(store::Connection& db, keys::KeyStore& key_store, Host& host,
-          std::map<std::string, keys::KeyRef>& mac_keys, std::int64_t now_us)
-      : db_(db), keys_(key_store), host_(host), mac_keys_(mac_keys), clock_(ClockAt(now_us)) {}
+          std::map<std::string, keys::KeyRef>& mac_keys, gateway_internal::GroupCache& group,
+          std::int64_t now_us)
+      : db_(db),
+        keys_(key_store),
+        host_(host),
+        mac_keys_(mac_keys),
+        group_(group),
+        clock_(ClockAt(now_us)) {}
 
   // Step 3 (registry): nullopt with *verdict set when the terminal is unknown (97) or belongs to
   // another merchant (03).
@@ -380,6 +397,7 @@ class Handler {
   keys::KeyStore& keys_;
   Host& host_;
   std::map<std::string, keys::KeyRef>& mac_keys_;
+  gateway_internal::GroupCache& group_;
   HostClock clock_;
 };
 
@@ -392,10 +410,14 @@ DbResult<std::optional<gateway_internal::Terminal>> Handler::FindTerminal(const 
     *verdict = Refuse(ResponseCode::kTerminalNotRegistered, "no terminal id or merchant id");
     return std::optional<Terminal>();
   }
+  // The registry row and the session in one statement: every request after the first asks.
   auto rows = db_.Query(
-      "SELECT t.terminal_number, t.merchant_id, t.psam_serial, m.name, t.status"
-      " FROM host_terminals t"
-      " JOIN host_merchants m ON m.id = t.merchant_id WHERE t.terminal_id = ?",
+      "SELECT t.terminal_number, t.merchant_id, t.psam_serial, m.name, t.status,"
+      " s.terminal_number AS session_of, s.key_version, s.tmk_version, s.mac_key_cryptogram,"
+      " s.open_batch, s.challenge, s.parameter_version, s.blacklist_version"
+      " FROM host_terminals t JOIN host_merchants m ON m.id = t.merchant_id"
+      " LEFT JOIN host_terminal_sessions s ON s.terminal_number = t.terminal_number"
+      " WHERE t.terminal_id = ?",
       {*id});
   if (!rows.ok()) return rows.error();
   if (rows->empty()) {
@@ -421,11 +443,8 @@ DbResult<std::optional<gateway_internal::Terminal>> Handler::FindTerminal(const 
   t.psam_serial = row->Text(2);
   t.merchant_name = row->Text(3);
   t.status = row->Text(4);
-  auto session =
-      db_.Query("SELECT * FROM host_terminal_sessions WHERE terminal_number = ?", {t.number});
-  if (!session.ok()) return session.error();
-  if (!session->empty()) {
-    const store::Row& s = (*session)[0];
+  if (!row->IsNull("session_of")) {
+    const store::Row& s = *row;
     t.has_session = true;
     t.key_version = s.Int("key_version");
     t.tmk_version = s.Int("tmk_version");
@@ -457,6 +476,10 @@ Result<keys::KeyRef> Handler::WorkingMacKey(const gateway_internal::Terminal& te
 }
 
 DbResult<HostParameters> Handler::Parameters(const gateway_internal::Terminal& terminal) {
+  auto& cached = group_.parameters_by_merchant_name;
+  if (auto found = cached.find(terminal.merchant_name); found != cached.end()) {
+    return found->second;
+  }
   HostParameters p;
   auto rows = db_.Query("SELECT name, value FROM host_parameters");
   if (!rows.ok()) return rows.error();
@@ -506,6 +529,7 @@ DbResult<HostParameters> Handler::Parameters(const gateway_internal::Terminal& t
   const Bytes digest = HexToBytes(Digest(*encoded));
   p.version = ReadU32(digest, 0);
   if (p.version == 0) p.version = 1;
+  cached.emplace(terminal.merchant_name, p);
   return p;
 }
 
@@ -732,39 +756,41 @@ DbResult<Verdict> Handler::Load(gateway_internal::Request& r, Message& response)
     return Refuse(ResponseCode::kTerminalNotRegistered,
                   "62 names terminal " + ToHex(card.terminal_number) + ", registered " + t.number);
   }
-  // A reversal that came first (7.8): the load is refused for good.
-  auto earlier = db_.Query(
-      "SELECT host_trace FROM host_gateway_loads WHERE terminal_number = ? AND batch = ? AND"
-      " trace = ?",
-      {t.number, static_cast<std::int64_t>(r.batch), static_cast<std::int64_t>(r.trace)});
-  if (!earlier.ok()) return earlier.error();
-  if (!earlier->empty()) {
+  // Host keys loads by terminal + trace; a trace number is reused in later batches, so the host
+  // trace is this row's number, unique for ever. The row is there already when a reversal came
+  // first (7.8): the load is refused for good. (One statement does both: the row is written
+  // first and taken back when the load is refused.)
+  auto row = db_.Query(
+      "INSERT INTO host_gateway_loads (terminal_number, batch, trace, asn, amount)"
+      " VALUES (?, ?, ?, ?, ?) ON CONFLICT (terminal_number, batch, trace) DO NOTHING"
+      " RETURNING id",
+      {t.number, static_cast<std::int64_t>(r.batch), static_cast<std::int64_t>(r.trace),
+       ToHex(card.asn), static_cast<std::int64_t>(amount)});
+  if (!row.ok()) return row.error();
+  if (row->empty()) {
     return Refuse(ResponseCode::kInvalidTransaction, "the load was reversed before it arrived");
   }
-  if (auto refused = TestCardRule(r)) return *refused;
+  const std::int64_t id = (*row)[0].Int(0);
+  auto forget = [&](DbResult<Verdict> verdict) -> DbResult<Verdict> {
+    auto forgotten = db_.Execute("DELETE FROM host_gateway_loads WHERE id = ?", {id});
+    if (!forgotten.ok()) return forgotten.error();
+    return verdict;
+  };
+  if (auto refused = TestCardRule(r)) return forget(*refused);
   auto p = Parameters(t);
   if (!p.ok()) return p.error();
   const auto& versions = p->parameters.card_key_versions;
   if (std::find(versions.begin(), versions.end(), card.key_version) == versions.end()) {
-    return Refuse(ResponseCode::kInvalidCard,
-                  "card key version " + std::to_string(card.key_version) + " not accepted");
+    return forget(Refuse(ResponseCode::kInvalidCard,
+                         "card key version " + std::to_string(card.key_version) + " not accepted"));
   }
   if (amount > *p->parameters.load_limit) {
-    return Refuse(ResponseCode::kExceedsLimit, "above the load limit");
+    return forget(Refuse(ResponseCode::kExceedsLimit, "above the load limit"));
   }
   if (type == 0x02 &&
       std::uint64_t{card.balance} + amount > std::uint64_t{*p->parameters.ep_balance_limit}) {
-    return Refuse(ResponseCode::kExceedsLimit, "the EP would exceed its balance ceiling");
+    return forget(Refuse(ResponseCode::kExceedsLimit, "the EP would exceed its balance ceiling"));
   }
-  // Host keys loads by terminal + trace; a trace number is reused in later batches, so the host
-  // trace is this row's number, unique for ever.
-  auto row = db_.Query(
-      "INSERT INTO host_gateway_loads (terminal_number, batch, trace, asn, amount)"
-      " VALUES (?, ?, ?, ?, ?) RETURNING id",
-      {t.number, static_cast<std::int64_t>(r.batch), static_cast<std::int64_t>(r.trace),
-       ToHex(card.asn), static_cast<std::int64_t>(amount)});
-  if (!row.ok()) return row.error();
-  const std::int64_t id = (*row)[0].Int(0);
   LoadRequest load{.terminal_number = card.terminal_number,
                    .trace = static_cast<std::uint32_t>(id),
                    .asn = card.asn,
@@ -779,13 +805,11 @@ DbResult<Verdict> Handler::Load(gateway_internal::Request& r, Message& response)
                    .time = clock_.time};
   auto authorised = host_.AuthoriseLoad(load);
   if (!authorised.ok()) {
-    auto forget = db_.Execute("DELETE FROM host_gateway_loads WHERE id = ?", {id});
-    if (!forget.ok()) return forget.error();
     auto verdict = FromHost(authorised.error());
     // 7.6: a MAC1 that does not verify is the card's cryptogram: 06.
     if (verdict.ok() && verdict->code == ResponseCode::kMacError)
       verdict->code = ResponseCode::kError;
-    return verdict;
+    return forget(verdict);
   }
   auto set = db_.Execute("UPDATE host_gateway_loads SET host_trace = ? WHERE id = ?", {id, id});
   if (!set.ok()) return set.error();
@@ -1009,7 +1033,7 @@ void TerminalGateway::Process(Request& r) {
     r.reply = bytes.ok() ? GatewayReply{*bytes, false} : GatewayReply{std::nullopt, true};
   };
 
-  Handler handler(connection_, key_store_, host_, mac_keys_, Now());
+  Handler handler(connection_, key_store_, host_, mac_keys_, *group_cache_, Now());
   // Step 3: the registry.
   Verdict unknown;
   auto terminal = handler.FindTerminal(m, &unknown);

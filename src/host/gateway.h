@@ -24,8 +24,9 @@
 namespace medcard::host {
 
 namespace gateway_internal {
-struct Request;  // one frame of a group, in gateway.cc
-}
+struct Request;     // one frame of a group, in gateway.cc
+struct GroupCache;  // what the requests of one group share, in gateway.cc
+}  // namespace gateway_internal
 
 struct GatewayOptions {
   std::function<std::int64_t()> clock_us;  // default: the system clock (UTC µs); host date/time
@@ -69,6 +70,8 @@ class TerminalGateway {
   // Working MAC keys unwrapped from their stored cryptograms, by terminal number ‖ key version ‖
   // cryptogram (the database is the truth; an entry is only ever a shortcut to Unwrap).
   std::map<std::string, keys::KeyRef> mac_keys_;
+  // Emptied at the start of every group (and of every retry of one).
+  std::unique_ptr<gateway_internal::GroupCache> group_cache_;
 };
 
 }  // namespace medcard::host

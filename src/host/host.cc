@@ -5,7 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <map>
+#include <unordered_map>
+#include <unordered_set>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -429,36 +430,39 @@ HostResult<LoadAuthorisation> Host::AuthoriseLoad(const LoadRequest& request) {
   const std::string when = Timestamp(request.date, request.time);
   LoadAuthorisation answer;
   auto result = InTransaction([&]() -> HostResult<Done> {
-    auto previous = connection_.Query(
-        "SELECT asn, amount, mac1, mac2, txn_time FROM host_loads"
-        " WHERE terminal_number = ? AND trace = ?",
-        {terminal, static_cast<std::int64_t>(request.trace)});
-    if (!previous.ok()) return FromError(previous.error());
-    if (!previous->empty()) {
-      const store::Row& row = (*previous)[0];
-      if (row.Text("asn") != asn || row.Int("amount") != request.amount ||
-          row.Text("mac1") != ToHex(request.mac1)) {
+    // The load made before with this trace, the terminal and the card in one statement (every
+    // online load asks): always one row, a NULL key column for what is not there.
+    auto found = connection_.Query(
+        "SELECT l.asn AS load_asn, l.amount AS load_amount, l.mac1 AS load_mac1,"
+        " l.mac2 AS load_mac2, t.terminal_number AS terminal_found, c.asn AS card_found,"
+        " c.person_id, c.status, c.valid_to"
+        " FROM (SELECT 1 AS one) k"
+        " LEFT JOIN host_loads l ON l.terminal_number = ? AND l.trace = ?"
+        " LEFT JOIN host_terminals t ON t.terminal_number = ?"
+        " LEFT JOIN host_cards c ON c.asn = ?",
+        {terminal, static_cast<std::int64_t>(request.trace), terminal, asn});
+    if (!found.ok()) return FromError(found.error());
+    if (found->size() != 1) return Fail(ResponseCode::kSystemMalfunction, "load lookup: no row");
+    const store::Row& row = (*found)[0];
+    if (!row.IsNull("load_asn")) {
+      if (row.Text("load_asn") != asn || row.Int("load_amount") != request.amount ||
+          row.Text("load_mac1") != ToHex(request.mac1)) {
         return Fail(ResponseCode::kDuplicateTransmission,
                     "trace " + std::to_string(request.trace) + " was used for another load");
       }
-      answer = {HexToBytes(row.Text("mac2")), request.date, request.time};  // the first answer
+      answer = {HexToBytes(row.Text("load_mac2")), request.date, request.time};  // the first
       return Done{};
     }
-    auto term = connection_.Query("SELECT status FROM host_terminals WHERE terminal_number = ?",
-                                  {terminal});
-    if (!term.ok()) return FromError(term.error());
-    if (term->empty()) {
+    if (row.IsNull("terminal_found")) {
       return Fail(ResponseCode::kTerminalNotRegistered, "terminal " + terminal + " unknown");
     }
-    auto card = connection_.Query(
-        "SELECT person_id, status, valid_to FROM host_cards WHERE asn = ?", {asn});
-    if (!card.ok()) return FromError(card.error());
-    if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
-    if ((*card)[0].Text("status") != "active") {
-      return Fail(ResponseCode::kLostCard, "card " + asn + " is " + (*card)[0].Text("status"));
+    if (row.IsNull("card_found"))
+      return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+    if (row.Text("status") != "active") {
+      return Fail(ResponseCode::kLostCard, "card " + asn + " is " + row.Text("status"));
     }
     // 7.6: the host's date (the one CREDIT FOR LOAD carries) after the card's last valid day.
-    if (auto valid_to = (*card)[0].OptionalText("valid_to");
+    if (auto valid_to = row.OptionalText("valid_to");
         valid_to && DayText(request.date) > *valid_to) {
       return Fail(ResponseCode::kExpiredCard, "card " + asn + " expired after " + *valid_to);
     }
@@ -467,7 +471,7 @@ HostResult<LoadAuthorisation> Host::AuthoriseLoad(const LoadRequest& request) {
 
     const std::string id = LoadId(terminal, request.trace);
     auto reserved = ledger_.Post({.id = id,
-                                  .debit = ledger::AccountId::Medical((*card)[0].Text("person_id")),
+                                  .debit = ledger::AccountId::Medical(row.Text("person_id")),
                                   .credit = ledger::AccountId::CardFloat(asn, *wallet),
                                   .amount = request.amount,
                                   .cause = {ledger::cause::kLoad, id},
@@ -683,128 +687,225 @@ HostResult<Balances> Host::BalanceInquiry(ByteView asn_bytes) {
 
 // ---- Clearing ---------------------------------------------------------------------------------
 
+namespace {
+
+// A card wallet as clearing knows it while it clears one batch: read once for the batch, then
+// kept up to date in memory as the batch's records change it, written back once at the end.
+struct ClearingWallet {
+  std::optional<std::string> blacklisted_at;
+  std::optional<std::int64_t> last_serial;   // host_card_wallets.last_offline_serial
+  std::int64_t held = 0;                     // its money in suspense awaiting uploads
+  std::int64_t known_balance = 0;            // the ledger's card state: what the card last reported
+  std::optional<std::int64_t> state_serial;  // the offline serial of that card state
+  bool changed = false;
+};
+
+std::string WalletKey(const std::string& asn, std::string_view wallet) {
+  return asn + "/" + std::string(wallet);
+}
+
+// What host_gaps says about one serial of a wallet.
+enum class GapState { kNone, kOpen, kClosed };
+
+}  // namespace
+
+// Set-wise (docs/host.md "Clearing"): the batch's duplicates, cards and terminals are read in a few
+// multi-row statements, every record is decided in order in memory (a card's later record sees
+// what its earlier one changed), and the results are written in a few multi-row statements, the
+// ledger's through Ledger::PostBatch. One database transaction, as before.
 HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
     const std::vector<PurchaseUpload>& batch) {
   std::vector<ClearingResult> results;
   // Each TAC master key version is found in the key store once per batch.
   keys::PurchaseTacVerifier tac_verifier(key_store_);
-  auto done = InTransaction([&]() -> HostResult<Done> {
-    results.clear();
-    results.reserve(batch.size());
-    // A batch comes from few terminals: each one's merchant is read once (nullopt: unknown).
-    std::map<std::string, std::optional<std::string>, std::less<>> merchant_of_terminal;
-    for (const PurchaseUpload& upload : batch) {
-      ClearingResult result;
-      auto wallet = PurchaseWallet(upload.type);
-      const std::string asn = ToHex(upload.asn);
-      const std::string terminal = ToHex(upload.terminal_number);
-      const std::string when = Timestamp(upload.date, upload.time);
-      const std::int64_t serial = upload.card_offline_serial;
-      const std::string reference = PurchaseReference(asn, serial, upload.type);
+  // A TAC is checked once, even when the database asks for the transaction to run again.
+  std::vector<std::optional<bool>> tac_valid(batch.size());
+  struct Names {
+    std::string asn, terminal, when, reference;
+    std::optional<ledger::Wallet> wallet;
+    bool well_formed = false;
+  };
+  std::vector<Names> names(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const PurchaseUpload& u = batch[i];
+    Names& n = names[i];
+    n.asn = ToHex(u.asn);
+    n.terminal = ToHex(u.terminal_number);
+    n.when = Timestamp(u.date, u.time);
+    n.reference = PurchaseReference(n.asn, u.card_offline_serial, u.type);
+    n.wallet = PurchaseWallet(u.type);
+    n.well_formed = n.wallet && u.asn.size() == 10 && u.terminal_number.size() == 6 &&
+                    u.tac.size() == 4 && u.amount != 0 && IsValidDate(u.date) &&
+                    u.balance_before >= u.amount && u.balance_after == u.balance_before - u.amount;
+  }
 
-      // Duplicate: the same card transaction (ASN + offline serial + type) was uploaded before.
-      auto seen = connection_.Query(
-          "SELECT outcome FROM host_purchases WHERE asn = ? AND offline_serial = ? AND type = ?",
-          {asn, serial, upload.type});
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    results.assign(batch.size(), ClearingResult{});
+    const std::int64_t now = Now();
+
+    // Duplicates: the same card transaction (ASN + offline serial + type) uploaded before.
+    std::unordered_set<std::string> uploaded_before;
+    {
+      store::Params keys;
+      keys.reserve(batch.size() * 3);
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        keys.emplace_back(names[i].asn);
+        keys.emplace_back(batch[i].card_offline_serial);
+        keys.emplace_back(batch[i].type);
+      }
+      auto seen = store::QueryRows(
+          connection_, "WITH v(asn, offline_serial, type) AS (VALUES ",
+          "(?, CAST(? AS BIGINT), CAST(? AS BIGINT))", 3, std::move(keys),
+          ") SELECT p.asn, p.offline_serial, p.type FROM v JOIN host_purchases p"
+          " ON p.asn = v.asn AND p.offline_serial = v.offline_serial AND p.type = v.type");
       if (!seen.ok()) return FromError(seen.error());
-      if (!seen->empty()) {
-        results.push_back({ClearingOutcome::kDuplicate, ""});
+      for (const store::Row& row : *seen) {
+        uploaded_before.insert(
+            PurchaseReference(row.Text(0), row.Int(1), static_cast<int>(row.Int(2))));
+      }
+    }
+
+    // The cards' wallets with the ledger's card state, and the terminals' merchants.
+    std::unordered_map<std::string, ClearingWallet> wallets;
+    std::unordered_map<std::string, std::string> merchant_of_terminal;
+    {
+      store::Params wallet_keys, terminals;
+      std::unordered_set<std::string> asked;
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        const Names& n = names[i];
+        if (!n.well_formed) continue;
+        const std::string_view wallet = ledger::WalletName(*n.wallet);
+        if (asked.insert(WalletKey(n.asn, wallet)).second) {
+          wallet_keys.emplace_back(n.asn);
+          wallet_keys.emplace_back(wallet);
+        }
+        if (asked.insert("terminal/" + n.terminal).second) terminals.emplace_back(n.terminal);
+      }
+      auto cards = store::QueryRows(
+          connection_, "WITH v(asn, wallet) AS (VALUES ", "(?, ?)", 2, std::move(wallet_keys),
+          ") SELECT c.asn, w.wallet, c.blacklisted_at, w.last_offline_serial,"
+          " w.held_in_suspense, s.balance, s.offline_serial AS state_serial FROM v"
+          " JOIN host_cards c ON c.asn = v.asn"
+          " JOIN host_card_wallets w ON w.asn = c.asn AND w.wallet = v.wallet"
+          " LEFT JOIN ledger_card_state s ON s.asn = c.asn AND s.wallet = w.wallet");
+      if (!cards.ok()) return FromError(cards.error());
+      for (const store::Row& row : *cards) {
+        wallets[WalletKey(row.Text(0), row.Text(1))] = {
+            .blacklisted_at = row.OptionalText("blacklisted_at"),
+            .last_serial = row.OptionalInt("last_offline_serial"),
+            .held = row.Int("held_in_suspense"),
+            .known_balance = row.OptionalInt("balance").value_or(0),
+            .state_serial = row.OptionalInt("state_serial")};
+      }
+      auto merchants = store::QueryRows(connection_,
+                                        "SELECT terminal_number, merchant_id FROM host_terminals"
+                                        " WHERE terminal_number IN (",
+                                        "?", 1, std::move(terminals), ")");
+      if (!merchants.ok()) return FromError(merchants.error());
+      for (const store::Row& row : *merchants) {
+        merchant_of_terminal.emplace(row.Text(0), row.Text(1));
+      }
+    }
+
+    // Gaps read on demand (a serial at or below the card's last one: rare), with what this batch
+    // opened and closed on top.
+    std::unordered_map<std::string, GapState> gaps;
+    store::Params gaps_opened;
+    std::vector<std::string> gaps_closed;  // keys into `gaps`
+    auto gap_state = [&](const std::string& asn, std::string_view wallet,
+                         std::int64_t serial) -> HostResult<GapState> {
+      const std::string key = WalletKey(asn, wallet) + "/" + std::to_string(serial);
+      if (auto known = gaps.find(key); known != gaps.end()) return known->second;
+      auto gap = connection_.Query(
+          "SELECT closed_at_us FROM host_gaps WHERE asn = ? AND wallet = ? AND"
+          " offline_serial = ?",
+          {asn, wallet, serial});
+      if (!gap.ok()) return FromError(gap.error());
+      const GapState state = gap->empty()          ? GapState::kNone
+                             : (*gap)[0].IsNull(0) ? GapState::kOpen
+                                                   : GapState::kClosed;
+      gaps.emplace(key, state);
+      return state;
+    };
+
+    std::vector<ledger::Transfer> transfers;
+    store::Params purchase_rows, suspense_rows;
+    purchase_rows.reserve(batch.size() * 12);
+    std::unordered_set<std::string> recorded;  // in this batch
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      const PurchaseUpload& upload = batch[i];
+      const Names& n = names[i];
+      const std::int64_t serial = upload.card_offline_serial;
+      if (uploaded_before.contains(n.reference) || !recorded.insert(n.reference).second) {
+        results[i] = {ClearingOutcome::kDuplicate, ""};
         continue;
       }
 
       std::string reason;
-      std::optional<std::string> merchant;
-      std::optional<std::string> blacklisted_at;
-      std::optional<std::int64_t> last_serial;
-      std::int64_t known_balance = 0;  // the ledger's card state: what the card last reported
-      std::int64_t held_for_card = 0;  // its money in suspense awaiting uploads (gaps, transit)
-      std::optional<ledger::CardState> card_state;
-      if (!wallet || upload.asn.size() != 10 || upload.terminal_number.size() != 6 ||
-          upload.tac.size() != 4 || upload.amount == 0 || !IsValidDate(upload.date) ||
-          upload.balance_before < upload.amount ||
-          upload.balance_after != upload.balance_before - upload.amount) {
-        reason = kReasonBadRecord;
-      }
+      const std::string* merchant = nullptr;
+      ClearingWallet* card = nullptr;
+      if (!n.well_formed) reason = kReasonBadRecord;
       if (reason.empty()) {
-        // The card, its wallet and the ledger's card state (ledger::Ledger::FindCardState) in
-        // one statement.
-        auto card = connection_.Query(
-            "SELECT c.blacklisted_at, w.last_offline_serial, w.held_in_suspense, s.balance"
-            " FROM host_cards c"
-            " JOIN host_card_wallets w ON w.asn = c.asn"
-            " LEFT JOIN ledger_card_state s ON s.asn = c.asn AND s.wallet = w.wallet"
-            " WHERE c.asn = ? AND w.wallet = ?",
-            {asn, std::string(ledger::WalletName(*wallet))});
-        if (!card.ok()) return FromError(card.error());
-        if (card->empty()) {
+        auto found = wallets.find(WalletKey(n.asn, ledger::WalletName(*n.wallet)));
+        if (found == wallets.end()) {
           reason = kReasonUnknownCard;
         } else {
-          blacklisted_at = (*card)[0].OptionalText("blacklisted_at");
-          last_serial = (*card)[0].OptionalInt("last_offline_serial");
-          known_balance = (*card)[0].OptionalInt("balance").value_or(0);
-          held_for_card = (*card)[0].Int("held_in_suspense");
+          card = &found->second;
         }
       }
       if (reason.empty()) {
-        auto known = merchant_of_terminal.find(terminal);
+        auto known = merchant_of_terminal.find(n.terminal);
         if (known == merchant_of_terminal.end()) {
-          auto term = connection_.Query(
-              "SELECT merchant_id FROM host_terminals WHERE terminal_number = ?", {terminal});
-          if (!term.ok()) return FromError(term.error());
-          std::optional<std::string> merchant_id;
-          if (!term->empty()) merchant_id = (*term)[0].Text(0);
-          known = merchant_of_terminal.emplace(terminal, std::move(merchant_id)).first;
-        }
-        if (!known->second) {
-          reason = "terminal " + terminal + " not registered";
+          reason = "terminal " + n.terminal + " not registered";
         } else {
-          merchant = *known->second;
+          merchant = &known->second;
         }
       }
       if (reason.empty()) {
-        keys::PurchaseRecord record{.asn = upload.asn,
-                                    .type = upload.type,
-                                    .amount = upload.amount,
-                                    .terminal_number = upload.terminal_number,
-                                    .terminal_serial = upload.terminal_serial,
-                                    .date = upload.date,
-                                    .time = upload.time,
-                                    .key_version = upload.key_version,
-                                    .tac = upload.tac};
-        if (!tac_verifier.Verify(record).ok()) reason = kReasonTacInvalid;
+        if (!tac_valid[i]) {
+          keys::PurchaseRecord record{.asn = upload.asn,
+                                      .type = upload.type,
+                                      .amount = upload.amount,
+                                      .terminal_number = upload.terminal_number,
+                                      .terminal_serial = upload.terminal_serial,
+                                      .date = upload.date,
+                                      .time = upload.time,
+                                      .key_version = upload.key_version,
+                                      .tac = upload.tac};
+          tac_valid[i] = tac_verifier.Verify(record).ok();
+        }
+        if (!*tac_valid[i]) reason = kReasonTacInvalid;
       }
       // From here on the card really made this debit (its TAC says so): the money leaves the
       // card float either to the merchant or to suspense, and the card's state follows it.
       bool late = false;  // fills a gap: its money was moved to suspense when the gap opened
       bool money_leaves_float = false;
+      std::optional<ledger::CardState> card_state;
       if (reason.empty()) {
+        const ledger::Wallet wallet = *n.wallet;
+        const std::string_view wallet_name = ledger::WalletName(wallet);
         // Gaps are only ever opened below the card's last reported serial: a serial above it
         // cannot fill one, and the common case reads no gap.
         bool fills_gap = false;
         bool advances_serial = false;  // a purchase in transit still moves the serial on
-        if (last_serial && serial <= *last_serial) {
-          auto gap = connection_.Query(
-              "SELECT closed_at_us FROM host_gaps WHERE asn = ? AND wallet = ? AND"
-              " offline_serial = ?",
-              {asn, std::string(ledger::WalletName(*wallet)), serial});
-          if (!gap.ok()) return FromError(gap.error());
-          fills_gap = !gap->empty() && (*gap)[0].IsNull(0);
+        if (card->last_serial && serial <= *card->last_serial) {
+          auto gap = gap_state(n.asn, wallet_name, serial);
+          if (!gap.ok()) return gap.error();
+          fills_gap = *gap == GapState::kOpen;
         }
         if (fills_gap) {
           late = true;
-          auto closed = connection_.Execute(
-              "UPDATE host_gaps SET closed_at_us = ? WHERE asn = ? AND wallet = ? AND"
-              " offline_serial = ?",
-              {Now(), asn, std::string(ledger::WalletName(*wallet)), serial});
-          if (!closed.ok()) return FromError(closed.error());
-        } else if (last_serial && serial <= *last_serial) {
+          const std::string key = WalletKey(n.asn, wallet_name) + "/" + std::to_string(serial);
+          gaps[key] = GapState::kClosed;
+          gaps_closed.push_back(key);
+        } else if (card->last_serial && serial <= *card->last_serial) {
           // Older than what the card last reported, and not a missing upload: out of chain.
           reason = kReasonBalanceChain;
-        } else if (!last_serial || serial == *last_serial + 1) {
-          if (upload.balance_before != known_balance) {
+        } else if (!card->last_serial || serial == *card->last_serial + 1) {
+          if (upload.balance_before != card->known_balance) {
             // In transit: made before a load whose INITIALIZE FOR LOAD showed its money gone
             // (ConfirmLoad moved it to suspense); the chain then continues after the load.
-            if (held_for_card >= upload.amount) {
+            if (card->held >= upload.amount) {
               late = true;
               advances_serial = true;
             } else {
@@ -814,55 +915,42 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
         } else {
           // Serials between the last known and this one were not uploaded: each is a gap,
           // and what they took from the card (known − before) waits in suspense.
-          const std::int64_t missing = known_balance - upload.balance_before;
+          const std::int64_t missing = card->known_balance - upload.balance_before;
           if (missing < 0) {
             reason = kReasonBalanceChain;
           } else {
-            for (std::int64_t s = *last_serial + 1; s < serial; ++s) {
-              auto opened = connection_.Execute(
-                  "INSERT INTO host_gaps (asn, wallet, offline_serial, opened_at_us)"
-                  " VALUES (?, ?, ?, ?)",
-                  {asn, std::string(ledger::WalletName(*wallet)), s, Now()});
-              if (!opened.ok()) return FromError(opened.error());
+            for (std::int64_t s = *card->last_serial + 1; s < serial; ++s) {
+              gaps[WalletKey(n.asn, wallet_name) + "/" + std::to_string(s)] = GapState::kOpen;
+              for (store::Value v : {store::Value(n.asn), store::Value(wallet_name),
+                                     store::Value(s), store::Value(now)}) {
+                gaps_opened.push_back(std::move(v));
+              }
             }
             if (missing > 0) {
-              auto counted = connection_.Execute(
-                  "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense + ?"
-                  " WHERE asn = ? AND wallet = ?",
-                  {missing, asn, std::string(ledger::WalletName(*wallet))});
-              if (!counted.ok()) return FromError(counted.error());
-              auto held = ledger_.Post({.id = "gap/" + reference,
-                                        .debit = ledger::AccountId::CardFloat(asn, *wallet),
-                                        .credit = ledger::AccountId::Suspense(),
-                                        .amount = missing,
-                                        .cause = {ledger::cause::kSuspense, "gap/" + reference}});
-              if (!held.ok()) return FromError(held.error());
+              card->held += missing;
+              card->changed = true;
+              transfers.push_back({.id = "gap/" + n.reference,
+                                   .debit = ledger::AccountId::CardFloat(n.asn, wallet),
+                                   .credit = ledger::AccountId::Suspense(),
+                                   .amount = missing,
+                                   .cause = {ledger::cause::kSuspense, "gap/" + n.reference}});
             }
           }
         }
         if (reason.empty() || reason == kReasonBlacklisted) money_leaves_float = !late;
-        if (reason.empty() && blacklisted_at && when >= *blacklisted_at) {
+        if (reason.empty() && card->blacklisted_at && n.when >= *card->blacklisted_at) {
           reason = kReasonBlacklisted;
           money_leaves_float = !late;
         }
         if (late) {
           // Its money is in suspense already: no longer waiting for this upload.
-          const std::int64_t released_amount = std::min<std::int64_t>(held_for_card, upload.amount);
-          auto released =
-              advances_serial
-                  ? connection_.Execute(
-                        "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense - ?,"
-                        " last_offline_serial = ? WHERE asn = ? AND wallet = ?",
-                        {released_amount, serial, asn, std::string(ledger::WalletName(*wallet))})
-                  : connection_.Execute(
-                        "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense - ?"
-                        " WHERE asn = ? AND wallet = ?",
-                        {released_amount, asn, std::string(ledger::WalletName(*wallet))});
-          if (!released.ok()) return FromError(released.error());
+          card->held -= std::min<std::int64_t>(card->held, upload.amount);
+          if (advances_serial) card->last_serial = serial;
+          card->changed = true;
         }
         if (!late && money_leaves_float) {
-          card_state = ledger::CardState{.asn = asn,
-                                         .wallet = *wallet,
+          card_state = ledger::CardState{.asn = n.asn,
+                                         .wallet = wallet,
                                          .balance = upload.balance_after,
                                          .offline_serial = serial};
         }
@@ -870,47 +958,99 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
 
       if (money_leaves_float || (late && reason.empty())) {
         const bool to_merchant = reason.empty();
-        auto posted = ledger_.Post(
-            {.id = "purchase/" + reference,
-             .debit =
-                 late ? ledger::AccountId::Suspense() : ledger::AccountId::CardFloat(asn, *wallet),
+        transfers.push_back(
+            {.id = "purchase/" + n.reference,
+             .debit = late ? ledger::AccountId::Suspense()
+                           : ledger::AccountId::CardFloat(n.asn, *n.wallet),
              .credit = to_merchant ? ledger::AccountId::Merchant(*merchant)
                                    : ledger::AccountId::Suspense(),
              .amount = upload.amount,
              .cause = {to_merchant ? ledger::cause::kPurchase : ledger::cause::kSuspense,
-                       reference},
+                       n.reference},
              .card_state = card_state});
-        if (!posted.ok()) return FromError(posted.error());
         if (card_state) {
-          auto moved = connection_.Execute(
-              "UPDATE host_card_wallets SET last_offline_serial = ? WHERE asn = ? AND wallet = ?",
-              {serial, asn, std::string(ledger::WalletName(*wallet))});
-          if (!moved.ok()) return FromError(moved.error());
+          // As the ledger applies it: unless older than the stored card state.
+          if (!card->state_serial || serial >= *card->state_serial) {
+            card->known_balance = upload.balance_after;
+            card->state_serial = serial;
+          }
+          card->last_serial = serial;
+          card->changed = true;
         }
       }
 
-      result.outcome = reason.empty() ? ClearingOutcome::kAccepted : ClearingOutcome::kSuspense;
-      result.reason = reason;
-      auto recorded = connection_.Execute(
-          "INSERT INTO host_purchases (asn, offline_serial, type, amount, balance_before,"
-          " balance_after, terminal_number, terminal_serial, txn_time, tac, outcome, reason)"
-          " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-          {asn, serial, upload.type, upload.amount, upload.balance_before, upload.balance_after,
-           terminal, upload.terminal_serial, when, ToHex(upload.tac),
-           std::string(ClearingOutcomeName(result.outcome)), reason});
-      if (!recorded.ok()) return FromError(recorded.error());
+      results[i] = {reason.empty() ? ClearingOutcome::kAccepted : ClearingOutcome::kSuspense,
+                    reason};
+      for (store::Value v :
+           {store::Value(n.asn), store::Value(serial), store::Value(upload.type),
+            store::Value(upload.amount), store::Value(upload.balance_before),
+            store::Value(upload.balance_after), store::Value(n.terminal),
+            store::Value(upload.terminal_serial), store::Value(n.when),
+            store::Value(ToHex(upload.tac)), store::Value(ClearingOutcomeName(results[i].outcome)),
+            store::Value(reason)}) {
+        purchase_rows.push_back(std::move(v));
+      }
       if (!reason.empty()) {
         // A blacklisted card's purchase is the one refusal whose money left the card float (or
         // was in suspense already): the reviewer pays or refunds it.
         const bool money_held = reason == kReasonBlacklisted;
-        auto queued = connection_.Execute(
-            "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us,"
-            " money_held) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            {asn, serial, upload.type, upload.amount, reason, Now(), money_held});
-        if (!queued.ok()) return FromError(queued.error());
+        for (store::Value v : {store::Value(n.asn), store::Value(serial), store::Value(upload.type),
+                               store::Value(upload.amount), store::Value(reason), store::Value(now),
+                               store::Value(money_held)}) {
+          suspense_rows.push_back(std::move(v));
+        }
       }
-      results.push_back(result);
     }
+
+    // Everything the batch decided, written set-wise.
+    auto opened = store::ExecuteRows(
+        connection_, "INSERT INTO host_gaps (asn, wallet, offline_serial, opened_at_us) VALUES ",
+        "(?, ?, ?, ?)", 4, std::move(gaps_opened));
+    if (!opened.ok()) return FromError(opened.error());
+    for (const std::string& key : gaps_closed) {
+      // key: <asn>/<wallet>/<serial> (WalletKey + serial)
+      const std::size_t first = key.find('/'), second = key.find('/', first + 1);
+      auto closed = connection_.Execute(
+          "UPDATE host_gaps SET closed_at_us = ? WHERE asn = ? AND wallet = ? AND"
+          " offline_serial = ?",
+          {now, key.substr(0, first), key.substr(first + 1, second - first - 1),
+           std::stoll(key.substr(second + 1))});
+      if (!closed.ok()) return FromError(closed.error());
+    }
+    if (!transfers.empty()) {
+      auto posted = ledger_.PostBatch(transfers);
+      if (!posted.ok()) return FromError(posted.error());
+    }
+    store::Params wallet_rows;
+    for (const auto& [key, wallet] : wallets) {
+      if (!wallet.changed) continue;
+      const std::size_t slash = key.find('/');
+      for (store::Value v :
+           {store::Value(key.substr(0, slash)), store::Value(key.substr(slash + 1)),
+            store::Value(wallet.last_serial), store::Value(wallet.held)}) {
+        wallet_rows.push_back(std::move(v));
+      }
+    }
+    auto moved = store::ExecuteRows(
+        connection_, "WITH v(asn, wallet, last_offline_serial, held_in_suspense) AS (VALUES ",
+        "(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT))", 4, std::move(wallet_rows),
+        ") UPDATE host_card_wallets SET last_offline_serial = v.last_offline_serial,"
+        " held_in_suspense = v.held_in_suspense FROM v"
+        " WHERE host_card_wallets.asn = v.asn AND host_card_wallets.wallet = v.wallet");
+    if (!moved.ok()) return FromError(moved.error());
+    auto recorded_rows = store::ExecuteRows(
+        connection_,
+        "INSERT INTO host_purchases (asn, offline_serial, type, amount, balance_before,"
+        " balance_after, terminal_number, terminal_serial, txn_time, tac, outcome, reason)"
+        " VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", 12, std::move(purchase_rows));
+    if (!recorded_rows.ok()) return FromError(recorded_rows.error());
+    auto queued = store::ExecuteRows(
+        connection_,
+        "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us,"
+        " money_held) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?)", 7, std::move(suspense_rows));
+    if (!queued.ok()) return FromError(queued.error());
     return Done{};
   });
   if (!done.ok()) return done.error();

@@ -16,6 +16,7 @@
 #include "common/bcd.h"
 #include "common/bytes.h"
 #include "common/result.h"
+#include "common/text.h"
 
 namespace medcard::issuance {
 
@@ -77,10 +78,9 @@ char Mod112CheckCharacter(std::string_view first_17_digits);
 // 17 digits, then the right check character (upper-case X only).
 bool IsValidResidentIdNumber(std::string_view id);
 
-// UTF-8 → GBK through glibc iconv. Errors: not UTF-8, or a character GBK cannot hold (named).
-Result<Bytes> Utf8ToGbk(std::string_view utf8);
-// GBK → UTF-8 (for showing what a card holds). Error on bytes that are not GBK.
-Result<std::string> GbkToUtf8(ByteView gbk);
+// The GBK conversions (common/text.h), where issuance's callers have always found them.
+using ::medcard::GbkToUtf8;
+using ::medcard::Utf8ToGbk;
 
 // What the issuer puts on a card besides the holder: its numbers and the issuer's settings.
 struct CardIdentity {

@@ -12,12 +12,14 @@
 namespace medcard::keys::internal {
 
 bool IsKeyEncryptingKey(Family family) {
-  return family == Family::kTransport || family == Family::kTerminalMaster;
+  return family == Family::kTransport || family == Family::kTerminalMaster ||
+         family == Family::kTerminalKeyExchange;
 }
 
 Family FamilyOfName(std::string_view name) {
   if (name == "transport") return Family::kTransport;
   if (IsTerminalMasterKeyName(name)) return Family::kTerminalMaster;
+  if (name == kTerminalKeyExchangeKey) return Family::kTerminalKeyExchange;
   return Family::kIssuer;
 }
 
@@ -28,6 +30,14 @@ Error KeyPolicy::Fail(std::string_view message) const {
 Status KeyPolicy::CheckWrap(Family wrapping, Family key) const {
   if (!IsKeyEncryptingKey(wrapping)) {
     return Fail("only a transport key or a terminal master key can wrap keys");
+  }
+  // The key-exchange key is shared with every terminal: under it travel terminal master keys
+  // only, and it never travels itself.
+  if (key == Family::kTerminalKeyExchange) {
+    return Fail("the terminal key-exchange key (tkek) is never wrapped");
+  }
+  if (wrapping == Family::kTerminalKeyExchange && key != Family::kTerminalMaster) {
+    return Fail("the terminal key-exchange key (tkek) wraps only terminal master keys");
   }
   // A terminal master key is known to the terminal: only keys meant for the terminal (its
   // working keys) travel under it, never an issuer or transport key.
@@ -41,7 +51,43 @@ Status KeyPolicy::CheckUnwrap(Family wrapping) const {
   if (!IsKeyEncryptingKey(wrapping)) {
     return Fail("only a transport key or a terminal master key can unwrap keys");
   }
+  if (wrapping == Family::kTerminalKeyExchange) {
+    return Fail(
+        "the terminal key-exchange key (tkek) unwraps only a delivered terminal master key "
+        "into the store (ImportWrapped)");
+  }
   return Status::Ok();
+}
+
+Status KeyPolicy::CheckImportWrapped(Family wrapping, std::string_view name, ByteView cryptogram,
+                                     ByteView expected_kcv) const {
+  if (wrapping != Family::kTerminalKeyExchange) {
+    return Fail(
+        "a stored key is imported encrypted only under the terminal key-exchange key "
+        "(tkek)");
+  }
+  if (!IsTerminalMasterKeyName(name)) {
+    return Fail(
+        "the terminal key-exchange key (tkek) delivers only terminal master keys "
+        "(tmk/<12 upper-case hex digits>), not \"" +
+        std::string(name) + "\"");
+  }
+  if (cryptogram.size() != 16) {
+    return Fail("a terminal master key cryptogram is 16 bytes, got " +
+                std::to_string(cryptogram.size()));
+  }
+  if (expected_kcv.size() != 3) {
+    return Fail("a KCV is 3 bytes, got " + std::to_string(expected_kcv.size()));
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckDeliveredKcv(std::string_view name, ByteView kcv,
+                                    ByteView expected_kcv) const {
+  if (ConstantTimeEqual(kcv, expected_kcv)) return Status::Ok();
+  return Fail("the delivered key for \"" + std::string(name) + "\" has KCV " + ToHex(kcv) +
+              ", the delivery says " + ToHex(expected_kcv) +
+              " (a different tkek, or a damaged cryptogram); nothing imported");
 }
 
 Status KeyPolicy::CheckDecrypt(Family key) const {
@@ -63,8 +109,8 @@ Status KeyPolicy::RefuseKeyEncryptingKey(Family key, std::string_view what) cons
 Status KeyPolicy::CheckName(std::string_view name) const {
   if (IsValidKeyName(name)) return Status::Ok();
   return Fail("\"" + std::string(name) +
-              "\" is not a key name (an issuer role such as \"purchase\", or "
-              "tmk/<12 upper-case hex digits>)");
+              "\" is not a key name (an issuer role such as \"purchase\", "
+              "tmk/<12 upper-case hex digits>, or tkek)");
 }
 
 Result<std::uint8_t> KeyPolicy::NextVersion(std::string_view name, std::uint8_t latest) const {

@@ -23,10 +23,11 @@ namespace medcard::keys::internal {
 // terminal master keys, with everything diversified from them) wraps and unwraps keys but never
 // decrypts data: that would hand out in clear whatever was wrapped under it.
 enum class Family : std::uint8_t {
-  kIssuer,          // issuer master keys other than transport, and the card keys from them
-  kTransport,       // "transport" and the card/PSAM transport keys diversified from it
-  kTerminalMaster,  // "tmk/..." and keys diversified from one
-  kReceived,        // a key unwrapped from a cryptogram (a terminal's working key)
+  kIssuer,               // issuer master keys other than transport, and the card keys from them
+  kTransport,            // "transport" and the card/PSAM transport keys diversified from it
+  kTerminalMaster,       // "tmk/..." and keys diversified from one
+  kReceived,             // a key unwrapped from a cryptogram (a terminal's working key)
+  kTerminalKeyExchange,  // "tkek" (docs/pos.md "TMK delivery"), and keys diversified from it
 };
 
 bool IsKeyEncryptingKey(Family family);
@@ -41,8 +42,13 @@ class KeyPolicy {
   // ---- Key usage (key_store.h) ------------------------------------------------------------
   // Only a key-encrypting key wraps; under a terminal master key only received keys travel.
   Status CheckWrap(Family wrapping, Family key) const;
-  // Only a key-encrypting key unwraps.
+  // Only a key-encrypting key unwraps; "tkek" unwraps nothing transient (only ImportWrapped).
   Status CheckUnwrap(Family wrapping) const;
+  // ImportWrapped: only under "tkek", only into a "tmk/..." name; the cryptogram is 16 bytes.
+  Status CheckImportWrapped(Family wrapping, std::string_view name, ByteView cryptogram,
+                            ByteView expected_kcv) const;
+  // The KCV of the unwrapped key against the delivery's.
+  Status CheckDeliveredKcv(std::string_view name, ByteView kcv, ByteView expected_kcv) const;
   // A key-encrypting key never decrypts data.
   Status CheckDecrypt(Family key) const;
   // A key-encrypting key derives no session or TAC key; `what` is e.g. "derive a TAC key".

@@ -18,7 +18,7 @@ bool IsTerminalMasterKeyName(std::string_view name) {
 }
 
 bool IsValidKeyName(std::string_view name) {
-  return IsIssuerRole(name) || IsTerminalMasterKeyName(name);
+  return IsIssuerRole(name) || IsTerminalMasterKeyName(name) || name == kTerminalKeyExchangeKey;
 }
 
 Status KeyStore::VerifyMac(KeyRef key, ByteView data, ByteView mac, ByteView iv) {

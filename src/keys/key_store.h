@@ -26,21 +26,24 @@
 namespace medcard::keys {
 
 // Issuer master key roles (issue: keys and issuance). Terminal master keys are named
-// "tmk/<terminal number hex>".
+// "tmk/<terminal number hex>". The terminal key-exchange key "tkek" is established by key
+// ceremony on both sides (the bank's store and each terminal's) and carries TMKs from the bank to
+// the terminals: Wrap(tkek, tmk) at the bank, ImportWrapped at the terminal (docs/pos.md).
 inline constexpr std::string_view kIssuerRoles[] = {
     "purchase",    "load",       "tac",         "unload",        "overdraw",
     "pin_unblock", "pin_reload", "maintenance", "external_auth", "settlement",
     "card_master", "transport",  "visit_record"};
 bool IsIssuerRole(std::string_view role);
+inline constexpr std::string_view kTerminalKeyExchangeKey = "tkek";
 bool IsTerminalMasterKeyName(std::string_view name);  // "tmk/" + 12 upper-case hex digits
-bool IsValidKeyName(std::string_view name);           // an issuer role or a TMK name
+bool IsValidKeyName(std::string_view name);           // an issuer role, a TMK name or "tkek"
 
 // What List() shows about a stored key: never its value.
 struct KeyInfo {
   std::string name;          // role or "tmk/..."
   std::uint8_t version = 0;  // 1, 2, ... (rotation adds a version; old ones still work)
   std::string kcv;           // 6 hex digits
-  std::string origin;        // "generated", "components", "test-set"
+  std::string origin;        // "generated", "components", "test-set", "wrapped"
   std::string created;       // ISO 8601 UTC
   bool operator==(const KeyInfo&) const = default;
 };
@@ -55,13 +58,16 @@ struct KeyRef {
 enum class CipherMode { kEcb, kCbc };
 
 // Key usage (every backend enforces it, the shared test suite checks it). The key-encrypting
-// keys are "transport" and every "tmk/..." key, and the keys diversified from them:
+// keys are "transport", "tkek" and every "tmk/..." key, and the keys diversified from them:
 //   - only a key-encrypting key can Wrap and Unwrap;
 //   - a key-encrypting key never Decrypts data (that would reveal whatever was wrapped under it)
 //     and derives no session or TAC key; it may Encrypt (the SET PIN cryptogram) and Mac;
 //   - under a terminal master key (known to its terminal) only keys received by Unwrap travel,
 //     never an issuer master key, a card key or a transport key;
-//   - a key from Unwrap is a data key: it can never wrap or unwrap.
+//   - a key from Unwrap is a data key: it can never wrap or unwrap;
+//   - "tkek" wraps only terminal master keys, unwraps nothing transient and is itself never
+//     wrapped; a stored key arrives encrypted (ImportWrapped) only under "tkek", and only as a
+//     "tmk/..." key.
 
 class KeyStore {
  public:
@@ -83,6 +89,12 @@ class KeyStore {
                                            std::span<const Bytes> components) = 0;
   // Only on a test_only() store: imports a published test key in clear.
   virtual Result<KeyInfo> ImportTestKey(std::string_view name, ByteView key) = 0;
+  // A key delivered encrypted: `cryptogram` = Wrap(wrapping, key) made by another store holding
+  // the same `wrapping` key ("tkek"), stored under `name` (a "tmk/..." name) as a new version
+  // with origin "wrapped" — but only when the key's KCV equals `expected_kcv` (3 bytes): a wrong
+  // wrapping key or a damaged cryptogram stores nothing.
+  virtual Result<KeyInfo> ImportWrapped(std::string_view name, KeyRef wrapping, ByteView cryptogram,
+                                        ByteView expected_kcv) = 0;
   // A stored key by name; version nullopt = the latest. Error naming the key when missing.
   virtual Result<KeyRef> Find(std::string_view name,
                               std::optional<std::uint8_t> version = std::nullopt) = 0;

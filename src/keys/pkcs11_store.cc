@@ -432,6 +432,34 @@ class Pkcs11KeyStore final : public KeyStore {
     return ImportClear(name, key, "test-set");
   }
 
+  // Like Unwrap (SoftHSM 2.6.1 has no DES3 C_UnwrapKey): C_Decrypt under the wrapping key, then
+  // the token objects of a stored key (CKA_TOKEN) from the value, which is wiped. The KCV is
+  // checked before anything is created.
+  Result<KeyInfo> ImportWrapped(std::string_view name, KeyRef wrapping, ByteView cryptogram,
+                                ByteView expected_kcv) override {
+    auto w = Get(wrapping);
+    if (!w.ok()) return w.error();
+    if (Status ok = kPolicy.CheckImportWrapped((*w)->family, name, cryptogram, expected_kcv);
+        !ok.ok()) {
+      return ok.error();
+    }
+    if ((*w)->length != 16) return kPolicy.KeyLengthError("unwrapping", 16, (*w)->length);
+    auto value = RunCipher(*(*w)->object, CKM_DES3_ECB, cryptogram, {}, false);
+    if (!value.ok()) return value.error();
+    auto kcv = crypto::Kcv(*value);
+    if (!kcv.ok()) {
+      SecureWipe(*value);
+      return kcv.error();
+    }
+    if (Status ok = kPolicy.CheckDeliveredKcv(name, *kcv, expected_kcv); !ok.ok()) {
+      SecureWipe(*value);
+      return ok.error();
+    }
+    auto info = ImportClear(name, *value, "wrapped");
+    SecureWipe(*value);
+    return info;
+  }
+
   // With a version (the host's usual case: the card names its key version) the key is found by
   // its exact label, and its handles are remembered: no scan of the token per transaction.
   Result<KeyRef> Find(std::string_view name, std::optional<std::uint8_t> version) override {

@@ -71,7 +71,7 @@ constexpr KdfParams kProductionKdf{1u << 15, 8, 1};
 constexpr KdfParams kTestKdf{1u << 10, 8, 1};
 constexpr std::uint64_t kScryptMaxMemory = 512u << 20;
 
-enum class Origin : std::uint8_t { kGenerated = 1, kComponents = 2, kTestSet = 3 };
+enum class Origin : std::uint8_t { kGenerated = 1, kComponents = 2, kTestSet = 3, kWrapped = 4 };
 
 std::string OriginName(Origin origin) {
   switch (origin) {
@@ -81,6 +81,8 @@ std::string OriginName(Origin origin) {
       return "components";
     case Origin::kTestSet:
       return "test-set";
+    case Origin::kWrapped:
+      return "wrapped";
   }
   return "unknown";
 }
@@ -312,7 +314,7 @@ std::optional<std::vector<StoredKey>> ReadRecords(ByteView in) {
     k.created = static_cast<std::int64_t>(ReadU64(in, at));
     at += 8;
     const std::size_t value_length = in[at++];
-    if (!IsValidKeyName(k.name) || k.version == 0 || origin < 1 || origin > 3 ||
+    if (!IsValidKeyName(k.name) || k.version == 0 || origin < 1 || origin > 4 ||
         value_length != 16 || at + value_length + 3 > in.size()) {
       return fail();
     }
@@ -515,6 +517,28 @@ class SoftwareKeyStore final : public KeyStore {
       return ok.error();
     }
     return Add(name, Bytes(key.begin(), key.end()), Origin::kTestSet);
+  }
+
+  Result<KeyInfo> ImportWrapped(std::string_view name, KeyRef wrapping, ByteView cryptogram,
+                                ByteView expected_kcv) override {
+    auto w = Get(wrapping);
+    if (!w.ok()) return w.error();
+    if (Status ok = kPolicy.CheckImportWrapped((*w)->family, name, cryptogram, expected_kcv);
+        !ok.ok()) {
+      return ok.error();
+    }
+    auto value = crypto::DecryptKeyFromTransport(Value(**w), cryptogram);
+    if (!value.ok()) return value.error();
+    auto kcv = crypto::Kcv(*value);
+    if (!kcv.ok()) {
+      SecureWipe(*value);
+      return kcv.error();
+    }
+    if (Status ok = kPolicy.CheckDeliveredKcv(name, *kcv, expected_kcv); !ok.ok()) {
+      SecureWipe(*value);
+      return ok.error();
+    }
+    return Add(name, std::move(value).value(), Origin::kWrapped);
   }
 
   Result<KeyRef> Find(std::string_view name, std::optional<std::uint8_t> version) override {

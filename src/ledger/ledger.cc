@@ -6,12 +6,16 @@
 #include <cctype>
 #include <chrono>
 #include <limits>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "ledger/internal.h"
 
 namespace medcard::ledger {
 
 using store::Connection;
+using store::Params;
 using store::Row;
 using store::TransactionMode;
 
@@ -112,11 +116,15 @@ LedgerResult<std::string> CanonicalDetails(std::string_view json) {
   return parsed.dump();  // object keys sorted: the same details always read the same
 }
 
+// Exactly what nlohmann::json's dump() makes of it (keys sorted, no spaces), which stored rows hold
+// and retries are compared by; written by hand because clearing makes one per purchase. The ASN
+// is upper-case hex (ValidCardState): nothing to escape.
 std::string CardStateJson(const CardState& s) {
-  nlohmann::json j = {{"asn", s.asn}, {"wallet", WalletName(s.wallet)}, {"balance", s.balance}};
-  if (s.online_serial) j["online_serial"] = *s.online_serial;
-  if (s.offline_serial) j["offline_serial"] = *s.offline_serial;
-  return j.dump();
+  std::string out = "{\"asn\":\"" + s.asn + "\",\"balance\":" + std::to_string(s.balance);
+  if (s.offline_serial) out += ",\"offline_serial\":" + std::to_string(*s.offline_serial);
+  if (s.online_serial) out += ",\"online_serial\":" + std::to_string(*s.online_serial);
+  out += ",\"wallet\":\"" + std::string(WalletName(s.wallet)) + "\"}";
+  return out;
 }
 
 std::optional<CardState> CardStateFromJson(const std::string& text) {
@@ -402,6 +410,8 @@ LedgerResult<bool> ApplyCardStateOf(Connection& c, const AccountRow& account, co
   return true;
 }
 
+AccountId CardFloatOf(const CardState& s) { return AccountId::CardFloat(s.asn, s.wallet); }
+
 LedgerResult<bool> ApplyCardState(Connection& c, const CardState& s, std::int64_t now) {
   auto account = EnsureAccount(c, AccountId::CardFloat(s.asn, s.wallet), now);
   if (!account) return account.error();
@@ -645,6 +655,243 @@ LedgerResult<PostResult> Ledger::Post(const Transfer& transfer) {
     }
     result.outcome = Outcome::kPosted;
     return result;
+  });
+}
+
+LedgerResult<std::vector<PostResult>> Ledger::PostBatch(const std::vector<Transfer>& transfers) {
+  std::vector<PreparedTransfer> prepared;
+  prepared.reserve(transfers.size());
+  for (const Transfer& t : transfers) {
+    if (t.pending || t.debit_must_not_go_negative) {
+      return Invalid("transfer " + t.id +
+                     ": a batch posts plain transfers (not pending, no must-not-go-negative)");
+    }
+    auto p = Prepare(t);
+    if (!p) return p.error();
+    prepared.push_back(std::move(p).value());
+  }
+  using Results = std::vector<PostResult>;
+  return Run<Results>(TransactionMode::kWrite, [&]() -> LedgerResult<Results> {
+    Connection& c = connection_;
+    Results results;
+    if (prepared.empty()) return results;
+    const std::int64_t now = Now();
+
+    // A retry among them (an id posted before, or twice here): Post decides each one.
+    bool retried = false;
+    {
+      std::unordered_set<std::string_view> ids;
+      Params values;
+      values.reserve(prepared.size());
+      for (const PreparedTransfer& p : prepared) {
+        retried = retried || !ids.insert(p.transfer.id).second;
+        values.emplace_back(p.transfer.id);
+      }
+      if (!retried) {
+        auto existing = store::QueryRows(c, "SELECT id FROM ledger_transfers WHERE id IN (", "?", 1,
+                                         std::move(values), ")");
+        if (!existing) return StoreError(existing.error(), "looking for posted transfers");
+        retried = !existing->empty();
+      }
+    }
+    if (retried) {
+      for (const Transfer& t : transfers) {
+        auto posted = Post(t);
+        if (!posted) return posted.error();
+        results.push_back(std::move(posted).value());
+      }
+      return results;
+    }
+
+    // Every account the batch touches, read together; a missing one is created.
+    std::unordered_map<std::string, AccountRow> accounts;
+    auto key_of = [](const AccountId& id) {
+      return std::string(AccountKindName(id.kind)) + "|" + id.key;
+    };
+    {
+      Params values;
+      for (const PreparedTransfer& p : prepared) {
+        for (const AccountId* id : {&p.transfer.debit, &p.transfer.credit}) {
+          auto [it, added] = accounts.try_emplace(key_of(*id));
+          if (!added) continue;
+          it->second.account.id = *id;
+          values.emplace_back(AccountKindName(id->kind));
+          values.emplace_back(id->key);
+        }
+      }
+      auto rows = store::QueryRows(
+          c, "WITH v(kind, account_key) AS (VALUES ", "(?, ?)", 2, std::move(values),
+          ") SELECT a.id, a.kind, a.account_key, a.balance, a.debits_pending,"
+          " a.credits_pending, a.shard FROM v"
+          " JOIN ledger_accounts a ON a.kind = v.kind AND a.account_key = v.account_key");
+      if (!rows) return StoreError(rows.error(), "reading accounts");
+      for (const Row& row : *rows) {
+        auto it = accounts.find(row.Text("kind") + "|" + row.Text("account_key"));
+        if (it == accounts.end()) continue;
+        it->second = AccountFromRow(it->second.account.id, row);
+      }
+      for (auto& [key, account] : accounts) {
+        if (account.db_id != 0) continue;
+        auto created = EnsureAccount(c, account.account.id, now);
+        if (!created) return created.error();
+        account = *created;
+      }
+    }
+
+    // The balances after each transfer, in order: what the posting legs record.
+    struct Legs {
+      const AccountRow* debit = nullptr;
+      const AccountRow* credit = nullptr;
+      std::int64_t debit_after = 0, credit_after = 0;
+    };
+    std::vector<Legs> legs;
+    legs.reserve(prepared.size());
+    std::unordered_map<std::int64_t, std::int64_t> delta_of_account;
+    Params transfer_values;
+    transfer_values.reserve(prepared.size() * 13);
+    for (const PreparedTransfer& p : prepared) {
+      const Transfer& t = p.transfer;
+      AccountRow& debit = accounts[key_of(t.debit)];
+      AccountRow& credit = accounts[key_of(t.credit)];
+      Legs l{&debit, &credit, 0, 0};
+      if (__builtin_sub_overflow(debit.account.balance, t.amount, &l.debit_after) ||
+          __builtin_add_overflow(credit.account.balance, t.amount, &l.credit_after)) {
+        return Invalid("posting " + std::to_string(t.amount) + " fen would overflow a balance of " +
+                       t.debit.ToString() + " or " + t.credit.ToString());
+      }
+      debit.account.balance = l.debit_after;
+      credit.account.balance = l.credit_after;
+      delta_of_account[debit.db_id] -= t.amount;
+      delta_of_account[credit.db_id] += t.amount;
+      legs.push_back(l);
+      for (store::Value v :
+           {store::Value(t.id), store::Value(debit.db_id), store::Value(credit.db_id),
+            store::Value(t.amount), store::Value(false), store::Value(false),
+            store::Value(TransferStateName(TransferState::kPosted)), store::Value(t.cause.kind),
+            store::Value(t.cause.reference), store::Value(t.cause.details_json),
+            p.card_state_json.empty() ? store::Value() : store::Value(p.card_state_json),
+            store::Value(debit.shard), store::Value(now)}) {
+        transfer_values.push_back(std::move(v));
+      }
+    }
+
+    auto inserted = store::QueryRows(
+        c,
+        "INSERT INTO ledger_transfers (id, debit_account, credit_account, amount, pending,"
+        " debit_must_not_go_negative, state, cause_kind, cause_reference, cause_details,"
+        " card_state, shard, created_at) VALUES ",
+        "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", 13, std::move(transfer_values),
+        " ON CONFLICT (id) DO NOTHING RETURNING seq, id");
+    if (!inserted) return StoreError(inserted.error(), "recording transfers");
+    std::unordered_map<std::string, std::int64_t> seq_of;
+    for (const Row& row : *inserted) seq_of.emplace(row.Text("id"), row.Int("seq"));
+
+    results.reserve(prepared.size());
+    Params posting_values;
+    posting_values.reserve(prepared.size() * 12);
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      const Transfer& t = prepared[i].transfer;
+      auto seq = seq_of.find(t.id);
+      if (seq == seq_of.end()) {
+        // Checked absent above, in this transaction: another writer got in (run it again).
+        LedgerError e = MakeLedgerError(ErrorKind::kStore,
+                                        "ledger: transfer " + t.id + " was recorded concurrently");
+        e.store_kind = store::ErrorKind::kRetryable;
+        return e;
+      }
+      const Legs& l = legs[i];
+      for (store::Value v :
+           {store::Value(seq->second), store::Value(l.debit->db_id), store::Value(-t.amount),
+            store::Value(l.debit_after), store::Value(l.debit->shard), store::Value(now),
+            store::Value(seq->second), store::Value(l.credit->db_id), store::Value(t.amount),
+            store::Value(l.credit_after), store::Value(l.credit->shard), store::Value(now)}) {
+        posting_values.push_back(std::move(v));
+      }
+      PostResult result;
+      result.outcome = Outcome::kPosted;
+      result.transfer.seq = seq->second;
+      result.transfer.transfer = t;
+      result.transfer.state = TransferState::kPosted;
+      result.transfer.created_at_us = now;
+      results.push_back(std::move(result));
+    }
+
+    Params delta_values;
+    for (const auto& [account_id, delta] : delta_of_account) {
+      delta_values.emplace_back(account_id);
+      delta_values.emplace_back(delta);
+    }
+    const auto account_count = static_cast<std::int64_t>(delta_of_account.size());
+    auto updated =
+        store::ExecuteRows(c, "WITH v(account_id, delta) AS (VALUES ",
+                           "(CAST(? AS BIGINT), CAST(? AS BIGINT))", 2, std::move(delta_values),
+                           ") UPDATE ledger_accounts SET balance = balance + v.delta FROM v"
+                           " WHERE ledger_accounts.id = v.account_id");
+    if (!updated) return StoreError(updated.error(), "updating balances");
+    if (*updated != account_count) {
+      return MakeLedgerError(ErrorKind::kStore, "ledger: an account row vanished while posting");
+    }
+    auto written = store::ExecuteRows(c,
+                                      "INSERT INTO ledger_postings (transfer_seq, account_id,"
+                                      " amount, balance_after, shard, created_at) VALUES ",
+                                      "(?, ?, ?, ?, ?, ?)", 6, std::move(posting_values));
+    if (!written) return StoreError(written.error(), "writing postings");
+
+    // Card states: a card float reported once in the batch in one statement for all; one
+    // reported more than once in order, as Post would (each applied unless older than stored).
+    std::unordered_map<std::int64_t, int> states_of_account;
+    for (const PreparedTransfer& p : prepared) {
+      if (p.transfer.card_state) {
+        ++states_of_account[accounts[key_of(CardFloatOf(*p.transfer.card_state))].db_id];
+      }
+    }
+    Params state_values;
+    std::vector<std::size_t> single_states;
+    for (std::size_t i = 0; i < prepared.size(); ++i) {
+      const auto& s = prepared[i].transfer.card_state;
+      if (!s) continue;
+      const AccountRow& account = accounts[key_of(CardFloatOf(*s))];
+      if (states_of_account[account.db_id] > 1) {
+        auto applied = ApplyCardStateOf(c, account, *s, now);
+        if (!applied) return applied.error();
+        results[i].card_state_applied = *applied;
+        continue;
+      }
+      single_states.push_back(i);
+      for (store::Value v :
+           {store::Value(account.db_id), store::Value(s->balance), store::Value(s->online_serial),
+            store::Value(s->offline_serial), store::Value(now)}) {
+        state_values.push_back(std::move(v));
+      }
+    }
+    auto applied = store::QueryRows(
+        c, "WITH v(card_account, balance, online_serial, offline_serial, updated_at) AS (VALUES ",
+        "(CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT),"
+        " CAST(? AS BIGINT))",
+        5, std::move(state_values),
+        ") UPDATE ledger_card_state SET balance = v.balance,"
+        " online_serial = COALESCE(v.online_serial, ledger_card_state.online_serial),"
+        " offline_serial = COALESCE(v.offline_serial, ledger_card_state.offline_serial),"
+        " updated_at = v.updated_at FROM v WHERE ledger_card_state.account_id = v.card_account"
+        " AND COALESCE(v.online_serial >= ledger_card_state.online_serial, TRUE)"
+        " AND COALESCE(v.offline_serial >= ledger_card_state.offline_serial, TRUE)"
+        " RETURNING account_id");
+    if (!applied) return StoreError(applied.error(), "updating card states");
+    std::unordered_set<std::int64_t> applied_accounts;
+    for (const Row& row : *applied) applied_accounts.insert(row.Int(0));
+    for (const std::size_t i : single_states) {
+      const CardState& s = *prepared[i].transfer.card_state;
+      const AccountRow& account = accounts[key_of(CardFloatOf(s))];
+      if (applied_accounts.contains(account.db_id)) {
+        results[i].card_state_applied = true;
+        continue;
+      }
+      // No state stored yet (it is inserted), or a newer one (kept): as Post decides it.
+      auto one = ApplyCardStateOf(c, account, s, now);
+      if (!one) return one.error();
+      results[i].card_state_applied = *one;
+    }
+    return results;
   });
 }
 

@@ -245,6 +245,13 @@ class Ledger {
   LedgerResult<std::optional<Account>> FindAccount(const AccountId& id);
 
   LedgerResult<PostResult> Post(const Transfer& transfer);
+  // Posts many transfers, in order, as Post would one after the other, but set-wise: the
+  // accounts are read, the transfers, balances, posting legs and card states written in a few
+  // multi-row statements (clearing a batch of uploads). The same all-or-nothing transaction rule
+  // as Post. Plain transfers only: pending or must-not-go-negative ones are kInvalid (use Post).
+  // A batch holding an id posted before (a retry) or twice goes through Post one by one: the
+  // same kExists and kConflict answers. card_state_applied as Post says it, transfer by transfer.
+  LedgerResult<std::vector<PostResult>> PostBatch(const std::vector<Transfer>& transfers);
   // Posts a pending transfer (and applies the card state the card's TAC confirmed). Completing a
   // completed transfer again is kExists; a voided one is kWrongState.
   LedgerResult<PostResult> Complete(std::string_view pending_id,

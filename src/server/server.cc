@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <time.h>
 
 #include <array>
 #include <asio.hpp>
@@ -114,10 +115,19 @@ class ServerState {
   bool shut_down_ = false;
 
   std::atomic<std::uint64_t> connections_accepted_{0}, frames_received_{0}, replies_sent_{0},
-      groups_{0}, framing_errors_{0}, timeouts_{0}, connections_refused_{0}, largest_group_{0};
+      groups_{0}, framing_errors_{0}, timeouts_{0}, connections_refused_{0}, largest_group_{0},
+      handler_wall_us_{0}, handler_cpu_us_{0};
 };
 
 namespace {
+
+// The calling thread's CPU time so far, µs.
+std::uint64_t ThreadCpuMicroseconds() {
+  timespec now{};
+  if (::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now) != 0) return 0;
+  return static_cast<std::uint64_t>(now.tv_sec) * 1'000'000u +
+         static_cast<std::uint64_t>(now.tv_nsec) / 1'000u;
+}
 
 std::string PeerText(const tcp::socket& socket) {
   std::error_code error;
@@ -456,6 +466,8 @@ void ServerState::ProcessGroups() {
 
     std::vector<Reply> replies;
     bool answered = false;
+    const auto wall_start = std::chrono::steady_clock::now();
+    const std::uint64_t cpu_start = ThreadCpuMicroseconds();
     try {
       replies = handler_(std::span<const Bytes>(frames));
       answered = replies.size() == frames.size();
@@ -468,6 +480,12 @@ void ServerState::ProcessGroups() {
     } catch (...) {
       spdlog::error("server: handler failed; closing the group's connections");
     }
+    handler_cpu_us_.fetch_add(ThreadCpuMicroseconds() - cpu_start, std::memory_order_relaxed);
+    handler_wall_us_.fetch_add(
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                       std::chrono::steady_clock::now() - wall_start)
+                                       .count()),
+        std::memory_order_relaxed);
     for (std::size_t i = 0; i < group.size(); ++i) {
       Reply reply = answered ? std::move(replies[i]) : Reply{std::nullopt, true};
       std::shared_ptr<Connection> connection = std::move(group[i].connection);
@@ -551,6 +569,8 @@ Stats ServerState::stats() const {
   stats.timeouts = timeouts_.load(std::memory_order_relaxed);
   stats.connections_refused = connections_refused_.load(std::memory_order_relaxed);
   stats.largest_group = largest_group_.load(std::memory_order_relaxed);
+  stats.handler_wall_us = handler_wall_us_.load(std::memory_order_relaxed);
+  stats.handler_cpu_us = handler_cpu_us_.load(std::memory_order_relaxed);
   return stats;
 }
 

@@ -256,8 +256,11 @@ DbResult<std::unique_ptr<Driver>> OpenSqlite(const std::string& path, const Open
   }
   // cache_size: 64 MiB of pages per connection (the default 2 MiB makes every index lookup in a
   // large database a read system call); bounded, whatever the number of cards.
-  for (const char* pragma :
-       {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-65536"}) {
+  // temp_store: savepoint sub-journals (a savepoint per request in a group commit) stay in
+  // memory instead of spilling into a temporary file a write(2) per page; a rollback does the
+  // same either way.
+  for (const char* pragma : {"PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+                             "PRAGMA cache_size=-65536", "PRAGMA temp_store=MEMORY"}) {
     if (auto set = driver->RunScript(pragma); !set) return set.error();
   }
   return std::unique_ptr<Driver>(std::move(driver));

@@ -286,6 +286,24 @@ struct RetryPolicy {
 DbStatus RunTransaction(Connection& connection, TransactionMode mode,
                         const std::function<DbStatus(Connection&)>& body, RetryPolicy policy = {});
 
+// ---------------------------------------------------------------------------------------------
+// Multi-row statements: set-wise work over many rows (clearing a batch of uploads) in a few
+// statements rather than one per row.
+//
+// Runs head ‖ row_sql ‖ ", " ‖ row_sql ... ‖ tail once per chunk of rows; `row_sql` is one row's
+// placeholders, e.g. "(?, CAST(? AS BIGINT))" (PostgreSQL types a bare `?` in VALUES as text),
+// and `values` holds `columns` values per row, row after row. Chunks are powers of two rows up to
+// kMaxRowsPerStatement (fewer when the row has many columns), so a connection prepares and caches
+// a handful of statement texts whatever the number of rows. No rows: nothing runs.
+inline constexpr std::size_t kMaxRowsPerStatement = 512;
+// The number of rows each statement changed, summed.
+DbResult<std::int64_t> ExecuteRows(Connection& connection, std::string_view head,
+                                   std::string_view row_sql, std::size_t columns, Params values,
+                                   std::string_view tail = {});
+// The rows every chunk's statement returned (SELECT, or ... RETURNING), chunk after chunk.
+DbResult<Rows> QueryRows(Connection& connection, std::string_view head, std::string_view row_sql,
+                         std::size_t columns, Params values, std::string_view tail = {});
+
 // Sleeps before retry number `attempt` (1 = the first retry) as `policy` says.
 void BackOff(const RetryPolicy& policy, int attempt);
 

@@ -839,6 +839,58 @@ TEST_P(HostTest, ASettlementRefusedByTheGatewayIsRecordedAsAnException) {
   ExpectHostClean();
 }
 
+// Clearing decides a batch set-wise (docs/host.md "Clearing"): a card's later record in the same
+// batch sees what its earlier one changed, exactly as in separate uploads.
+TEST_P(HostTest, AGapOpenedAndFilledInOneBatchIsClosedAndPostedOnce) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto first = Upload(Purchase(100));
+  auto missing = Upload(Purchase(200));
+  auto third = Upload(Purchase(300));
+  EXPECT_THAT(Clear({first, third, missing, third, missing}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted,
+                          ClearingOutcome::kAccepted, ClearingOutcome::kDuplicate,
+                          ClearingOutcome::kDuplicate));
+  auto gaps = host_->OpenGaps();
+  ASSERT_TRUE(gaps.ok());
+  EXPECT_TRUE(gaps->empty());
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(MerchantBalance(), 600);
+  EXPECT_EQ(Balance().card_ed, 10000 - 600);
+  EXPECT_EQ(Balance().card_ed, *terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd));
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+}
+
+TEST_P(HostTest, EachRecordOfAMixedBatchGetsItsOwnOutcomeInOrder) {
+  ASSERT_TRUE(Load(10000).ok());
+  auto good = Upload(Purchase(100));
+  auto forged = Upload(Purchase(200));
+  forged.tac[1] ^= 0x40;
+  auto after_forged = Upload(Purchase(300));
+  auto stranger = good;
+  stranger.asn = HexToBytes("11000000000000009999");
+  auto malformed = good;
+  malformed.card_offline_serial = 77;
+  malformed.balance_after = malformed.balance_before;  // not before − amount
+  auto unknown_terminal = good;
+  unknown_terminal.card_offline_serial = 78;
+  unknown_terminal.terminal_number = HexToBytes("000000009999");
+  EXPECT_THAT(Clear({good, forged, stranger, malformed, unknown_terminal, after_forged}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kSuspense,
+                          ClearingOutcome::kSuspense, ClearingOutcome::kSuspense,
+                          ClearingOutcome::kSuspense, ClearingOutcome::kAccepted));
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonTacInvalid, kReasonUnknownCard, kReasonBadRecord,
+                                           "terminal 000000009999 not registered"));
+  // The forged record proves nothing: its serial is a gap until a good copy arrives.
+  auto gaps = host_->OpenGaps();
+  ASSERT_TRUE(gaps.ok());
+  ASSERT_EQ(gaps->size(), 1u);
+  EXPECT_EQ((*gaps)[0].offline_serial, forged.card_offline_serial);
+  EXPECT_EQ(MerchantBalance(), 400);
+  EXPECT_EQ(SuspenseBalance(), 200);
+  ExpectHostClean();
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, HostTest, test_support::AllEngines(),
                          test_support::EngineTestName);
 

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <fstream>
 #include <regex>
@@ -263,6 +264,7 @@ TEST_P(KeyStoreSuite, TerminalMasterKeysAreNamedByTwelveUpperCaseHexDigits) {
   EXPECT_FALSE(IsTerminalMasterKeyName("tmk/00112233AABBC"));
   EXPECT_FALSE(IsTerminalMasterKeyName("tmk00112233AABB"));
   EXPECT_TRUE(IsValidKeyName("visit_record"));
+  EXPECT_TRUE(IsValidKeyName("tkek"));
   EXPECT_FALSE(IsValidKeyName("ssse_maintenance"));
   auto info = store_->Generate("tmk/00112233AABB");
   ASSERT_TRUE(info.ok()) << info.error().message;
@@ -546,6 +548,110 @@ TEST_P(KeyStoreSuite, TerminalMasterKeyWrapsWorkingKeysButNeverIssuerKeys) {
   auto enciphered = store_->Encrypt(*working_ref, pin_block);
   ASSERT_TRUE(enciphered.ok());
   EXPECT_EQ(*store_->Decrypt(*working_ref, *enciphered), pin_block);
+}
+
+// ---- TMK delivery (docs/pos.md): Wrap(tkek, tmk) at the bank, ImportWrapped at the terminal ---
+
+TEST_P(KeyStoreSuite, TmkDelivery_ImportWrappedStoresTheTmkAsWrappedAndItWorksAfterReopen) {
+  const Bytes tkek = RandomKey(), tmk = RandomKey();
+  KeyRef tkek_ref = ImportKnownKey("tkek", tkek);
+  const Bytes cryptogram = *crypto::EncryptKeyForTransport(tkek, tmk);
+  const Bytes kcv = *crypto::Kcv(tmk);
+  if (GetParam().stored_keys_leave_wrapped) {
+    // The bank's side: its stored TMK goes out under the tkek as exactly that cryptogram.
+    KeyRef bank_tmk = ImportKnownKey("tmk/000000000101", tmk);
+    auto exported = store_->Wrap(tkek_ref, bank_tmk);
+    ASSERT_TRUE(exported.ok()) << exported.error().message;
+    EXPECT_EQ(*exported, cryptogram);
+  }
+
+  auto info = store_->ImportWrapped("tmk/0000000002AB", tkek_ref, cryptogram, kcv);
+  ASSERT_TRUE(info.ok()) << info.error().message;
+  EXPECT_EQ(info->name, "tmk/0000000002AB");
+  EXPECT_EQ(info->version, 1);
+  EXPECT_EQ(info->origin, "wrapped");
+  EXPECT_EQ(info->kcv, ToHex(kcv));
+
+  ReopenStore();
+  auto listed = store_->List();
+  ASSERT_TRUE(listed.ok());
+  auto it = std::find_if(listed->begin(), listed->end(),
+                         [](const KeyInfo& k) { return k.name == "tmk/0000000002AB"; });
+  ASSERT_NE(it, listed->end());
+  EXPECT_EQ(it->origin, "wrapped");
+  auto imported = store_->Find("tmk/0000000002AB");
+  ASSERT_TRUE(imported.ok()) << imported.error().message;
+  EXPECT_EQ(*store_->Kcv(*imported), kcv);
+  // It is a terminal master key like any other: working keys arrive under it, it decrypts
+  // nothing.
+  const Bytes working = RandomKey();
+  auto working_ref = store_->Unwrap(*imported, *crypto::EncryptKeyForTransport(tmk, working));
+  ASSERT_TRUE(working_ref.ok()) << working_ref.error().message;
+  const Bytes data = crypto::RandomBytes(11);
+  EXPECT_EQ(*store_->Mac(*working_ref, data), *crypto::PbocMac(working, data));
+  EXPECT_FALSE(store_->Decrypt(*imported, crypto::RandomBytes(8)).ok());
+
+  // A new delivery for the same terminal is its next version.
+  auto tkek_again = store_->Find("tkek");
+  ASSERT_TRUE(tkek_again.ok());
+  const Bytes next_tmk = RandomKey();
+  auto next = store_->ImportWrapped("tmk/0000000002AB", *tkek_again,
+                                    *crypto::EncryptKeyForTransport(tkek, next_tmk),
+                                    *crypto::Kcv(next_tmk));
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(next->version, 2);
+}
+
+TEST_P(KeyStoreSuite, TmkDelivery_WrongKcvKeyOrNameStoresNothing) {
+  const Bytes tkek = RandomKey(), tmk = RandomKey();
+  KeyRef tkek_ref = ImportKnownKey("tkek", tkek);
+  KeyRef transport_ref = ImportKnownKey("transport", RandomKey());
+  const Bytes cryptogram = *crypto::EncryptKeyForTransport(tkek, tmk);
+  const Bytes kcv = *crypto::Kcv(tmk);
+
+  Bytes wrong_kcv = kcv;
+  wrong_kcv[0] ^= 0x01;
+  auto mismatch = store_->ImportWrapped("tmk/000000000301", tkek_ref, cryptogram, wrong_kcv);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_THAT(mismatch.error().message, HasSubstr("KCV"));
+  // Under another tkek the same cryptogram is some other key: its KCV gives it away.
+  const Bytes other_tkek = RandomKey();
+  auto other = store_->ImportWrapped("tmk/000000000301", tkek_ref,
+                                     *crypto::EncryptKeyForTransport(other_tkek, tmk), kcv);
+  ASSERT_FALSE(other.ok());
+  EXPECT_THAT(other.error().message, HasSubstr("KCV"));
+
+  EXPECT_FALSE(store_->ImportWrapped("tmk/000000000301", transport_ref, cryptogram, kcv).ok());
+  auto not_tmk = store_->ImportWrapped("purchase", tkek_ref, cryptogram, kcv);
+  ASSERT_FALSE(not_tmk.ok());
+  EXPECT_THAT(not_tmk.error().message, HasSubstr("purchase"));
+  EXPECT_FALSE(store_->ImportWrapped("tkek", tkek_ref, cryptogram, kcv).ok());
+  EXPECT_FALSE(
+      store_->ImportWrapped("tmk/000000000301", tkek_ref, ByteView(cryptogram).first(8), kcv).ok());
+
+  auto listed = store_->List();
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 2u);  // tkek and transport: nothing was imported
+  for (const KeyInfo& k : *listed) EXPECT_NE(k.name, "tmk/000000000301");
+}
+
+TEST_P(KeyStoreSuite, TmkDelivery_TkekWrapsOnlyTmksIsNeverWrappedAndDecryptsNothing) {
+  KeyRef tkek_ref = ImportKnownKey("tkek", RandomKey());
+  KeyRef transport_ref = ImportKnownKey("transport", RandomKey());
+  ASSERT_TRUE(store_->Generate("purchase").ok());
+  auto purchase = store_->Find("purchase");
+  ASSERT_TRUE(purchase.ok());
+  EXPECT_FALSE(store_->Wrap(tkek_ref, *purchase).ok());
+  EXPECT_FALSE(store_->Wrap(tkek_ref, transport_ref).ok());
+  auto card_key = store_->Diversify(*purchase, crypto::RandomBytes(8));
+  ASSERT_TRUE(card_key.ok());
+  EXPECT_FALSE(store_->Wrap(tkek_ref, *card_key).ok());
+  auto tkek_out = store_->Wrap(transport_ref, tkek_ref);
+  ASSERT_FALSE(tkek_out.ok());
+  EXPECT_THAT(tkek_out.error().message, HasSubstr("tkek"));
+  EXPECT_FALSE(store_->Unwrap(tkek_ref, crypto::RandomBytes(16)).ok());
+  EXPECT_FALSE(store_->Decrypt(tkek_ref, crypto::RandomBytes(8)).ok());
+  EXPECT_FALSE(store_->DeriveSessionKey(tkek_ref, crypto::RandomBytes(8)).ok());
 }
 
 // ---- Known answers (tests/data/test-vectors.json) --------------------------------------------

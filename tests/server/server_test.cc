@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -166,6 +167,31 @@ TEST(Server, AnswersARequestOverPlainTcp) {
   EXPECT_EQ(stats.connections_open, 1u);
   EXPECT_EQ(stats.frames_received, 2u);
   EXPECT_EQ(stats.groups, 2u);
+}
+
+TEST(Server, CountsTheHandlersWallAndCpuTime) {
+  // A handler that sleeps 30 ms (wall time, no CPU) and then spins for 30 ms of its CPU time.
+  auto server = StartOrDie({}, [](std::span<const Bytes> frames) {
+    std::this_thread::sleep_for(30ms);
+    auto cpu_ms = [] {
+      timespec now{};
+      ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+      return static_cast<double>(now.tv_sec) * 1e3 + static_cast<double>(now.tv_nsec) / 1e6;
+    };
+    const double spin_until = cpu_ms() + 30;
+    while (cpu_ms() < spin_until) {
+    }
+    return ReverseEach(frames);
+  });
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->stats().handler_wall_us, 0u);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("timed"));
+  EXPECT_EQ(client.Receive(), "demit");
+  const Stats stats = server->stats();
+  EXPECT_GE(stats.handler_wall_us, 60'000u);
+  EXPECT_GE(stats.handler_cpu_us, 30'000u);
+  EXPECT_LE(stats.handler_cpu_us, stats.handler_wall_us - 30'000u);  // not the sleep
 }
 
 TEST(Server, SeveralFramesInOneWriteAreAnsweredOneAtATimeInOrder) {

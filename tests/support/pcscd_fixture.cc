@@ -11,7 +11,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -159,6 +161,18 @@ void ReleaseLock() {
   s.lock_fd = -1;
 }
 
+// vpcd's driver binds its ports (35963, 35964) without SO_REUSEADDR: while a connection of the
+// previous pcscd sits in TIME_WAIT (up to 60 s, when pcscd closed first) the new one cannot
+// listen and logs "Address already in use".
+bool VpcdPortWasBusy(const std::string& log_path) {
+  std::ifstream log(log_path);
+  std::string line;
+  while (std::getline(log, line)) {
+    if (line.find("Address already in use") != std::string::npos) return true;
+  }
+  return false;
+}
+
 Status WaitForVpcdReaders() {
   State& s = Global();
   const auto deadline = Clock::now() + kStartTimeout;
@@ -169,7 +183,7 @@ Status WaitForVpcdReaders() {
       return MakeError("pcscd exited during start-up (status " + std::to_string(status) +
                        "); its log: " + s.log_path);
     }
-    if (Clock::now() >= deadline) {
+    if (Clock::now() >= deadline || VpcdPortWasBusy(s.log_path)) {
       return MakeError(std::string("pcscd lists no '") + kSlot0 + "' reader after " +
                        std::to_string(kStartTimeout.count()) + " ms; its log: " + s.log_path);
     }
@@ -182,7 +196,8 @@ Status WaitForVpcdReaders() {
 
 bool PcscdStartedHere() { return Global().started_here; }
 
-Status StartPcscd() {
+namespace {
+Status StartPcscdOnce() {
   State& s = Global();
   const std::string pcscd = FindPcscd();
   if (pcscd.empty()) return MakeError(std::string("pcscd is not installed; ") + kInstallHint);
@@ -190,6 +205,7 @@ Status StartPcscd() {
     return MakeError(std::string("the vsmartcard-vpcd driver is not installed; ") + kInstallHint);
   }
   s.log_path = "/tmp/medcard-pcscd-" + std::to_string(getpid()) + ".log";
+  std::ofstream(s.log_path, std::ios::trunc).close();  // a retry reads only its own start-up
   const pid_t parent = getpid();
   const pid_t child = fork();
   if (child < 0) return MakeError("fork failed");
@@ -208,6 +224,20 @@ Status StartPcscd() {
   s.child = child;
   s.started_here = true;
   return WaitForVpcdReaders();
+}
+}  // namespace
+
+Status StartPcscd() {
+  const auto deadline = Clock::now() + milliseconds(75'000);  // TIME_WAIT is 60 s on Linux
+  for (;;) {
+    Status started = StartPcscdOnce();
+    if (started.ok() || !VpcdPortWasBusy(Global().log_path) || Clock::now() >= deadline) {
+      return started;
+    }
+    // The port frees itself when TIME_WAIT ends: stop this pcscd and start another.
+    (void)StopPcscd();
+    std::this_thread::sleep_for(milliseconds(1000));
+  }
 }
 
 Status StopPcscd() {
@@ -229,22 +259,34 @@ Status StopPcscd() {
   return Status::Ok();
 }
 
+// A failed environment would make GoogleTest report every test as skipped, which ctest counts
+// as no failure: the binary ends here instead, with the reason, and fails.
+namespace {
+[[noreturn]] void FailEnvironment(const std::string& why) {
+  std::fprintf(stderr, "pcscd environment: %s\n", why.c_str());
+  std::fflush(stderr);
+  std::exit(1);
+}
+}  // namespace
+
 void PcscdEnvironment::SetUp() {
   Status locked = AcquireLock();
-  ASSERT_TRUE(locked.ok()) << locked.error().message;
+  if (!locked.ok()) FailEnvironment(locked.error().message);
   if (PcscdAnswers()) {
     // Someone else's pcscd: use it, leave it running.
     const auto deadline = Clock::now() + milliseconds(3000);
     while (!HasVpcdReaders() && Clock::now() < deadline) std::this_thread::sleep_for(kPoll);
-    ASSERT_TRUE(HasVpcdReaders()) << "pcscd is running but lists no '" << kSlot0
-                                  << "' reader: is vsmartcard-vpcd installed? (" << kInstallHint
-                                  << ", then restart pcscd)";
+    if (!HasVpcdReaders()) {
+      FailEnvironment(std::string("pcscd is running but lists no '") + kSlot0 +
+                      "' reader: is vsmartcard-vpcd installed? (" + kInstallHint +
+                      ", then restart pcscd)");
+    }
   } else {
     Status started = StartPcscd();
-    ASSERT_TRUE(started.ok()) << started.error().message;
+    if (!started.ok()) FailEnvironment(started.error().message);
   }
   Status empty = WaitForEmptySlots(milliseconds(3000));
-  ASSERT_TRUE(empty.ok()) << empty.error().message;
+  if (!empty.ok()) FailEnvironment(empty.error().message);
 }
 
 void PcscdEnvironment::TearDown() {
