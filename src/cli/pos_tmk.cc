@@ -144,7 +144,9 @@ Result<TmkDelivery> TmkDelivery::Parse(std::string_view text) {
                          std::to_string(object["medcard_tmk_delivery"].get<std::uint64_t>()) +
                          "; this medcard reads format " + std::to_string(kTmkDeliveryFormat));
   }
-  if (object.value("wrapping_key", std::string()) != keys::kTerminalKeyExchangeKey) {
+  // is_string first: json::value() throws on a field of another type (found by pos_tmk_fuzz).
+  if (!object.contains("wrapping_key") || !object["wrapping_key"].is_string() ||
+      object["wrapping_key"].get<std::string>() != keys::kTerminalKeyExchangeKey) {
     return DeliveryError("\"wrapping_key\" must be \"tkek\"");
   }
   TmkDelivery d;

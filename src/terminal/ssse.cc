@@ -431,6 +431,12 @@ Result<VisitRecord> VisitRecord::Parse(ByteView record) {
   v.total = ReadU32(record, 26);
   v.paid_by_account = ReadU32(record, 30);
   v.paid_by_pool = ReadU32(record, 34);
+  // What Encode refuses to write, a record read back must not carry either (found by ssse_fuzz).
+  if (std::uint64_t{v.paid_by_account} + v.paid_by_pool > v.total) {
+    return MakeError("visit record: paid by account " + FormatFen(v.paid_by_account) +
+                     " + paid by pool " + FormatFen(v.paid_by_pool) + " exceed the total " +
+                     FormatFen(v.total));
+  }
   return v;
 }
 

@@ -9,8 +9,10 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "crypto/crypto.h"
 #include "host/gateway.h"
 #include "host/host.h"
+#include "issuance/test_issuer.h"
 #include "pos/journal.h"
 #include "pos/pos.h"
 #include "reader/reader.h"
@@ -689,6 +691,187 @@ TEST_F(PosTerminalTest, OfflineTheTerminalStillSellsButCannotLoadOrSettle) {
   ASSERT_GE(history.size(), 2u);
   EXPECT_EQ(history[0].amount, 250u);
   EXPECT_EQ(history[0].type, 0x06);
+}
+
+// The issuer's card maintenance, done on the card outside the terminal (taken out of the POS's
+// reader meanwhile) with the test key set's card keys (docs/card-commands.md).
+class PosCardMaintenanceTest : public PosTerminalTest {
+ protected:
+  // The card's key of `role`: the test master diversified by the ASN.
+  Bytes CardKey(std::string_view role) {
+    return Must(crypto::Diversify(issuance::TestKeySet::Embedded().MasterKey(role),
+                                  crypto::AsnFactor(asn_)));
+  }
+  // Runs `work` on the card in a reader of its own.
+  template <typename Work>
+  void OutsideTheTerminal(Work work) {
+    ASSERT_TRUE(card_reader_->RemoveCard() != nullptr);
+    reader::InProcessReader issuer("issuer", holder_.card.get());
+    ASSERT_TRUE(issuer.Connect().ok());
+    work(issuer);
+    issuer.RemoveCard();
+    ASSERT_TRUE(card_reader_->InsertCard(holder_.card).ok());
+  }
+  // SELECT of the medical ADF; its status word (6A81 when blocked: the ADF is still selected).
+  static std::uint16_t SelectAdf(reader::Reader& card) {
+    const Bytes aid = HexToBytes("D15600000503");
+    return Must(reader::Send(card, iso7816::CommandApdu::Case4(0x00, 0xA4, 0x04, 0x00, aid, 256)))
+        .sw.value;
+  }
+  // A CLA 84 command with its secure-messaging MAC under the card's maintenance key: GET
+  // CHALLENGE, then `84 ins 00 p2 04 MAC` (docs/card-commands.md "Secure messaging").
+  std::uint16_t Maintenance(reader::Reader& card, std::uint8_t ins, std::uint8_t p2) {
+    const Bytes challenge =
+        Must(reader::Send(card, iso7816::CommandApdu::Case2(0x00, 0x84, 0x00, 0x00, 4))).data;
+    Bytes iv = challenge;
+    iv.resize(8, 0x00);
+    const Bytes header{0x84, ins, 0x00, p2, 0x04};
+    const Bytes mac = Must(crypto::PbocMac(CardKey("maintenance"), header, iv));
+    return Must(reader::Send(card, iso7816::CommandApdu::Case3(0x84, ins, 0x00, p2, mac))).sw.value;
+  }
+  // APPLICATION BLOCK (84 1E): P2 00 temporary (SELECT answers 6A81), 01 permanent (9303).
+  void BlockApplication(bool permanent) {
+    OutsideTheTerminal([&](reader::Reader& card) {
+      ASSERT_EQ(SelectAdf(card), 0x9000);
+      EXPECT_EQ(Maintenance(card, 0x1E, permanent ? 0x01 : 0x00), 0x9000);
+    });
+  }
+  void UnblockApplication() {
+    OutsideTheTerminal([&](reader::Reader& card) {
+      ASSERT_EQ(SelectAdf(card), 0x6A81);
+      EXPECT_EQ(Maintenance(card, 0x18, 0x00), 0x9000);
+    });
+  }
+  // INITIALIZE FOR UPDATE + UPDATE OVERDRAW LIMIT (pboc-ed-ep.md "Overdraw limit update") with
+  // MAC2 under the card's DUK, as the issuer's host would compute it.
+  void SetOverdrawLimit(std::uint32_t limit) {
+    OutsideTheTerminal([&](reader::Reader& card) {
+      ASSERT_TRUE(terminal::SelectMedicalApplication(card).ok());
+      ASSERT_TRUE(terminal::VerifyPin(card, kPin).ok());
+      Bytes init_data{0x01};  // key index
+      Append(init_data, View(terminal_number_));
+      // → balance(4) ‖ onlineSerial(2) ‖ overdraw limit(3) ‖ keyVersion ‖ algId ‖ random(4) ‖
+      // MAC1(4)
+      const auto init = Must(
+          reader::Send(card, iso7816::CommandApdu::Case4(0x80, 0x50, 0x04, 0x01, init_data, 0x13)));
+      ASSERT_EQ(init.sw.value, 0x9000);
+      ASSERT_EQ(init.data.size(), 19u);
+      const Bytes session_key = Must(crypto::LoadSessionKey(
+          CardKey("overdraw"), View(init.data).subspan(11, 4), View(init.data).subspan(4, 2)));
+      const Bytes date_time =
+          Concat({View(EncodeBcdDate(now_.date)), View(EncodeBcdTime(now_.time))});
+      Bytes mac2_input;
+      AppendU24(mac2_input, limit);
+      mac2_input.push_back(0x07);  // overdraw-limit update
+      Append(mac2_input, View(terminal_number_));
+      Append(mac2_input, View(date_time));
+      Bytes update;
+      AppendU24(update, limit);
+      Append(update, View(date_time));
+      Append(update, View(Must(crypto::PbocMac(session_key, mac2_input))));
+      const auto updated =
+          Must(reader::Send(card, iso7816::CommandApdu::Case4(0x80, 0x58, 0x00, 0x00, update, 4)));
+      ASSERT_EQ(updated.sw.value, 0x9000);
+      EXPECT_EQ(updated.data.size(), 4u);  // the TAC
+    });
+    ASSERT_EQ(holder_.card->Inspect().purses.at(0).ed.overdraw_limit, limit);
+  }
+  card::WalletSummary Ed() { return holder_.card->Inspect().purses.at(0).ed; }
+  card::WalletSummary Ep() { return holder_.card->Inspect().purses.at(0).ep; }
+};
+
+// A blocked medical application (temporary: SELECT answers 6A81; permanent: 9303) is refused
+// when the card is selected, before any PIN, INITIALIZE or DEBIT: no money moves on the card,
+// nothing is journalled, nothing reaches the host; unblocked, the card pays again.
+TEST_F(PosCardMaintenanceTest, ABlockedApplicationIsRefusedAndMovesNoMoney) {
+  Load(Wallet::kEd, 5000);
+  Load(Wallet::kEp, 3000);
+  BlockApplication(/*permanent=*/false);
+  ASSERT_EQ(holder_.card->Inspect().purses.at(0).block, card::AppBlock::kTemporary);
+
+  for (const PurchaseOrder& order :
+       {PurchaseOrder{Wallet::kEd, 1000, kPin}, PurchaseOrder{Wallet::kEp, 1000, std::nullopt}}) {
+    auto refused = terminal_->Purchase(order);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().kind, ErrorKind::kApplicationBlocked) << refused.error().message;
+    EXPECT_THAT(refused.error().message, HasSubstr("application blocked (6A81)"));
+    EXPECT_STREQ(ErrorKindName(refused.error().kind), "application_blocked");
+  }
+  auto load = terminal_->LoadOnline(Wallet::kEd, 1000, kPin);
+  ASSERT_FALSE(load.ok());
+  EXPECT_EQ(load.error().kind, ErrorKind::kApplicationBlocked) << load.error().message;
+  // The PIN was never presented: a blocked card costs the cardholder no PIN try.
+  ASSERT_TRUE(holder_.card->Inspect().purses.at(0).pin.has_value());
+  EXPECT_EQ(holder_.card->Inspect().purses.at(0).pin->tries_left, 3);
+  EXPECT_EQ(Ed().balance, 5000u);
+  EXPECT_EQ(Ep().balance, 3000u);
+  EXPECT_EQ(Count(PurchaseState::kPending), 0u);
+  EXPECT_EQ(Count(PurchaseState::kCompleted), 0u);
+
+  UnblockApplication();
+  EXPECT_EQ(CardBalance(Wallet::kEd), 5000u);
+  EXPECT_EQ(Buy(Wallet::kEd, 1000).balance_after, 4000u);
+
+  BlockApplication(/*permanent=*/true);
+  auto permanent = terminal_->Purchase({Wallet::kEd, 1000, kPin});
+  ASSERT_FALSE(permanent.ok());
+  EXPECT_EQ(permanent.error().kind, ErrorKind::kApplicationBlocked) << permanent.error().message;
+  EXPECT_THAT(permanent.error().message, HasSubstr("9303"));
+  EXPECT_EQ(Ed().balance, 4000u);
+  EXPECT_EQ(Ep().balance, 3000u);
+
+  const DayEndReport day = DayEnd();
+  EXPECT_EQ(day.totals.purchase_count, 1u);
+  EXPECT_EQ(day.totals.purchase_amount, 1000u);
+  EXPECT_EQ(HostBalances().card_ed, 4000);
+  EXPECT_EQ(HostBalances().card_ep, 3000);
+}
+
+// The ED may go below zero down to its overdraw limit (INITIALIZE FOR PURCHASE answers what is
+// left of it): a purchase within balance + overdraw left succeeds, one fen more is refused as
+// insufficient before DEBIT; the EP has no overdraw.
+TEST_F(PosCardMaintenanceTest, AnEdPurchaseMayUseTheOverdrawLimitAndNoMore) {
+  Load(Wallet::kEd, 1000);
+  Load(Wallet::kEp, 1000);
+  SetOverdrawLimit(5000);
+  auto expect_insufficient = [&](Wallet wallet, std::uint32_t amount) {
+    auto refused = terminal_->Purchase({wallet, amount, kPin});
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().kind, ErrorKind::kInsufficientBalance) << refused.error().message;
+    EXPECT_THAT(refused.error().message, HasSubstr("insufficient balance"));
+  };
+
+  // 10.00 of balance + 50.00 of overdraw: 60.01 is refused, nothing moves.
+  expect_insufficient(Wallet::kEd, 6001);
+  EXPECT_EQ(Ed().balance, 1000u);
+  EXPECT_EQ(Ed().overdraw_used, 0u);
+
+  const Receipt into_overdraw = Buy(Wallet::kEd, 2500);
+  EXPECT_EQ(into_overdraw.amount, 2500u);
+  EXPECT_EQ(into_overdraw.balance_after, 0u);
+  EXPECT_EQ(Ed().balance, 0u);
+  EXPECT_EQ(Ed().overdraw_used, 1500u);
+
+  // 35.00 of overdraw left: 35.01 refused, 35.00 accepted, then not one fen more.
+  expect_insufficient(Wallet::kEd, 3501);
+  EXPECT_EQ(Ed().overdraw_used, 1500u);
+  EXPECT_EQ(Buy(Wallet::kEd, 3500).balance_after, 0u);
+  EXPECT_EQ(Ed().overdraw_used, 5000u);
+  expect_insufficient(Wallet::kEd, 1);
+
+  // The EP's own balance only.
+  expect_insufficient(Wallet::kEp, 1001);
+  EXPECT_EQ(Buy(Wallet::kEp, 1000).balance_after, 0u);
+
+  auto completed = Must(journal_->Purchases(PurchaseState::kCompleted));
+  ASSERT_EQ(completed.size(), 3u);
+  EXPECT_EQ(completed[0].balance_before, 1000u);
+  EXPECT_EQ(completed[1].balance_before, 0u);
+  EXPECT_EQ(Count(PurchaseState::kPending), 0u);
+  const DayEndReport day = DayEnd();
+  EXPECT_EQ(day.totals.purchase_count, 3u);
+  EXPECT_EQ(day.totals.purchase_amount, 7000u);
+  EXPECT_TRUE(day.psam_cleared);
 }
 
 }  // namespace

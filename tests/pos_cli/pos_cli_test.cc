@@ -220,6 +220,10 @@ TEST_F(TmkDeliveryTest, WrongTkekTestKeysIntoARealStoreAndNoTkekAreRefused) {
   EXPECT_FALSE(cli::ExportTmk(*bank_without_tkek, HexToBytes(kTerminalNumber)).ok());
   EXPECT_FALSE(cli::ExportTmk(*bank, HexToBytes("000000000999")).ok());
 
+  // A field of the wrong JSON type is a refusal, not an exception (found by fuzz/pos_tmk_fuzz).
+  auto wrong_type = json::parse(delivery->ToJson());
+  wrong_type["wrapping_key"] = 1;
+  EXPECT_FALSE(cli::TmkDelivery::Parse(wrong_type.dump()).ok());
   for (const char* bad : {"{}", R"({"medcard_tmk_delivery": 2})", "not json"}) {
     EXPECT_FALSE(cli::TmkDelivery::Parse(bad).ok()) << bad;
   }

@@ -273,6 +273,12 @@ TEST(VisitRecordEncoding, RoundTripsThe38Bytes) {
             "000007D0");
   EXPECT_EQ(Must(VisitRecord::Parse(View(encoded))), v);
   EXPECT_FALSE(VisitRecord::Parse(ByteView(encoded).first(37)).ok());
+  // A record whose account and pool shares exceed its total is no visit record (found by
+  // fuzz/ssse_fuzz): total 123.45, account 100.00, pool 30.00.
+  Bytes overpaid = encoded;
+  overpaid[36] = 0x0B;
+  overpaid[37] = 0xB8;
+  EXPECT_FALSE(VisitRecord::Parse(View(overpaid)).ok());
 }
 
 TEST(VisitRecordEncoding, RefusesFieldsTheRecordCannotHold) {
