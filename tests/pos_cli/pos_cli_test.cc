@@ -29,6 +29,7 @@
 #include "host/host.h"
 #include "host_directory.h"
 #include "keys/key_store.h"
+#include "medcard_processes.h"
 #include "pos/journal.h"
 #include "pos/pos.h"
 #include "test_database.h"
@@ -231,49 +232,6 @@ TEST_F(TmkDeliveryTest, WrongTkekTestKeysIntoARealStoreAndNoTkekAreRefused) {
 
 // ---- The binary against a real host -------------------------------------------------------------
 
-// `medcard host run --data DIR --listen 127.0.0.1:0`, stdout and stderr to files; killed at the
-// end.
-class HostProcess {
- public:
-  HostProcess(const std::string& data_dir, const fs::path& dir)
-      : out_(dir / "host.out"), err_(dir / "host.err") {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int out = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      const int err = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      ::dup2(out, 1);
-      ::dup2(err, 2);
-      ::execl(MEDCARD_CLI, "medcard", "host", "run", "--data", data_dir.c_str(), "--listen",
-              "127.0.0.1:0", static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-  }
-  ~HostProcess() { Stop(); }
-  void Stop() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);
-      ::waitpid(pid_, nullptr, 0);
-      pid_ = -1;
-    }
-  }
-  // The port from "medcard host listening on 127.0.0.1:PORT", 0 when it never listened.
-  int Port() {
-    const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 600; ++i) {
-      std::smatch match;
-      const std::string out = test_support::ReadText(out_);
-      if (std::regex_search(out, match, listening)) return std::stoi(match[1]);
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
-    return 0;
-  }
-  std::string err() const { return test_support::ReadText(err_); }
-
- private:
-  fs::path out_, err_;
-  pid_t pid_ = -1;
-};
-
 class PosCliTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -351,7 +309,7 @@ class PosCliTest : public ::testing::Test {
   }
 
   void StartHost() {
-    host_ = std::make_unique<HostProcess>(host_dir_, dir_);
+    host_ = std::make_unique<test_support::HostProcess>(host_dir_, dir_);
     port_ = host_->Port();
     ASSERT_NE(port_, 0) << host_->err();
   }
@@ -377,7 +335,7 @@ class PosCliTest : public ::testing::Test {
 
   std::string dir_, host_dir_;
   test_support::HostDirectorySpec spec_;
-  std::unique_ptr<HostProcess> host_;
+  std::unique_ptr<test_support::HostProcess> host_;
   int port_ = 0;
 };
 

@@ -36,6 +36,7 @@
 #include "host/host.h"
 #include "host_directory.h"
 #include "keys/key_store.h"
+#include "medcard_processes.h"
 #include "pcscd_fixture.h"
 #include "pos/journal.h"
 #include "pos/pos.h"
@@ -65,101 +66,6 @@ constexpr std::int64_t kCredit = 1'000'000;  // fen in the cardholder's medical 
 constexpr char kTkekComponent1[] = "00112233445566778899AABBCCDDEEFF";
 constexpr char kTkekComponent2[] = "13579BDF02468ACE1122334455667788";
 constexpr int kMaxTornRounds = 60;
-
-// argv[0..] run as a child process with stdin from /dev/null and stdout and stderr to files.
-pid_t Spawn(const std::vector<std::string>& argv, const fs::path& out, const fs::path& err) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    const int null = ::open("/dev/null", O_RDONLY);
-    const int out_fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    const int err_fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(null, 0);
-    ::dup2(out_fd, 1);
-    ::dup2(err_fd, 2);
-    std::vector<char*> args;
-    for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-    args.push_back(nullptr);
-    ::execv(MEDCARD_CLI, args.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-// `medcard card|psam attach IMAGE --slot N`: the device in vpcd slot N while this lives.
-class Attached {
- public:
-  Attached(const char* what, const std::string& image, unsigned slot, const fs::path& dir)
-      : slot_(slot) {
-    const std::string name = std::string(what) + "-attach-" + std::to_string(++starts_);
-    pid_ = Spawn({"medcard", what, "attach", image, "--slot", std::to_string(slot)},
-                 dir / (name + ".out"), dir / (name + ".err"));
-  }
-  ~Attached() { Stop(SIGTERM); }
-  Attached(const Attached&) = delete;
-  Attached& operator=(const Attached&) = delete;
-
-  bool WaitInserted() const {
-    auto reader = reader::PcscReader::Open(reader::VpcdReaderName(slot_));
-    if (!reader.ok()) return false;
-    auto present = (*reader)->WaitForCard(10s);
-    return present.ok() && *present;
-  }
-  // SIGTERM: the bridge closes the connection between commands. SIGKILL: the device loses
-  // power wherever it is (its image commits are all-or-nothing, docs/card-image.md).
-  void Stop(int signal) {
-    if (pid_ <= 0) return;
-    ::kill(pid_, signal);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-    if (auto reader = reader::PcscReader::Open(reader::VpcdReaderName(slot_)); reader.ok()) {
-      (void)(*reader)->WaitForRemoval(5s);
-    }
-  }
-
- private:
-  static inline int starts_ = 0;
-  unsigned slot_;
-  pid_t pid_ = -1;
-};
-
-// `medcard host run --data DIR --listen 127.0.0.1:0`, stopped with SIGTERM.
-class HostProcess {
- public:
-  HostProcess(const std::string& data_dir, const fs::path& dir)
-      : out_(dir / "host.out"), err_(dir / "host.err") {
-    pid_ = Spawn({"medcard", "host", "run", "--data", data_dir, "--listen", "127.0.0.1:0"}, out_,
-                 err_);
-  }
-  ~HostProcess() { Stop(); }
-  HostProcess(const HostProcess&) = delete;
-  HostProcess& operator=(const HostProcess&) = delete;
-
-  // Exit status of the stopped host (-1 if it did not exit by itself after SIGTERM).
-  int Stop() {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, SIGTERM);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  }
-  // The port from "listening on 127.0.0.1:PORT"; 0 when it never listened.
-  int Port() const {
-    const std::regex listening("listening on 127\\.0\\.0\\.1:([0-9]+)");
-    for (int i = 0; i < 600; ++i) {
-      std::smatch match;
-      const std::string out = test_support::ReadText(out_);
-      if (std::regex_search(out, match, listening)) return std::stoi(match[1]);
-      std::this_thread::sleep_for(50ms);
-    }
-    return 0;
-  }
-  std::string err() const { return test_support::ReadText(err_); }
-
- private:
-  fs::path out_, err_;
-  pid_t pid_ = -1;
-};
 
 class PosEndToEndTest : public ::testing::Test {
  protected:
@@ -231,7 +137,7 @@ class PosEndToEndTest : public ::testing::Test {
   }
 
   void AttachCard() {
-    card_ = std::make_unique<Attached>("card", Path("card.img"), 0, dir_);
+    card_ = std::make_unique<test_support::AttachedImage>("card", Path("card.img"), 0, dir_);
     ASSERT_TRUE(card_->WaitInserted()) << "the card never appeared in slot 0";
   }
 
@@ -245,8 +151,8 @@ class PosEndToEndTest : public ::testing::Test {
   }
 
   std::string dir_, host_dir_;
-  std::unique_ptr<HostProcess> host_;
-  std::unique_ptr<Attached> card_, psam_;
+  std::unique_ptr<test_support::HostProcess> host_;
+  std::unique_ptr<test_support::AttachedImage> card_, psam_;
   int port_ = 0;
 };
 
@@ -270,10 +176,10 @@ TEST_F(PosEndToEndTest, IssueLoadPurchaseTearRecoverSettleAndTheHostMatchesTheCa
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
 
   // ---- The bank opens; the card goes into slot 0 and the PSAM into slot 1.
-  host_ = std::make_unique<HostProcess>(host_dir_, dir_);
+  host_ = std::make_unique<test_support::HostProcess>(host_dir_, dir_);
   port_ = host_->Port();
   ASSERT_NE(port_, 0) << host_->err();
-  psam_ = std::make_unique<Attached>("psam", Path("psam.img"), 1, dir_);
+  psam_ = std::make_unique<test_support::AttachedImage>("psam", Path("psam.img"), 1, dir_);
   ASSERT_TRUE(psam_->WaitInserted()) << "the PSAM never appeared in slot 1";
   ASSERT_NO_FATAL_FAILURE(AttachCard());
   WriteConfig();
@@ -320,9 +226,10 @@ TEST_F(PosEndToEndTest, IssueLoadPurchaseTearRecoverSettleAndTheHostMatchesTheCa
   int torn_recovered = 0, rounds = 0;
   for (; rounds < kMaxTornRounds && torn_recovered == 0; ++rounds) {
     const fs::path out = Path("purchase.out"), err = Path("purchase.err");
-    const pid_t purchase = Spawn({"medcard", "pos", "purchase", "--ep", "--amount", "0.01",
-                                  "--json", "--config", Path("pos.json")},
-                                 out, err);
+    const pid_t purchase =
+        test_support::SpawnMedcard({"medcard", "pos", "purchase", "--ep", "--amount", "0.01",
+                                    "--json", "--config", Path("pos.json")},
+                                   out, err);
     bool pending_seen = false;
     const auto give_up = std::chrono::steady_clock::now() + 10s;
     while (!pending_seen && std::chrono::steady_clock::now() < give_up &&

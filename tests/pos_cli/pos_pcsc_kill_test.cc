@@ -23,6 +23,7 @@
 #include "card/card.h"
 #include "cli_run.h"
 #include "issuance/test_issuer.h"
+#include "medcard_processes.h"
 #include "nvm/nvm.h"
 #include "pcscd_fixture.h"
 #include "pos/journal.h"
@@ -44,43 +45,6 @@ constexpr char kAsn[] = "11000000000000000043";
 constexpr char kTerminalNumber[] = "000000000102";
 constexpr char kPsamSerial[] = "50000000000000000102";
 constexpr std::uint32_t kLoaded = 1000;  // fen on the EP
-
-// `medcard card|psam attach IMAGE --slot N`, stopped with SIGTERM (the image stays consistent).
-class Attached {
- public:
-  Attached(const char* what, const std::string& image, unsigned slot) : slot_(slot) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int null = ::open("/dev/null", O_RDWR);
-      ::dup2(null, 1);
-      ::dup2(null, 2);
-      const std::string slot_text = std::to_string(slot);
-      ::execl(MEDCARD_CLI, "medcard", what, "attach", image.c_str(), "--slot", slot_text.c_str(),
-              static_cast<char*>(nullptr));
-      ::_exit(127);
-    }
-  }
-  ~Attached() { Stop(); }
-  bool WaitInserted() {
-    auto r = reader::PcscReader::Open(reader::VpcdReaderName(slot_));
-    if (!r.ok()) return false;
-    auto present = (*r)->WaitForCard(10s);
-    return present.ok() && *present;
-  }
-  void Stop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-    if (auto r = reader::PcscReader::Open(reader::VpcdReaderName(slot_)); r.ok()) {
-      (void)(*r)->WaitForRemoval(5s);
-    }
-  }
-
- private:
-  unsigned slot_;
-  pid_t pid_ = -1;
-};
 
 TEST(PosPcscKill, PurchaseKilledThroughPcscIsRecoveredExactlyOnce) {
   const fs::path dir = test_support::NewTempDir("medcard-pos-pcsc");
@@ -126,8 +90,8 @@ TEST(PosPcscKill, PurchaseKilledThroughPcscIsRecoveredExactlyOnce) {
   int killed = 0, pending_seen = 0, rounds = 0;
   std::map<std::string, int> outcomes;
   {
-    Attached card("card", card_image, 0);
-    Attached psam("psam", psam_image, 1);
+    test_support::AttachedImage card("card", card_image, 0, dir);
+    test_support::AttachedImage psam("psam", psam_image, 1, dir);
     ASSERT_TRUE(card.WaitInserted());
     ASSERT_TRUE(psam.WaitInserted());
 
