@@ -302,9 +302,7 @@ std::vector<std::string> SplitCsvLine(const std::string& line) {
 }
 
 // A fen column of the report's CSV, in yuan.
-std::string YuanOfFenText(const std::string& fen_text) {
-  return FormatFen(std::stoll(fen_text));
-}
+std::string YuanOfFenText(const std::string& fen_text) { return FormatFen(std::stoll(fen_text)); }
 
 void RunSettlementReport(const ReportOptions& options) {
   if (!options.date.empty() &&

@@ -32,6 +32,7 @@
 #include "medcard_processes.h"
 #include "pos/journal.h"
 #include "pos/pos.h"
+#include "pos_bank.h"
 #include "test_database.h"
 
 namespace medcard {
@@ -51,8 +52,8 @@ constexpr char kAsn[] = "11000000000000000042";
 constexpr char kPerson[] = "110101199001011234";
 constexpr std::int64_t kCredit = 1'000'000;  // fen in the cardholder's medical account
 // The two custodians' tkek components: the same at the bank and at the terminal.
-constexpr char kTkekComponent1[] = "00112233445566778899AABBCCDDEEFF";
-constexpr char kTkekComponent2[] = "13579BDF02468ACE1122334455667788";
+constexpr const char* kTkekComponent1 = test_support::kTestTkekComponent1;
+constexpr const char* kTkekComponent2 = test_support::kTestTkekComponent2;
 
 // ---- Configuration, amounts, the delivery file -----------------------------------------------
 
@@ -247,18 +248,10 @@ class PosCliTest : public ::testing::Test {
     spec_.terminal_number = HexToBytes(kTerminalNumber);
     spec_.psam_serial = HexToBytes(kPsamSerial);
     spec_.tmk = crypto::RandomBytes(16);
-    {
-      // The bank: test keys, the terminal registered (its TMK), the tkek ceremony, the
-      // cardholder's card and medical account.
-      auto directory = test_support::PrepareHostDirectory(spec_);
-      ASSERT_TRUE(directory.ok()) << directory.error().message;
-      const std::vector<Bytes> components = {HexToBytes(kTkekComponent1),
-                                             HexToBytes(kTkekComponent2)};
-      ASSERT_TRUE(directory->key_store->ImportComponents("tkek", components).ok());
-      host::Host host(*directory->connection, *directory->key_store);
-      ASSERT_TRUE(host.RegisterCard({HexToBytes(kAsn), "holder", kPerson}).ok());
-      ASSERT_TRUE(host.CreditMedicalAccount("2026-11", kPerson, kCredit).ok());
-    }
+    // The bank: test keys, the terminal registered (its TMK), the tkek ceremony, the
+    // cardholder's card and medical account.
+    Status bank = test_support::PrepareBankForPos(spec_, HexToBytes(kAsn), kPerson, kCredit);
+    ASSERT_TRUE(bank.ok()) << bank.error().message;
     ASSERT_EQ(Run("card new " + Path("card.img") + " --asn " + kAsn + " --pin 123456").exit_code,
               0);
     ASSERT_EQ(Run("psam new " + Path("psam.img") + " --terminal-no " + kTerminalNumber +

@@ -40,6 +40,7 @@
 #include "pcscd_fixture.h"
 #include "pos/journal.h"
 #include "pos/pos.h"
+#include "pos_bank.h"
 #include "reader/reader.h"
 #include "store/store.h"
 #include "test_database.h"
@@ -63,8 +64,8 @@ constexpr char kAsn[] = "11000000000000000044";
 constexpr char kPin[] = "123456";
 constexpr char kPerson[] = "110101199001011234";
 constexpr std::int64_t kCredit = 1'000'000;  // fen in the cardholder's medical account
-constexpr char kTkekComponent1[] = "00112233445566778899AABBCCDDEEFF";
-constexpr char kTkekComponent2[] = "13579BDF02468ACE1122334455667788";
+constexpr const char* kTkekComponent1 = test_support::kTestTkekComponent1;
+constexpr const char* kTkekComponent2 = test_support::kTestTkekComponent2;
 constexpr int kMaxTornRounds = 60;
 
 class PosEndToEndTest : public ::testing::Test {
@@ -111,14 +112,8 @@ class PosEndToEndTest : public ::testing::Test {
     spec.terminal_number = HexToBytes(kTerminalNumber);
     spec.psam_serial = HexToBytes(kPsamSerial);
     spec.tmk = crypto::RandomBytes(16);
-    auto directory = test_support::PrepareHostDirectory(spec);
-    ASSERT_TRUE(directory.ok()) << directory.error().message;
-    const std::vector<Bytes> components = {HexToBytes(kTkekComponent1),
-                                           HexToBytes(kTkekComponent2)};
-    ASSERT_TRUE(directory->key_store->ImportComponents("tkek", components).ok());
-    host::Host host(*directory->connection, *directory->key_store);
-    ASSERT_TRUE(host.RegisterCard({HexToBytes(kAsn), "holder", kPerson}).ok());
-    ASSERT_TRUE(host.CreditMedicalAccount("2026-11", kPerson, kCredit).ok());
+    Status bank = test_support::PrepareBankForPos(spec, HexToBytes(kAsn), kPerson, kCredit);
+    ASSERT_TRUE(bank.ok()) << bank.error().message;
   }
 
   void WriteConfig() {
