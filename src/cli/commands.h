@@ -40,6 +40,13 @@ void AddHostCommands(CLI::App& app);    // host check
 void AddPosCommands(CLI::App& app);     // pos init | purchase | balance | ... (pos_commands.cc)
 // issue card | issue psam, and card blank | psam blank (call after AddCard/AddPsamCommands).
 void AddIssueCommands(CLI::App& app);
+void AddSiCommands(CLI::App& app);  // si ... (si_commands.cc)
+
+// Parts of a group, each in its own file: called by the group's Add... above.
+void AddSiPolicyCommands(CLI::App& si);  // si policy | claim (si_policy_commands.cc)
+void AddSiRegistryCommands(
+    CLI::App& si);  // si init | unit | person | month ... (si_registry_commands.cc)
+void AddHostAccessCommands(CLI::App& host);  // host users | audit (host_access_commands.cc)
 
 // Installs SIGINT/SIGTERM handlers that call `stop` (async-signal-safe callers only).
 void OnInterrupt(void (*stop)());

@@ -479,6 +479,7 @@ CLI::Option* AddDataOption(CLI::App* command, std::string& data_dir) {
 void AddHostCommands(CLI::App& app) {
   CLI::App* host = app.add_subcommand("host", "The bank host");
   host->require_subcommand(1);
+  AddHostAccessCommands(*host);
 
   {
     auto options = std::make_shared<HostInitOptions>();

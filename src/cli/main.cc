@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   medcard::cli::AddHostCommands(app);
   medcard::cli::AddIssueCommands(app);
   medcard::cli::AddPosCommands(app);
+  medcard::cli::AddSiCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,8 @@
+// medcard si init | unit | person | month | allocations.
+#include "cli/commands.h"
+
+namespace medcard::cli {
+
+void AddSiRegistryCommands(CLI::App& parent) { (void)parent; }
+
+}  // namespace medcard::cli
