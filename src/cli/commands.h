@@ -47,6 +47,7 @@ void AddSiPolicyCommands(CLI::App& si);  // si policy | claim (si_policy_command
 void AddSiRegistryCommands(
     CLI::App& si);  // si init | unit | person | month ... (si_registry_commands.cc)
 void AddHostAccessCommands(CLI::App& host);  // host users | audit (host_access_commands.cc)
+void AddHostAllocationCommands(CLI::App& host);  // host allocations (host_allocation_commands.cc)
 
 // Installs SIGINT/SIGTERM handlers that call `stop` (async-signal-safe callers only).
 void OnInterrupt(void (*stop)());

@@ -16,6 +16,8 @@
 #include <sstream>
 #include <string>
 
+#include "access/directory.h"
+#include "audit/audit_log.h"
 #include "cli/commands.h"
 #include "cli/host_config.h"
 #include "cli/host_session.h"
@@ -111,6 +113,8 @@ void RunHostInit(const HostInitOptions& options) {
       Check(Result<std::unique_ptr<store::Connection>>(database->Connect()), "connecting");
   Check(Result<int>(store::Migrate(*connection, ledger::Migrations())), "migrating the ledger");
   Check(Result<int>(store::Migrate(*connection, host::Migrations())), "migrating the host");
+  Check(Result<int>(store::Migrate(*connection, audit::Migrations())), "migrating the audit log");
+  Check(Result<int>(store::Migrate(*connection, access::Migrations())), "migrating the users");
 
   std::ofstream out(config_path, std::ios::trunc);
   out << HostConfigToJson(config);
@@ -480,6 +484,7 @@ void AddHostCommands(CLI::App& app) {
   CLI::App* host = app.add_subcommand("host", "The bank host");
   host->require_subcommand(1);
   AddHostAccessCommands(*host);
+  AddHostAllocationCommands(*host);
 
   {
     auto options = std::make_shared<HostInitOptions>();

@@ -71,9 +71,59 @@ std::string HostConfigToJson(const HostConfig& config) {
       {"max_connections", config.max_connections},
       {"log_file", config.log_file},
       {"log_level", config.log_level},
+      {"api",
+       {{"enabled", config.api_enabled},
+        {"listen_address", config.api_listen_address},
+        {"port", config.api_port},
+        {"tls_certificate", config.api_tls_certificate},
+        {"tls_private_key", config.api_tls_private_key},
+        {"threads", config.api_threads}}},
   };
   return out.dump(2) + "\n";
 }
+
+namespace {
+
+// The "api" object (docs/api.md "Running"): every field optional, unknown ones refused.
+Status ParseApiConfig(const json& object, HostConfig& config) {
+  auto it = object.find("api");
+  if (it == object.end()) return Status::Ok();
+  const json& api = *it;
+  if (!api.is_object()) return FieldError("api", "must be an object");
+  static const std::set<std::string> kKnown = {"enabled",         "listen_address",  "port",
+                                               "tls_certificate", "tls_private_key", "threads"};
+  for (const auto& item : api.items()) {
+    if (!kKnown.contains(item.key()))
+      return FieldError("api." + item.key(), "is not a known setting");
+  }
+  if (auto enabled = api.find("enabled"); enabled != api.end()) {
+    if (!enabled->is_boolean()) return FieldError("api.enabled", "must be true or false");
+    config.api_enabled = enabled->get<bool>();
+  }
+  for (auto [name, target] : {std::pair{"listen_address", &config.api_listen_address},
+                              {"tls_certificate", &config.api_tls_certificate},
+                              {"tls_private_key", &config.api_tls_private_key}}) {
+    auto field = api.find(name);
+    if (field == api.end()) continue;
+    if (!field->is_string()) return FieldError(std::string("api.") + name, "must be a string");
+    *target = field->get<std::string>();
+  }
+  if (config.api_listen_address.empty()) {
+    return FieldError("api.listen_address", "must not be empty");
+  }
+  if (config.api_tls_certificate.empty() != config.api_tls_private_key.empty()) {
+    return FieldError("api.tls_certificate", "and \"api.tls_private_key\" go together");
+  }
+  auto port = NumberField(api, "port", config.api_port, 1, 65535);
+  if (!port.ok()) return FieldError("api.port", "must be an integer 1..65535");
+  config.api_port = static_cast<std::uint16_t>(*port);
+  auto threads = NumberField(api, "threads", config.api_threads, 1, 256);
+  if (!threads.ok()) return FieldError("api.threads", "must be an integer 1..256");
+  config.api_threads = *threads;
+  return Status::Ok();
+}
+
+}  // namespace
 
 Result<HostConfig> ParseHostConfig(std::string_view text, const std::string& data_dir) {
   json object = json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -92,7 +142,8 @@ Result<HostConfig> ParseHostConfig(std::string_view text, const std::string& dat
                                                "read_timeout_seconds",
                                                "max_connections",
                                                "log_file",
-                                               "log_level"};
+                                               "log_level",
+                                               "api"};
   for (const auto& item : object.items()) {
     if (!kKnown.contains(item.key())) return FieldError(item.key(), "is not a known setting");
   }
@@ -145,6 +196,7 @@ Result<HostConfig> ParseHostConfig(std::string_view text, const std::string& dat
                           static_cast<std::uint64_t>(config.read_timeout.count()), 1, 3'600);
   if (!read.ok()) return read.error();
   config.read_timeout = std::chrono::seconds(static_cast<std::int64_t>(*read));
+  if (auto api = ParseApiConfig(object, config); !api.ok()) return api.error();
   return config;
 }
 

@@ -29,6 +29,14 @@ struct HostConfig {
   std::size_t max_connections = 10'000;
   std::string log_file;  // empty: stderr only
   std::string log_level = "info";
+  // The HTTPS/JSON API for tellers, auditors and administrators (docs/api.md), the "api"
+  // object of host.json. Plain HTTP only on a loopback address; HTTPS with a certificate and key.
+  bool api_enabled = true;
+  std::string api_listen_address = "127.0.0.1";
+  std::uint16_t api_port = 8080;
+  std::string api_tls_certificate;  // PEM chain
+  std::string api_tls_private_key;  // PEM
+  std::size_t api_threads = 8;
 
   bool tls() const { return !tls_certificate.empty(); }
 };

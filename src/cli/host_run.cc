@@ -12,10 +12,16 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
+#include "access/directory.h"
+#include "api/routes.h"
+#include "api/server.h"
+#include "audit/audit_log.h"
+#include "branch/services.h"
 #include "cli/commands.h"
 #include "cli/host_session.h"
 #include "host/gateway.h"
@@ -64,6 +70,8 @@ class LoadReconciler {
 struct HostRunOptions {
   std::string data_dir;
   std::string listen;
+  std::string api_listen;
+  bool no_api = false;
   bool quiet = false;
 };
 
@@ -145,7 +153,10 @@ void RunHost(const HostRunOptions& options) {
 
   LoadReconciler reconciler(session.host());
   reconciler.MaybeRun();
+  // The key store is thread-compatible only: the gateway and the API's card routes take turns.
+  std::mutex key_store_mutex;
   auto server = server::Server::Start(server_options, [&](std::span<const Bytes> frames) {
+    std::lock_guard key_store_lock(key_store_mutex);
     reconciler.MaybeRun();
     std::vector<host::GatewayReply> answers = gateway.HandleGroup(frames);
     std::vector<server::Reply> replies;
@@ -169,9 +180,77 @@ void RunHost(const HostRunOptions& options) {
               config.log_file.empty() ? "stderr" : config.log_file.c_str());
   std::fflush(stdout);
 
+  // The HTTPS/JSON API (docs/api.md) next to the ISO 8583 server: its own database connections,
+  // the session's key store under key_store_mutex.
+  std::unique_ptr<access::Directory> api_directory;
+  std::unique_ptr<api::Api> api_endpoints;
+  std::unique_ptr<api::Server> api_server;
+  if (options.no_api) config.api_enabled = false;
+  if (!options.api_listen.empty()) {
+    const auto colon = options.api_listen.rfind(':');
+    const char* digits = colon == std::string::npos ? "" : options.api_listen.c_str() + colon + 1;
+    char* end = nullptr;
+    const unsigned long port = std::strtoul(digits, &end, 10);
+    if (colon == std::string::npos || colon == 0 || *digits < '0' || *digits > '9' ||
+        *end != '\0' || port > 65535) {
+      (*server)->Shutdown(std::chrono::seconds(1));
+      throw CommandFailed("--api-listen takes ADDRESS:PORT (port 0..65535)", 2);
+    }
+    config.api_listen_address = options.api_listen.substr(0, colon);
+    config.api_port = static_cast<std::uint16_t>(port);
+  } else if (!options.listen.empty() && config.port == 0) {
+    // "--listen ADDRESS:0" (any free port: tests, several hosts side by side) does the same for
+    // the API, so two hosts never fight over its configured port.
+    config.api_port = 0;
+  }
+  if (config.api_enabled) {
+    // On a connection of its own: the ISO 8583 server's thread already uses the session's.
+    auto migration_connection = session.database().Connect();
+    if (!migration_connection.ok()) {
+      (*server)->Shutdown(std::chrono::seconds(1));
+      throw CommandFailed("connecting for the API: " + migration_connection.error().message);
+    }
+    for (const store::MigrationSet* set :
+         {&audit::Migrations(), &access::Migrations(), &branch::Migrations(), &api::Migrations()}) {
+      auto migrated = store::Migrate(**migration_connection, *set);
+      if (!migrated.ok()) {
+        (*server)->Shutdown(std::chrono::seconds(1));
+        throw CommandFailed("migrating " + set->component + ": " + migrated.error().message);
+      }
+    }
+    api_directory = std::make_unique<access::Directory>();
+    api::ApiServices services;
+    services.database = &session.database();
+    services.key_store = &session.key_store();
+    services.key_store_mutex = &key_store_mutex;
+    services.directory = api_directory.get();
+    api_endpoints = std::make_unique<api::Api>(std::move(services));
+    api::ServerOptions api_options;
+    api_options.listen_address = config.api_listen_address;
+    api_options.port = config.api_port;
+    api_options.tls_certificate = config.api_tls_certificate;
+    api_options.tls_private_key = config.api_tls_private_key;
+    api_options.threads = config.api_threads;
+    auto started = api::Server::Start(api_options, [&](const api::HttpRequest& request) {
+      return api_endpoints->Handle(request);
+    });
+    if (!started.ok()) {
+      (*server)->Shutdown(std::chrono::seconds(1));
+      throw CommandFailed("starting the API: " + started.error().message);
+    }
+    api_server = std::move(*started);
+    spdlog::info("api started listen={}:{} tls={}", config.api_listen_address, api_server->port(),
+                 api_server->tls() ? "on" : "off");
+    std::printf("medcard API listening on %s:%u (%s)\n", config.api_listen_address.c_str(),
+                static_cast<unsigned>(api_server->port()),
+                api_server->tls() ? "HTTPS" : "plain HTTP, loopback only");
+    std::fflush(stdout);
+  }
+
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   spdlog::info("host stopping signal={} (answering requests in flight)", signal_number);
+  if (api_server != nullptr) api_server->Stop();
   (*server)->Shutdown(std::chrono::seconds(10));
   const server::Stats stats = (*server)->stats();
   spdlog::info("host stopped connections={} frames={} replies={} groups={}",
@@ -190,6 +269,9 @@ void AddHostRunCommand(CLI::App& host) {
   run->add_option("--data", options->data_dir, "The host's data directory (host.json)")->required();
   run->add_option("--listen", options->listen,
                   "ADDRESS:PORT, overriding host.json (port 0: any free port, printed)");
+  run->add_option("--api-listen", options->api_listen,
+                  "ADDRESS:PORT of the HTTPS/JSON API, overriding host.json's api object");
+  run->add_flag("--no-api", options->no_api, "Do not start the HTTPS/JSON API");
   run->add_flag("--quiet", options->quiet, "Log only to the log file");
   run->callback([options] { RunHost(*options); });
 }

@@ -2,6 +2,8 @@
 
 #include <filesystem>
 
+#include "access/directory.h"
+#include "audit/audit_log.h"
 #include "cli/commands.h"
 #include "cli/key_store_access.h"
 #include "ledger/ledger.h"
@@ -34,6 +36,8 @@ HostSession OpenHostSession(const std::string& data_dir) {
   // A newer program migrates the schema forward (migrations are versioned and idempotent).
   Check(Result<int>(store::Migrate(*connection, ledger::Migrations())), "migrating the ledger");
   Check(Result<int>(store::Migrate(*connection, host::Migrations())), "migrating the host");
+  Check(Result<int>(store::Migrate(*connection, audit::Migrations())), "migrating the audit log");
+  Check(Result<int>(store::Migrate(*connection, access::Migrations())), "migrating the users");
   auto key_store = OpenKeyStore(KeyStoreLocation{config.key_store, config.pkcs11_module});
   return HostSession(std::move(config), std::move(database), std::move(connection),
                      std::move(key_store));

@@ -1,5 +1,6 @@
 #include "keys/key_policy.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <limits>
 #include <tuple>
 
+#include "common/bcd.h"
 #include "crypto/crypto.h"
 
 namespace medcard::keys::internal {
@@ -16,8 +18,14 @@ bool IsKeyEncryptingKey(Family family) {
          family == Family::kTerminalKeyExchange;
 }
 
+bool IsPinKey(Family family) {
+  return family == Family::kPinEncryption || family == Family::kPinUnblock;
+}
+
 Family FamilyOfName(std::string_view name) {
   if (name == "transport") return Family::kTransport;
+  if (name == "pin_unblock") return Family::kPinUnblock;
+  if (IsPinEncryptionKeyName(name)) return Family::kPinEncryption;
   if (IsTerminalMasterKeyName(name)) return Family::kTerminalMaster;
   if (name == kTerminalKeyExchangeKey) return Family::kTerminalKeyExchange;
   return Family::kIssuer;
@@ -35,6 +43,14 @@ Status KeyPolicy::CheckWrap(Family wrapping, Family key) const {
   // only, and it never travels itself.
   if (key == Family::kTerminalKeyExchange) {
     return Fail("the terminal key-exchange key (tkek) is never wrapped");
+  }
+  // A PIN pad's key is set up by ceremony only. A DPUK travels to its card (WRITE KEY under
+  // the card's transport key) and nowhere else.
+  if (key == Family::kPinEncryption) {
+    return Fail("a PIN encryption key (pek/...) is never wrapped");
+  }
+  if (key == Family::kPinUnblock && wrapping != Family::kTransport) {
+    return Fail("a PIN-unblock key travels only to its card, under the card's transport key");
   }
   if (wrapping == Family::kTerminalKeyExchange && key != Family::kTerminalMaster) {
     return Fail("the terminal key-exchange key (tkek) wraps only terminal master keys");
@@ -91,11 +107,75 @@ Status KeyPolicy::CheckDeliveredKcv(std::string_view name, ByteView kcv,
 }
 
 Status KeyPolicy::CheckDecrypt(Family key) const {
+  if (Status ok =
+          RefusePinKey(key, "decrypt data (that would reveal the PINs enciphered under it)");
+      !ok.ok()) {
+    return ok;
+  }
   return RefuseKeyEncryptingKey(key, "decrypt data (that would reveal the keys wrapped under it)");
 }
 
+Status KeyPolicy::CheckEncrypt(Family key) const {
+  if (key == Family::kPinUnblock) {
+    return Fail(
+        "a PIN-unblock key (pin_unblock, a card's DPUK) encrypts only a PIN, inside "
+        "TranslatePinForCard");
+  }
+  return Status::Ok();
+}
+
 Status KeyPolicy::CheckDerivation(Family key, std::string_view what) const {
+  if (Status ok = RefusePinKey(key, what); !ok.ok()) return ok;
   return RefuseKeyEncryptingKey(key, what);
+}
+
+Status KeyPolicy::RefusePinKey(Family key, std::string_view what) const {
+  if (key == Family::kPinEncryption) {
+    return Fail("a PIN encryption key (pek/...) cannot " + std::string(what));
+  }
+  if (key == Family::kPinUnblock) {
+    return Fail("a PIN-unblock key (pin_unblock, a card's DPUK) cannot " + std::string(what));
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckPinTranslation(Family pin_key, Family dpuk, ByteView encrypted_pin_block,
+                                      ByteView challenge) const {
+  if (pin_key != Family::kPinEncryption) {
+    return Fail("a PIN block is translated only from a PIN encryption key (pek/...)");
+  }
+  // Anything else might be a key whose value the caller knows: the PIN would be readable.
+  if (dpuk != Family::kPinUnblock) {
+    return Fail("a PIN is enciphered for a card only under its DPUK (from the pin_unblock key)");
+  }
+  if (encrypted_pin_block.size() != 8) {
+    return Fail("an encrypted PIN block is 8 bytes, got " +
+                std::to_string(encrypted_pin_block.size()));
+  }
+  if (challenge.size() != 4 && challenge.size() != 8) {
+    return Fail("a card challenge is 4 or 8 bytes, got " + std::to_string(challenge.size()));
+  }
+  return Status::Ok();
+}
+
+Result<Bytes> KeyPolicy::CardPinPlaintext(ByteView clear_block, std::string_view pan) const {
+  auto pin = crypto::ParsePinBlock(crypto::PinBlockFormat::kFormat0, clear_block, pan);
+  if (!pin.ok()) {
+    return Fail(
+        "the PIN block does not decrypt to a format 0 PIN block for this card (wrong "
+        "PIN pad key or card number)");
+  }
+  std::string digits = std::move(pin).value();
+  const bool six_digits = digits.size() == 6;
+  std::optional<Bytes> packed;
+  if (six_digits) packed = PackDigitsFPadded(digits);
+  OPENSSL_cleanse(digits.data(), digits.size());
+  if (!six_digits || !packed) return Fail("the card's PIN is 6 digits; the new PIN was not");
+  Bytes plain = {0x03};
+  Append(plain, *packed);
+  SecureWipe(*packed);
+  Append(plain, Bytes{0x80, 0x00, 0x00, 0x00});
+  return plain;
 }
 
 Status KeyPolicy::RefuseKeyEncryptingKey(Family key, std::string_view what) const {
@@ -110,7 +190,7 @@ Status KeyPolicy::CheckName(std::string_view name) const {
   if (IsValidKeyName(name)) return Status::Ok();
   return Fail("\"" + std::string(name) +
               "\" is not a key name (an issuer role such as \"purchase\", "
-              "tmk/<12 upper-case hex digits>, or tkek)");
+              "tmk/<12 upper-case hex digits>, pek/<workstation>, or tkek)");
 }
 
 Result<std::uint8_t> KeyPolicy::NextVersion(std::string_view name, std::uint8_t latest) const {

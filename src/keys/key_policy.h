@@ -28,9 +28,13 @@ enum class Family : std::uint8_t {
   kTerminalMaster,       // "tmk/..." and keys diversified from one
   kReceived,             // a key unwrapped from a cryptogram (a terminal's working key)
   kTerminalKeyExchange,  // "tkek" (docs/pos.md "TMK delivery"), and keys diversified from it
+  kPinEncryption,        // "pek/..." (a teller PIN pad's key), and keys diversified from one
+  kPinUnblock,           // "pin_unblock" and the card DPUKs diversified from it
 };
 
 bool IsKeyEncryptingKey(Family family);
+// A PIN encryption key or a PIN-unblock key: what it enciphers is a PIN.
+bool IsPinKey(Family family);
 // The family of a stored key. REQUIRES: IsValidKeyName(name).
 Family FamilyOfName(std::string_view name);
 
@@ -51,8 +55,18 @@ class KeyPolicy {
   Status CheckDeliveredKcv(std::string_view name, ByteView kcv, ByteView expected_kcv) const;
   // A key-encrypting key never decrypts data.
   Status CheckDecrypt(Family key) const;
+  // A PIN-unblock key encrypts nothing for the caller: under the master, D ‖ ~D would be a
+  // card's DPUK in clear; under a DPUK, only TranslatePinForCard enciphers (a PIN).
+  Status CheckEncrypt(Family key) const;
   // A key-encrypting key derives no session or TAC key; `what` is e.g. "derive a TAC key".
   Status CheckDerivation(Family key, std::string_view what) const;
+  // TranslatePinForCard: a PEK in, a DPUK out, an 8-byte block, a 4- or 8-byte challenge.
+  Status CheckPinTranslation(Family pin_key, Family dpuk, ByteView encrypted_pin_block,
+                             ByteView challenge) const;
+  // The card's PIN UNBLOCK plaintext `03 ‖ packed PIN ‖ 80 00 00 00` from a clear ISO 9564
+  // format 0 block for `pan`; a PIN that is not 6 digits is an error that never shows the PIN.
+  // Every intermediate copy of the PIN is wiped; the caller wipes `clear_block` and the result.
+  Result<Bytes> CardPinPlaintext(ByteView clear_block, std::string_view pan) const;
 
   // ---- Arguments ----------------------------------------------------------------------------
   // IsValidKeyName(name), or an error that names it.
@@ -77,6 +91,7 @@ class KeyPolicy {
  private:
   Error Fail(std::string_view message) const;
   Status RefuseKeyEncryptingKey(Family key, std::string_view what) const;
+  Status RefusePinKey(Family key, std::string_view what) const;
 
   std::string_view backend_;
 };

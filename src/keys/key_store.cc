@@ -17,8 +17,20 @@ bool IsTerminalMasterKeyName(std::string_view name) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
 }
 
+bool IsPinEncryptionKeyName(std::string_view name) {
+  constexpr std::string_view kPrefix = "pek/";
+  if (name.size() <= kPrefix.size() || name.size() > kPrefix.size() + 32 ||
+      !name.starts_with(kPrefix)) {
+    return false;
+  }
+  return std::all_of(name.begin() + kPrefix.size(), name.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || c == '-';
+  });
+}
+
 bool IsValidKeyName(std::string_view name) {
-  return IsIssuerRole(name) || IsTerminalMasterKeyName(name) || name == kTerminalKeyExchangeKey;
+  return IsIssuerRole(name) || IsTerminalMasterKeyName(name) || IsPinEncryptionKeyName(name) ||
+         name == kTerminalKeyExchangeKey;
 }
 
 Status KeyStore::VerifyMac(KeyRef key, ByteView data, ByteView mac, ByteView iv) {

@@ -36,7 +36,11 @@ inline constexpr std::string_view kIssuerRoles[] = {
 bool IsIssuerRole(std::string_view role);
 inline constexpr std::string_view kTerminalKeyExchangeKey = "tkek";
 bool IsTerminalMasterKeyName(std::string_view name);  // "tmk/" + 12 upper-case hex digits
-bool IsValidKeyName(std::string_view name);           // an issuer role, a TMK name or "tkek"
+// A teller workstation's PIN encryption key (the key its PIN pad encrypts ISO 9564 PIN blocks
+// under): "pek/" + 1..32 upper-case letters, digits or '-' naming the workstation
+// ("pek/BRANCH01-T03"). Established by key ceremony in the store and in the PIN pad.
+bool IsPinEncryptionKeyName(std::string_view name);
+bool IsValidKeyName(std::string_view name);  // an issuer role, a TMK or PEK name, or "tkek"
 
 // What List() shows about a stored key: never its value.
 struct KeyInfo {
@@ -68,6 +72,10 @@ enum class CipherMode { kEcb, kCbc };
 //   - "tkek" wraps only terminal master keys, unwraps nothing transient and is itself never
 //     wrapped; a stored key arrives encrypted (ImportWrapped) only under "tkek", and only as a
 //     "tmk/..." key.
+// PIN keys: a PIN encryption key ("pek/...") and the "pin_unblock" master key with the card
+// keys (DPUK) diversified from it never Decrypt, derive no session or TAC key and are never
+// wrapped or wrap anything: the one way a PIN block under a PEK is used is TranslatePinForCard,
+// so no PIN ever appears in clear outside the store.
 
 class KeyStore {
  public:
@@ -126,6 +134,19 @@ class KeyStore {
   virtual Result<Bytes> Wrap(KeyRef wrapping, KeyRef key) = 0;
   // Key check value (3 bytes).
   virtual Result<Bytes> Kcv(KeyRef key) = 0;
+
+  // PIN reset at a teller's counter (docs/card-commands.md, PIN UNBLOCK; docs/keys.md "PIN
+  // translation"): `encrypted_pin_block` is an ISO 9564 format 0 PIN block (PAN = `pan`, a
+  // digit string) encrypted 3DES-ECB under the PIN encryption key `pin_key` ("pek/..."), as the
+  // teller's PIN pad sends it. Inside the store the PIN (6 digits, else an error) is re-enciphered
+  // for the card: enc = 3DES-ECB(dpuk, 03 ‖ packed PIN ‖ 80 00 00 00), and the secure-messaging
+  // MAC under `dpuk` over `84 24 00 00 0C ‖ enc` with IV = `challenge` (4 or 8 bytes, the card's
+  // GET CHALLENGE) zero-padded to 8. Returns the PIN UNBLOCK data enc(8) ‖ MAC(4). `dpuk` must
+  // be a key of the "pin_unblock" family (the card's DPUK from CardKey). The clear PIN is wiped
+  // before this returns; it never leaves the store.
+  virtual Result<Bytes> TranslatePinForCard(KeyRef pin_key, ByteView encrypted_pin_block,
+                                            std::string_view pan, KeyRef dpuk,
+                                            ByteView challenge) = 0;
 };
 
 // ---- Backends ----------------------------------------------------------------------------

@@ -665,6 +665,44 @@ class Pkcs11KeyStore final : public KeyStore {
     return KcvOf((*k)->object->handle);
   }
 
+  // Standard PKCS#11 has no PIN translation mechanism (CKM_* for ISO 9564 blocks are vendor
+  // extensions), so the PIN block is C_Decrypt'ed under the PEK into process memory, re-formed
+  // as the card's block, C_Encrypt'ed under the DPUK, and every clear copy is wiped at once
+  // (docs/keys-pkcs11.md, "PIN translation"). The MAC is the token's, as for every MAC.
+  Result<Bytes> TranslatePinForCard(KeyRef pin_key, ByteView encrypted_pin_block,
+                                    std::string_view pan, KeyRef dpuk,
+                                    ByteView challenge) override {
+    auto pek = Get(pin_key);
+    if (!pek.ok()) return pek.error();
+    auto card_key = Get(dpuk);
+    if (!card_key.ok()) return card_key.error();
+    if (Status ok = kPolicy.CheckPinTranslation((*pek)->family, (*card_key)->family,
+                                                encrypted_pin_block, challenge);
+        !ok.ok()) {
+      return ok.error();
+    }
+    if ((*card_key)->length != 16) {
+      return kPolicy.KeyLengthError("a PIN UNBLOCK cryptogram", 16, (*card_key)->length);
+    }
+    auto clear_block = RunCipher(*(*pek)->object, CKM_DES3_ECB, encrypted_pin_block, {}, false);
+    if (!clear_block.ok()) return clear_block.error();
+    auto plain = kPolicy.CardPinPlaintext(*clear_block, pan);
+    SecureWipe(*clear_block);
+    if (!plain.ok()) return plain.error();
+    auto enc = RunCipher(*(*card_key)->object, CKM_DES3_ECB, *plain, {}, true);
+    SecureWipe(*plain);
+    if (!enc.ok()) return enc.error();
+    Bytes iv(challenge.begin(), challenge.end());
+    iv.resize(8, 0x00);
+    Bytes mac_input = {0x84, 0x24, 0x00, 0x00, 0x0C};
+    Append(mac_input, *enc);
+    auto mac = Mac(dpuk, mac_input, iv);
+    if (!mac.ok()) return mac.error();
+    Bytes out = std::move(enc).value();
+    Append(out, *mac);
+    return out;
+  }
+
  private:
   // A key object; a session object is destroyed with its last user (a derived key keeps the
   // key it was derived from alive, to derive its MAC half or wrap it later).
@@ -837,6 +875,9 @@ class Pkcs11KeyStore final : public KeyStore {
   Result<Bytes> Cipher(KeyRef ref, ByteView data, CipherMode mode, ByteView iv, bool encrypt) {
     auto k = Get(ref);
     if (!k.ok()) return k.error();
+    if (Status ok = encrypt ? kPolicy.CheckEncrypt((*k)->family) : Status::Ok(); !ok.ok()) {
+      return ok.error();
+    }
     if (!encrypt) {
       if (Status ok = kPolicy.CheckDecrypt((*k)->family); !ok.ok()) return ok.error();
     }

@@ -648,6 +648,40 @@ class SoftwareKeyStore final : public KeyStore {
     return crypto::Kcv(Value(**h));
   }
 
+  // Everything in clear (the PIN block, the PIN, the card's plaintext) stays in this function
+  // and is wiped before it returns.
+  Result<Bytes> TranslatePinForCard(KeyRef pin_key, ByteView encrypted_pin_block,
+                                    std::string_view pan, KeyRef dpuk,
+                                    ByteView challenge) override {
+    auto pek = Get(pin_key);
+    if (!pek.ok()) return pek.error();
+    auto card_key = Get(dpuk);
+    if (!card_key.ok()) return card_key.error();
+    if (Status ok = kPolicy.CheckPinTranslation((*pek)->family, (*card_key)->family,
+                                                encrypted_pin_block, challenge);
+        !ok.ok()) {
+      return ok.error();
+    }
+    auto pek_cipher = crypto::BlockCipher::Des(Value(**pek));
+    if (!pek_cipher.ok()) return pek_cipher.error();
+    auto dpuk_cipher = crypto::BlockCipher::Des(Value(**card_key));
+    if (!dpuk_cipher.ok()) return dpuk_cipher.error();
+    Bytes clear_block = pek_cipher->DecryptEcb(encrypted_pin_block);
+    auto plain = kPolicy.CardPinPlaintext(clear_block, pan);
+    SecureWipe(clear_block);
+    if (!plain.ok()) return plain.error();
+    Bytes enc = dpuk_cipher->EncryptEcb(*plain);
+    SecureWipe(*plain);
+    Bytes iv(challenge.begin(), challenge.end());
+    iv.resize(8, 0x00);
+    Bytes mac_input = {0x84, 0x24, 0x00, 0x00, 0x0C};
+    Append(mac_input, enc);
+    auto mac = Mac(dpuk, mac_input, iv);
+    if (!mac.ok()) return mac.error();
+    Append(enc, *mac);
+    return enc;
+  }
+
  private:
   struct Handle {
     std::optional<std::size_t> stored;  // index into keys_ (never removed), or transient:
@@ -724,6 +758,9 @@ class SoftwareKeyStore final : public KeyStore {
   Result<Bytes> Cipher(KeyRef key, ByteView data, CipherMode mode, ByteView iv, bool encrypt) {
     auto h = Get(key);
     if (!h.ok()) return h.error();
+    if (Status ok = encrypt ? kPolicy.CheckEncrypt((*h)->family) : Status::Ok(); !ok.ok()) {
+      return ok.error();
+    }
     if (!encrypt) {
       if (Status ok = kPolicy.CheckDecrypt((*h)->family); !ok.ok()) return ok.error();
     }

@@ -217,6 +217,10 @@ class ShortAnsweringStore final : public keys::KeyStore {
   Result<Bytes> Decrypt(keys::KeyRef k, ByteView d, keys::CipherMode m, ByteView iv) override {
     return inner_.Decrypt(k, d, m, iv);
   }
+  Result<Bytes> TranslatePinForCard(keys::KeyRef p, ByteView b, std::string_view pan,
+                                    keys::KeyRef d, ByteView c) override {
+    return inner_.TranslatePinForCard(p, b, pan, d, c);
+  }
   Result<Bytes> Wrap(keys::KeyRef w, keys::KeyRef k) override {
     return Cut(inner_.Wrap(w, k), wrap_size);
   }

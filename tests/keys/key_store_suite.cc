@@ -394,7 +394,8 @@ TEST_P(KeyStoreSuite, VerifyMac_AcceptsTheRightMacAndSaysMacInvalidOtherwise) {
 
 TEST_P(KeyStoreSuite, EncryptDecrypt_EcbAndCbcEqualTheBlockCipher) {
   const Bytes key = RandomKey();
-  KeyRef ref = ImportKnownKey("pin_unblock", key);
+  // Not a PIN key: those encrypt and decrypt nothing for the caller (PinKeys_ tests below).
+  KeyRef ref = ImportKnownKey("overdraw", key);
   auto cipher = crypto::BlockCipher::Des(key);
   ASSERT_TRUE(cipher.ok());
   const Bytes data = crypto::RandomBytes(24), iv = crypto::RandomBytes(8), zero(8, 0);
@@ -843,6 +844,148 @@ TEST_P(KeyStoreSuite, Pboc_SamTotalsVerifyOnlyWhenSignedAndTheAcknowledgementIsT
   EXPECT_FALSE(AcknowledgeSamTotals(*store_, psam_serial, crypto::RandomBytes(8), answer).ok());
   EXPECT_FALSE(
       AcknowledgeSamTotals(*store_, psam_serial, challenge, ByteView(answer).first(21)).ok());
+}
+
+// ---- PIN translation (TranslatePinForCard) ------------------------------------------------
+
+// The PIN pad's side: an ISO 9564 format 0 block for `pan`, 3DES-ECB under the PEK.
+Bytes PinPadBlock(const Bytes& pek, std::string_view pin, std::string_view pan) {
+  return crypto::BlockCipher::Des(pek)->EncryptEcb(
+      *crypto::MakePinBlock(crypto::PinBlockFormat::kFormat0, pin, pan));
+}
+
+constexpr char kPinAsn[] = "11000000000000000042";
+constexpr char kPinPan[] = "1000000000000000420";  // a PIN block's PAN: 8..19 digits
+
+TEST_P(KeyStoreSuite, PinKeys_PekNamesNameAWorkstation) {
+  EXPECT_TRUE(IsValidKeyName("pek/BRANCH01-T03"));
+  EXPECT_TRUE(IsPinEncryptionKeyName("pek/A"));
+  EXPECT_FALSE(IsValidKeyName("pek/"));
+  EXPECT_FALSE(IsValidKeyName("pek/branch01"));
+  EXPECT_FALSE(IsValidKeyName("pek/T_1"));
+  EXPECT_FALSE(IsValidKeyName("pek/" + std::string(33, 'A')));
+  EXPECT_TRUE(IsValidKeyName("pek/" + std::string(32, 'A')));
+  const Bytes pek = RandomKey();
+  ImportKnownKey("pek/BRANCH01-T03", pek);
+  ReopenStore();
+  auto ref = store_->Find("pek/BRANCH01-T03");
+  ASSERT_TRUE(ref.ok()) << ref.error().message;
+  EXPECT_EQ(*store_->Kcv(*ref), *crypto::Kcv(pek));
+}
+
+TEST_P(KeyStoreSuite, TranslatePinForCard_IsThePinUnblockCryptogramAndMacUnderTheCardsDpuk) {
+  const Bytes pek = RandomKey();
+  const Bytes master = RandomKey();
+  KeyRef pek_ref = ImportKnownKey("pek/T1", pek);
+  ImportKnownKey("pin_unblock", master);
+  const Bytes asn = HexToBytes(kPinAsn);
+  auto dpuk = CardKey(*store_, "pin_unblock", asn, 1);
+  ASSERT_TRUE(dpuk.ok()) << dpuk.error().message;
+  const Bytes dpuk_clear = *crypto::Diversify(master, crypto::AsnFactor(asn));
+  for (const char* challenge_hex : {"A1B2C3D4", "0102030405060708"}) {
+    const Bytes challenge = HexToBytes(challenge_hex);
+    auto data = store_->TranslatePinForCard(pek_ref, PinPadBlock(pek, "654321", kPinPan), kPinPan,
+                                            *dpuk, challenge);
+    ASSERT_TRUE(data.ok()) << data.error().message;
+    ASSERT_EQ(data->size(), 12u);
+    const Bytes enc =
+        crypto::BlockCipher::Des(dpuk_clear)->EncryptEcb(HexToBytes("03654321 80000000"));
+    EXPECT_EQ(Bytes(data->begin(), data->begin() + 8), enc);
+    Bytes iv = challenge;
+    iv.resize(8, 0);
+    EXPECT_EQ(Bytes(data->begin() + 8, data->end()),
+              *crypto::PbocMac(dpuk_clear, Concat({HexToBytes("8424 0000 0C"), enc}), iv));
+  }
+}
+
+TEST_P(KeyStoreSuite, TranslatePinForCard_RefusesWrongKeysBlocksAndPinsWithoutShowingThePin) {
+  const Bytes pek = RandomKey();
+  KeyRef pek_ref = ImportKnownKey("pek/T1", pek);
+  ImportKnownKey("pin_unblock", RandomKey());
+  ImportKnownKey("purchase", RandomKey());
+  KeyRef transport = ImportKnownKey("transport", RandomKey());
+  const Bytes asn = HexToBytes(kPinAsn);
+  KeyRef dpuk = *CardKey(*store_, "pin_unblock", asn, 1);
+  KeyRef dpk = *CardKey(*store_, "purchase", asn, 1);
+  // Found again: CardKey released its master's ref (a PKCS#11 store shares stored refs).
+  KeyRef purchase = *store_->Find("purchase");
+  KeyRef received = *store_->Unwrap(transport, crypto::RandomBytes(16));
+  const Bytes challenge = HexToBytes("A1B2C3D4");
+  const Bytes block = PinPadBlock(pek, "987123", kPinPan);
+  ASSERT_TRUE(store_->TranslatePinForCard(pek_ref, block, kPinPan, dpuk, challenge).ok());
+
+  struct Case {
+    std::string what;
+    Result<Bytes> result;
+    std::string says;
+  };
+  const Case cases[] = {
+      {"block under another PEK",
+       store_->TranslatePinForCard(pek_ref, PinPadBlock(RandomKey(), "987123", kPinPan), kPinPan,
+                                   dpuk, challenge),
+       "PIN block"},
+      {"block for another card",
+       store_->TranslatePinForCard(pek_ref, block, "1000000000000000430", dpuk, challenge),
+       "PIN block"},
+      {"a 4-digit PIN",
+       store_->TranslatePinForCard(pek_ref, PinPadBlock(pek, "9871", kPinPan), kPinPan, dpuk,
+                                   challenge),
+       "6 digits"},
+      {"a 12-digit PIN",
+       store_->TranslatePinForCard(pek_ref, PinPadBlock(pek, "987123987123", kPinPan), kPinPan,
+                                   dpuk, challenge),
+       "6 digits"},
+      {"not a PEK", store_->TranslatePinForCard(purchase, block, kPinPan, dpuk, challenge), "pek/"},
+      {"a purchase key as DPUK",
+       store_->TranslatePinForCard(pek_ref, block, kPinPan, dpk, challenge), "DPUK"},
+      {"a received key as DPUK",
+       store_->TranslatePinForCard(pek_ref, block, kPinPan, received, challenge), "DPUK"},
+      {"a 7-byte block",
+       store_->TranslatePinForCard(pek_ref, ByteView(block).first(7), kPinPan, dpuk, challenge),
+       "8 bytes"},
+      {"a 5-byte challenge",
+       store_->TranslatePinForCard(pek_ref, block, kPinPan, dpuk, HexToBytes("0102030405")),
+       "4 or 8 bytes"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    ASSERT_FALSE(c.result.ok());
+    EXPECT_THAT(c.result.error().message, HasSubstr(c.says));
+    for (const char* pin : {"987123", "9871", "98 71 23"}) {
+      EXPECT_THAT(c.result.error().message, ::testing::Not(HasSubstr(pin)));
+    }
+  }
+}
+
+TEST_P(KeyStoreSuite, PinKeys_NeverDecryptDeriveOrTravelExceptTheDpukToItsCard) {
+  const Bytes pek = RandomKey();
+  KeyRef pek_ref = ImportKnownKey("pek/T1", pek);
+  ImportKnownKey("pin_unblock", RandomKey());
+  KeyRef transport = ImportKnownKey("transport", RandomKey());
+  const Bytes asn = HexToBytes(kPinAsn);
+  KeyRef dpuk = *CardKey(*store_, "pin_unblock", asn, 1);
+  KeyRef master = *store_->Find("pin_unblock");
+  const Bytes block = crypto::RandomBytes(8);
+  // The PIN pad's operation is allowed (a test PIN pad may run on the store).
+  EXPECT_EQ(*store_->Encrypt(pek_ref, block), crypto::BlockCipher::Des(pek)->EncryptEcb(block));
+  // Encrypt(master, D ‖ ~D) would be a card's DPUK in clear.
+  EXPECT_FALSE(store_->Encrypt(master, Concat({block, block})).ok());
+  EXPECT_FALSE(store_->Encrypt(dpuk, block).ok());
+  for (KeyRef pin_key : {pek_ref, master, dpuk}) {
+    EXPECT_FALSE(store_->Decrypt(pin_key, block).ok());
+    EXPECT_FALSE(store_->Decrypt(pin_key, block, CipherMode::kCbc).ok());
+    EXPECT_FALSE(store_->DeriveSessionKey(pin_key, block).ok());
+    EXPECT_FALSE(store_->DeriveTacKey(pin_key).ok());
+  }
+  auto card_transport = store_->Diversify(transport, crypto::AsnFactor(asn));
+  ASSERT_TRUE(card_transport.ok());
+  auto wrapped_pek = store_->Wrap(*card_transport, pek_ref);
+  ASSERT_FALSE(wrapped_pek.ok());
+  EXPECT_THAT(wrapped_pek.error().message, HasSubstr("never wrapped"));
+  // WRITE KEY of personalisation: the DPUK under its card's transport key.
+  EXPECT_TRUE(store_->Wrap(*card_transport, dpuk).ok());
+  ASSERT_TRUE(store_->Generate("tmk/000000000001").ok());
+  EXPECT_FALSE(store_->Wrap(*store_->Find("tmk/000000000001"), dpuk).ok());
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "access/directory.h"
+#include "audit/audit_log.h"
 #include "host/host.h"
 #include "issuance/test_issuer.h"
 #include "ledger/ledger.h"
@@ -29,7 +31,8 @@ Result<TestDatabase> NewHostDatabase(store::Engine engine) {
   if (!database.ok()) return Error(database.error());
   auto connection = (*database)->Connect();
   if (!connection.ok()) return Error(connection.error());
-  for (const store::MigrationSet* set : {&ledger::Migrations(), &host::Migrations()}) {
+  for (const store::MigrationSet* set :
+       {&ledger::Migrations(), &host::Migrations(), &audit::Migrations(), &access::Migrations()}) {
     auto migrated = store::Migrate(**connection, *set);
     if (!migrated.ok()) return Error(migrated.error());
   }

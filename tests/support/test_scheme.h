@@ -29,7 +29,8 @@ Result<std::unique_ptr<keys::KeyStore>> TestKeyStore(const std::string& dir,
                                                      std::string_view passphrase);
 
 // A new database on `engine` (NewTestDatabaseUrl) with one connection, migrated with
-// ledger::Migrations() and host::Migrations(). The database outlives the connection.
+// ledger::Migrations(), host::Migrations(), audit::Migrations() and access::Migrations(). The
+// database outlives the connection.
 struct TestDatabase {
   std::unique_ptr<store::Database> database;
   std::unique_ptr<store::Connection> connection;
