@@ -54,6 +54,17 @@ const std::map<std::string, std::set<Role>, std::less<>>& PermissionTable() {
           Role::kAdministrator}},
         {"limits.change", {Role::kAdministrator}},
         {"agency.submit", {Role::kAgencySystem}},
+        // The agency's API (docs/api/si-openapi.yaml): officers run the registry and the money;
+        // auditors read it and check the books.
+        {"si.read", {Role::kInsuranceOfficer, Role::kAuditor}},
+        {"si.check", {Role::kInsuranceOfficer, Role::kAuditor}},
+        {"si.registry.change", {Role::kInsuranceOfficer}},
+        {"si.month.run", {Role::kInsuranceOfficer}},
+        {"si.payment.add", {Role::kInsuranceOfficer}},
+        {"si.allocation.export", {Role::kInsuranceOfficer}},
+        {"si.allocation.reconcile", {Role::kInsuranceOfficer}},
+        {"si.policy.check", {Role::kInsuranceOfficer}},
+        {"si.claim.adjudicate", {Role::kInsuranceOfficer}},
     };
     return t;
   }();
@@ -287,13 +298,15 @@ std::string_view RoleName(Role role) {
       return "administrator";
     case Role::kAgencySystem:
       return "agency_system";
+    case Role::kInsuranceOfficer:
+      return "insurance_officer";
   }
   return "teller";
 }
 
 std::optional<Role> ParseRole(std::string_view name) {
   for (Role r : {Role::kTeller, Role::kSeniorTeller, Role::kSupervisor, Role::kAuditor,
-                 Role::kAdministrator, Role::kAgencySystem}) {
+                 Role::kAdministrator, Role::kAgencySystem, Role::kInsuranceOfficer}) {
     if (RoleName(r) == name) return r;
   }
   return std::nullopt;

@@ -29,8 +29,17 @@ namespace medcard::access {
 
 const store::MigrationSet& Migrations();
 
-enum class Role { kTeller, kSeniorTeller, kSupervisor, kAuditor, kAdministrator, kAgencySystem };
-// "teller", "senior_teller", "supervisor", "auditor", "administrator", "agency_system".
+enum class Role {
+  kTeller,
+  kSeniorTeller,
+  kSupervisor,
+  kAuditor,
+  kAdministrator,
+  kAgencySystem,
+  kInsuranceOfficer,  // the agency's staff (docs/access.md "The agency's roles")
+};
+// "teller", "senior_teller", "supervisor", "auditor", "administrator", "agency_system",
+// "insurance_officer".
 std::string_view RoleName(Role role);
 std::optional<Role> ParseRole(std::string_view name);
 // Tellers and senior tellers work at a branch: their branch code is required.

@@ -58,6 +58,9 @@ const store::MigrationSet& Migrations() {
       {
           {1, "users and sessions", kUsersAndSessions},
           {2, "role limits and dual control", kLimits},
+          {3, "the agency's insurance officer role",
+           "INSERT INTO access_role_limits (role, own_limit_fen, authorise_limit_fen) VALUES "
+           "('insurance_officer', 0, NULL)"},
       },
   };
   return set;

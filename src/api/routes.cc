@@ -437,6 +437,7 @@ Api::Api(ApiServices services)
   AddUserRoutes();
   AddAuditRoutes();
   AddCardRoutes();
+  AddBranchRoutes();
 }
 
 void Api::AddAuthed(std::string method, std::string pattern, const Schema* schema,
@@ -1004,6 +1005,196 @@ void Api::AddCardRoutes() {
                    format == "csv" ? "text/csv; charset=utf-8" : "application/pdf";
                return response;
              });
+}
+
+// ---- Applications and issue, day-end reports, role limits.
+
+namespace {
+
+// The actor of a branch action: the teller, the authoriser (if any), the workstation, the branch.
+branch::Actor ActorOf(const Principal& principal, const std::optional<Principal>& authoriser,
+                      const std::string& from) {
+  branch::Actor actor;
+  actor.login = principal.login;
+  if (authoriser) actor.authorised_by = authoriser->login;
+  actor.from = from;
+  actor.branch = principal.branch;
+  return actor;
+}
+
+json RoleLimitJson(const access::RoleLimit& limit) {
+  return {{"role", access::RoleName(limit.role)},
+          {"own_limit_fen", limit.own_limit_fen},
+          {"authorise_limit_fen",
+           limit.authorise_limit_fen ? json(*limit.authorise_limit_fen) : json(nullptr)}};
+}
+
+}  // namespace
+
+void Api::AddBranchRoutes() {
+  // Runs `action` on the branch services after the operation's role and dual-control check,
+  // under the key store's lock (BranchServices holds it).
+  using BranchAction =
+      std::function<HttpResponse(Context&, branch::BranchServices&, const branch::Actor&)>;
+  auto branch_action = [this](Context& context, std::string_view operation,
+                              const BranchAction& action) {
+    std::optional<access::AuthoriserCredentials> credentials;
+    if (context.body) credentials = Credentials(*context.body);
+    auto authorised_by = authority_.Check(context.connection, context.principal, operation, 0,
+                                          credentials, context.from());
+    if (!authorised_by) return ErrorResponse(authorised_by.error());
+    std::lock_guard key_store_lock(services_.key_store_mutex != nullptr ? *services_.key_store_mutex
+                                                                        : key_store_mutex_);
+    branch::BranchServices services(context.connection, *services_.key_store,
+                                    services_.branch_options);
+    return action(context, services, ActorOf(context.principal, *authorised_by, context.from()));
+  };
+
+  // docs/branch.md "Apply and issue": the application (the card's "card.issue" permission), then
+  // the personalised card registered to it.
+  static const Schema application =
+      Schema()
+          .String("person_id", Presence::kRequired, 1, 32, Pattern::kAny)
+          .String("holder_reference", Presence::kRequired, 1, 64, Pattern::kAny)
+          .String("branch", Presence::kOptional, 1, 16, Pattern::kAny)
+          .Object("authorisation", Presence::kOptional, AuthorisationSchema());
+  AddAuthed("POST", "/v1/cards/applications", &application, [branch_action](Context& context) {
+    return branch_action(
+        context, "card.issue",
+        [](Context& c, branch::BranchServices& services, const branch::Actor& actor) {
+          const JsonRequest& body = *c.body;
+          branch::CardApplication request{
+              body.String("person_id"), body.String("holder_reference"),
+              body.OptionalString("branch").value_or(c.principal.branch)};
+          auto card = services.Apply(actor, request);
+          if (!card) return ErrorResponse(card.error());
+          return Ok(CardJson(*card), 201);
+        });
+  });
+  static const Schema issue =
+      Schema()
+          .Integer("expected_version", Presence::kOptional, 0, std::int64_t{1} << 53)
+          .String("asn", Presence::kRequired, 20, 20, Pattern::kAsn)
+          .String("valid_to", Presence::kOptional, 10, 10, Pattern::kDate)
+          .Object("authorisation", Presence::kOptional, AuthorisationSchema());
+  AddAuthed(
+      "POST", "/v1/cards/applications/{application_id}/issue", &issue,
+      [branch_action](Context& context) {
+        const std::string id_text = context.Param("application_id");
+        if (id_text.empty() || id_text.size() > 15 || !MatchesPattern(id_text, Pattern::kDecimal)) {
+          return ErrorResponse(400, "invalid", "the application's number", "application_id");
+        }
+        return branch_action(
+            context, "card.issue",
+            [&id_text](Context& c, branch::BranchServices& services, const branch::Actor& actor) {
+              const JsonRequest& body = *c.body;
+              branch::CardIssue request;
+              request.application_id = std::stoll(id_text);
+              request.expected_version = body.OptionalInteger("expected_version");
+              request.asn = Upper(body.String("asn"));
+              if (auto day = body.OptionalString("valid_to")) request.valid_to = ParseDay(*day);
+              auto card = services.Issue(actor, request);
+              if (!card) return ErrorResponse(card.error());
+              return Ok(CardJson(*card));
+            });
+      });
+
+  // The teller day-end journal of one UTC day (audit::DayJournal): operations per teller.
+  AddAuthed("GET", "/v1/reports/teller-journal", nullptr, [](Context& context) {
+    if (auto allowed = access::Require(context.principal, "journal.read"); !allowed) {
+      return ErrorResponse(allowed.error());
+    }
+    auto day = QueryValue(context.request, "day");
+    if (!day || !MatchesPattern(*day, Pattern::kDate)) {
+      return ErrorResponse(400, "invalid", "a date YYYY-MM-DD", "day");
+    }
+    auto journal = audit::DayJournal(context.connection, *day);
+    if (!journal) return Internal(journal.error());
+    json tellers = json::array();
+    for (const audit::ActorDay& actor : journal->actors) {
+      json by_action = json::object();
+      for (const auto& [action, count] : actor.by_action) by_action[action] = count;
+      tellers.push_back(
+          {{"login", actor.actor}, {"operations", actor.operations}, {"by_action", by_action}});
+    }
+    return Ok({{"day", journal->day},
+               {"tellers", tellers},
+               {"cards_issued", journal->cards_issued},
+               {"cards_lost", journal->cards_lost},
+               {"cards_replaced", journal->cards_replaced},
+               {"cards_closed", journal->cards_closed}});
+  });
+
+  // The branch day-end report (BranchServices::DayEndReport): cards per branch per local day.
+  AddAuthed("GET", "/v1/reports/branch-day", nullptr, [this](Context& context) {
+    if (auto allowed = access::Require(context.principal, "journal.read"); !allowed) {
+      return ErrorResponse(allowed.error());
+    }
+    std::string days[2];
+    const char* names[2] = {"from", "to"};
+    for (int i = 0; i < 2; ++i) {
+      auto value = QueryValue(context.request, names[i]);
+      if (!value || !MatchesPattern(*value, Pattern::kDate)) {
+        return ErrorResponse(400, "invalid", "a date YYYY-MM-DD", names[i]);
+      }
+      days[i] = *value;
+    }
+    if (days[0] > days[1]) return ErrorResponse(400, "invalid", "from is after to", "from");
+    branch::BranchServices services(context.connection, *services_.key_store,
+                                    services_.branch_options);
+    auto report = services.DayEndReport(days[0], days[1]);
+    if (!report) return ErrorResponse(report.error());
+    json items = json::array();
+    for (const branch::DayEndLine& line : *report) {
+      items.push_back({{"day", line.day},
+                       {"branch", line.branch},
+                       {"applied", line.applied},
+                       {"issued", line.issued},
+                       {"activated", line.activated},
+                       {"lost", line.lost},
+                       {"captured", line.captured},
+                       {"replaced", line.replaced},
+                       {"closed", line.closed}});
+    }
+    return Ok({{"items", items}});
+  });
+
+  // Role amount limits (docs/access.md "Dual control"): read by the roles with "limits.read";
+  // changed by an administrator ("limits.change", with an authoriser when it is configured as a
+  // dual-control operation), audited by Authority::SetLimit.
+  AddAuthed("GET", "/v1/roles/{role}/limit", nullptr, [this](Context& context) {
+    if (auto allowed = access::Require(context.principal, "limits.read"); !allowed) {
+      return ErrorResponse(allowed.error());
+    }
+    auto role = access::ParseRole(context.Param("role"));
+    if (!role) return ErrorResponse(404, "not_found", "no such role", "role");
+    auto limits = authority_.Limits(context.connection);
+    if (!limits) return ErrorResponse(limits.error());
+    for (const access::RoleLimit& limit : *limits) {
+      if (limit.role == *role) return Ok(RoleLimitJson(limit));
+    }
+    return ErrorResponse(404, "not_found", "no limit for this role", "role");
+  });
+  static const Schema limit_change =
+      Schema()
+          .Integer("own_limit_fen", Presence::kRequired, 0, std::int64_t{1} << 53)
+          .Integer("authorise_limit_fen", Presence::kOptional, 0, std::int64_t{1} << 53)
+          .Object("authorisation", Presence::kOptional, AuthorisationSchema());
+  AddAuthed("PUT", "/v1/roles/{role}/limit", &limit_change, [this](Context& context) {
+    auto role = access::ParseRole(context.Param("role"));
+    if (!role) return ErrorResponse(404, "not_found", "no such role", "role");
+    const JsonRequest& body = *context.body;
+    auto authorised_by = authority_.Check(context.connection, context.principal, "limits.change", 0,
+                                          Credentials(body), context.from());
+    if (!authorised_by) return ErrorResponse(authorised_by.error());
+    access::RoleLimit limit;
+    limit.role = *role;
+    limit.own_limit_fen = body.Integer("own_limit_fen");
+    limit.authorise_limit_fen = body.OptionalInteger("authorise_limit_fen");
+    auto set = authority_.SetLimit(context.connection, context.principal, limit, context.from());
+    if (!set) return ErrorResponse(set.error());
+    return Ok(RoleLimitJson(limit));
+  });
 }
 
 }  // namespace medcard::api

@@ -162,6 +162,8 @@ class Api {
   void AddUserRoutes();
   void AddAuditRoutes();
   void AddCardRoutes();
+  // Card applications and issue, the day-end reports, role limits.
+  void AddBranchRoutes();
 
   ApiServices services_;
   access::Authority authority_;

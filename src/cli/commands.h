@@ -41,13 +41,23 @@ void AddPosCommands(CLI::App& app);     // pos init | purchase | balance | ... (
 // issue card | issue psam, and card blank | psam blank (call after AddCard/AddPsamCommands).
 void AddIssueCommands(CLI::App& app);
 void AddSiCommands(CLI::App& app);  // si ... (si_commands.cc)
+void AddTellerCommands(CLI::App& app);  // teller login | card ... (teller_commands.cc)
 
 // Parts of a group, each in its own file: called by the group's Add... above.
 void AddSiPolicyCommands(CLI::App& si);  // si policy | claim (si_policy_commands.cc)
 void AddSiRegistryCommands(
     CLI::App& si);  // si init | unit | person | month ... (si_registry_commands.cc)
+// si claim submit | show | approve | reject | pay | list, si import, si consumption
+// (si_claims_commands.cc). Call after AddSiPolicyCommands: it adds to its `si claim` group.
+void AddSiClaimsCommands(CLI::App& si);
+// si serve | si users add: the agency's HTTPS/JSON API (si_serve_commands.cc).
+void AddSiServeCommands(CLI::App& si);
+// si report fund | arrears | balances, si forecast (si_report_commands.cc).
+void AddSiReportCommands(CLI::App& si);
 void AddHostAccessCommands(CLI::App& host);  // host users | audit (host_access_commands.cc)
 void AddHostAllocationCommands(CLI::App& host);  // host allocations (host_allocation_commands.cc)
+// host report consumption (host_consumption_commands.cc); call after the report group exists.
+void AddHostConsumptionCommands(CLI::App& host);
 
 // Installs SIGINT/SIGTERM handlers that call `stop` (async-signal-safe callers only).
 void OnInterrupt(void (*stop)());

@@ -5,7 +5,7 @@
 //               list | block | unblock
 //   cards       import an issuance log
 //   blacklist   add | remove | list
-//   report      settlement per merchant and day
+//   report      settlement per merchant and day; branch: cards per branch and day
 //   check       the ledger's and the host's invariants (read-only)
 #include <chrono>
 #include <cstdio>
@@ -18,6 +18,7 @@
 
 #include "access/directory.h"
 #include "audit/audit_log.h"
+#include "branch/services.h"
 #include "cli/commands.h"
 #include "cli/host_config.h"
 #include "cli/host_session.h"
@@ -347,6 +348,64 @@ void RunSettlementReport(const ReportOptions& options) {
   }
 }
 
+// The branch day-end report (docs/branch.md): cards applied, issued, activated, lost, captured,
+// replaced and closed per branch per local day, on the console and optionally as CSV.
+struct BranchReportOptions {
+  std::string data_dir;
+  std::string day;
+  std::string to_day;
+  std::string csv_path;
+};
+
+bool IsDay(const std::string& text) {
+  if (text.size() != 10 || text[4] != '-' || text[7] != '-') return false;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (i != 4 && i != 7 && (text[i] < '0' || text[i] > '9')) return false;
+  }
+  return true;
+}
+
+void RunBranchReport(const BranchReportOptions& options) {
+  const std::string to_day = options.to_day.empty() ? options.day : options.to_day;
+  if (!IsDay(options.day) || !IsDay(to_day)) {
+    throw CommandFailed("--day and --to take YYYY-MM-DD", 2);
+  }
+  if (to_day < options.day) throw CommandFailed("--to is before --day", 2);
+  HostSession session = OpenHostSession(options.data_dir);
+  // A host whose API never ran has no branch tables yet: they are created empty.
+  for (const store::MigrationSet* set : {&audit::Migrations(), &branch::Migrations()}) {
+    auto migrated = store::Migrate(session.connection(), *set);
+    if (!migrated.ok()) {
+      throw CommandFailed("migrating " + set->component + ": " + migrated.error().message);
+    }
+  }
+  branch::BranchServices services(session.connection(), session.key_store());
+  auto report = services.DayEndReport(options.day, to_day);
+  if (!report) throw CommandFailed("making the branch report: " + report.error().message);
+  std::string csv = "day,branch,applied,issued,activated,lost,captured,replaced,closed\n";
+  std::printf("%-10s %-16s %8s %8s %9s %6s %8s %8s %6s\n", "day", "branch", "applied", "issued",
+              "activated", "lost", "captured", "replaced", "closed");
+  for (const branch::DayEndLine& line : *report) {
+    std::printf("%-10s %-16s %8lld %8lld %9lld %6lld %8lld %8lld %6lld\n", line.day.c_str(),
+                line.branch.c_str(), static_cast<long long>(line.applied),
+                static_cast<long long>(line.issued), static_cast<long long>(line.activated),
+                static_cast<long long>(line.lost), static_cast<long long>(line.captured),
+                static_cast<long long>(line.replaced), static_cast<long long>(line.closed));
+    csv += line.day + "," + line.branch + "," + std::to_string(line.applied) + "," +
+           std::to_string(line.issued) + "," + std::to_string(line.activated) + "," +
+           std::to_string(line.lost) + "," + std::to_string(line.captured) + "," +
+           std::to_string(line.replaced) + "," + std::to_string(line.closed) + "\n";
+  }
+  if (report->empty()) std::printf("(no card actions)\n");
+  if (!options.csv_path.empty()) {
+    std::ofstream out(options.csv_path, std::ios::trunc);
+    out << csv;
+    out.close();
+    if (!out) throw CommandFailed("cannot write " + options.csv_path);
+    std::printf("written to %s\n", options.csv_path.c_str());
+  }
+}
+
 // --- load reconciliation -----------------------------------------------------------------------
 
 struct ReconcileOptions {
@@ -593,6 +652,17 @@ void AddHostCommands(CLI::App& app) {
     settlement->add_option("--date", options->date, "YYYYMMDD; default: every day");
     settlement->add_option("--csv", options->csv_path, "Also write the report as CSV");
     settlement->callback([options] { RunSettlementReport(*options); });
+    auto branch_options = std::make_shared<BranchReportOptions>();
+    CLI::App* branch_report = report->add_subcommand(
+        "branch",
+        "Per branch and local day: cards applied, issued, activated, lost, captured, "
+        "replaced, closed");
+    AddDataOption(branch_report, branch_options->data_dir);
+    branch_report->add_option("--day", branch_options->day, "YYYY-MM-DD (local time)")->required();
+    branch_report->add_option("--to", branch_options->to_day,
+                              "YYYY-MM-DD: the last day of a range; default: --day");
+    branch_report->add_option("--csv", branch_options->csv_path, "Also write the report as CSV");
+    branch_report->callback([branch_options] { RunBranchReport(*branch_options); });
   }
   {
     CLI::App* loads = host->add_subcommand("loads", "Online loads");
@@ -641,6 +711,7 @@ void AddHostCommands(CLI::App& app) {
     data->excludes(db);
     check->callback([options] { RunHostCheck(*options); });
   }
+  AddHostConsumptionCommands(*host);  // host report consumption (after the report group)
 }  // namespace medcard::cli
 
 }  // namespace medcard::cli

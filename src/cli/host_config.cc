@@ -71,6 +71,7 @@ std::string HostConfigToJson(const HostConfig& config) {
       {"max_connections", config.max_connections},
       {"log_file", config.log_file},
       {"log_level", config.log_level},
+      {"transfer_interval_seconds", config.transfer_interval.count()},
       {"api",
        {{"enabled", config.api_enabled},
         {"listen_address", config.api_listen_address},
@@ -143,6 +144,7 @@ Result<HostConfig> ParseHostConfig(std::string_view text, const std::string& dat
                                                "max_connections",
                                                "log_file",
                                                "log_level",
+                                               "transfer_interval_seconds",
                                                "api"};
   for (const auto& item : object.items()) {
     if (!kKnown.contains(item.key())) return FieldError(item.key(), "is not a known setting");
@@ -196,6 +198,11 @@ Result<HostConfig> ParseHostConfig(std::string_view text, const std::string& dat
                           static_cast<std::uint64_t>(config.read_timeout.count()), 1, 3'600);
   if (!read.ok()) return read.error();
   config.read_timeout = std::chrono::seconds(static_cast<std::int64_t>(*read));
+  auto transfer_interval =
+      NumberField(object, "transfer_interval_seconds",
+                  static_cast<std::uint64_t>(config.transfer_interval.count()), 0, 86'400);
+  if (!transfer_interval.ok()) return transfer_interval.error();
+  config.transfer_interval = std::chrono::seconds(static_cast<std::int64_t>(*transfer_interval));
   if (auto api = ParseApiConfig(object, config); !api.ok()) return api.error();
   return config;
 }

@@ -37,6 +37,10 @@ struct HostConfig {
   std::string api_tls_certificate;  // PEM chain
   std::string api_tls_private_key;  // PEM
   std::size_t api_threads = 8;
+  // How often `host run` makes the branch's scheduled transfers that are due (replaced and
+  // closed cards' float, closure refunds; docs/branch.md): at start and then every this many
+  // seconds. 0: never (another host process does it).
+  std::chrono::seconds transfer_interval{60};
 
   bool tls() const { return !tls_certificate.empty(); }
 };

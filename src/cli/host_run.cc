@@ -8,13 +8,16 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "access/directory.h"
@@ -67,12 +70,72 @@ class LoadReconciler {
   std::chrono::steady_clock::time_point next_run_{};
 };
 
+// A replaced or closed card's float moves to the person's medical account (and a closure's
+// refund is paid) only after the clearing window (docs/branch.md): this thread makes the
+// transfers that are due at start and then every `interval`, on a database connection of its
+// own, taking turns with the gateway and the API for the key store. Each one made is logged.
+class TransferScheduler {
+ public:
+  TransferScheduler(std::unique_ptr<store::Connection> connection, keys::KeyStore& key_store,
+                    std::mutex& key_store_mutex, std::chrono::seconds interval)
+      : connection_(std::move(connection)),
+        key_store_(key_store),
+        key_store_mutex_(key_store_mutex),
+        interval_(interval) {
+    RunDue();
+    thread_ = std::thread([this] { Loop(); });
+  }
+  TransferScheduler(const TransferScheduler&) = delete;
+  TransferScheduler& operator=(const TransferScheduler&) = delete;
+  ~TransferScheduler() {
+    {
+      std::lock_guard lock(stop_mutex_);
+      stopping_ = true;
+    }
+    stop_.notify_all();
+    thread_.join();
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock lock(stop_mutex_);
+    while (!stop_.wait_for(lock, interval_, [this] { return stopping_; })) {
+      lock.unlock();
+      RunDue();
+      lock.lock();
+    }
+  }
+  void RunDue() {
+    std::lock_guard key_store_lock(key_store_mutex_);
+    branch::BranchServices services(*connection_, key_store_);
+    auto made = services.RunDueTransfers(services.Now());
+    if (!made.ok()) {
+      spdlog::warn("scheduled transfers failed reason=\"{}\"", made.error().message);
+      return;
+    }
+    for (const branch::ScheduledTransfer& t : *made) {
+      spdlog::info("transfer made asn={} kind={} state={} moved_ed={} moved_ep={} refunded={}",
+                   t.asn, t.kind, t.state, t.moved_ed, t.moved_ep, t.refunded);
+    }
+  }
+
+  std::unique_ptr<store::Connection> connection_;
+  keys::KeyStore& key_store_;
+  std::mutex& key_store_mutex_;
+  std::chrono::seconds interval_;
+  std::mutex stop_mutex_;
+  std::condition_variable stop_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 struct HostRunOptions {
   std::string data_dir;
   std::string listen;
   std::string api_listen;
   bool no_api = false;
   bool quiet = false;
+  std::optional<std::int64_t> transfer_interval_seconds;
 };
 
 // Logs: one line per event, UTC time stamps, key=value fields; to stderr and the log file.
@@ -247,9 +310,32 @@ void RunHost(const HostRunOptions& options) {
     std::fflush(stdout);
   }
 
+  if (options.transfer_interval_seconds) {
+    config.transfer_interval = std::chrono::seconds(*options.transfer_interval_seconds);
+  }
+  std::unique_ptr<TransferScheduler> transfers;
+  if (config.transfer_interval.count() > 0) {
+    auto connection = session.database().Connect();
+    std::string failure = connection.ok() ? "" : connection.error().message;
+    for (const store::MigrationSet* set : {&audit::Migrations(), &branch::Migrations()}) {
+      if (!failure.empty()) break;
+      auto migrated = store::Migrate(**connection, *set);
+      if (!migrated.ok()) failure = "migrating " + set->component + ": " + migrated.error().message;
+    }
+    if (!failure.empty()) {
+      if (api_server != nullptr) api_server->Stop();
+      (*server)->Shutdown(std::chrono::seconds(1));
+      throw CommandFailed("scheduled transfers: " + failure);
+    }
+    transfers = std::make_unique<TransferScheduler>(std::move(*connection), session.key_store(),
+                                                    key_store_mutex, config.transfer_interval);
+    spdlog::info("scheduled transfers every {}s", config.transfer_interval.count());
+  }
+
   int signal_number = 0;
   sigwait(&stop_signals, &signal_number);
   spdlog::info("host stopping signal={} (answering requests in flight)", signal_number);
+  transfers.reset();
   if (api_server != nullptr) api_server->Stop();
   (*server)->Shutdown(std::chrono::seconds(10));
   const server::Stats stats = (*server)->stats();
@@ -273,6 +359,10 @@ void AddHostRunCommand(CLI::App& host) {
                   "ADDRESS:PORT of the HTTPS/JSON API, overriding host.json's api object");
   run->add_flag("--no-api", options->no_api, "Do not start the HTTPS/JSON API");
   run->add_flag("--quiet", options->quiet, "Log only to the log file");
+  run->add_option("--transfer-interval", options->transfer_interval_seconds,
+                  "Seconds between runs of the branch's due transfers, overriding host.json "
+                  "(0: never)")
+      ->check(CLI::Range(0, 86'400));
   run->callback([options] { RunHost(*options); });
 }
 

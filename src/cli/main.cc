@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   medcard::cli::AddIssueCommands(app);
   medcard::cli::AddPosCommands(app);
   medcard::cli::AddSiCommands(app);
+  medcard::cli::AddTellerCommands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

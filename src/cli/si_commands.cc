@@ -8,6 +8,9 @@ void AddSiCommands(CLI::App& app) {
   si->require_subcommand(1);
   AddSiPolicyCommands(*si);
   AddSiRegistryCommands(*si);
+  AddSiClaimsCommands(*si);
+  AddSiServeCommands(*si);
+  AddSiReportCommands(*si);
 }
 
 }  // namespace medcard::cli

@@ -12,6 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "access/directory.h"
+#include "audit/audit_log.h"
 #include "cli/commands.h"
 #include "common/money.h"
 #include "insurance/allocation_batch.h"
@@ -194,6 +196,9 @@ void RunInit(const InitOptions& o) {
   auto database = Db(store::Database::Open(config.database), "opening the database");
   auto connection = Db(database->Connect(), "connecting");
   const int applied = Db(store::Migrate(*connection, insurance::Migrations()), "migrating");
+  // The agency's users and audit log live in its own database (`si users add`, `si serve`).
+  Db(store::Migrate(*connection, audit::Migrations()), "migrating the audit log");
+  Db(store::Migrate(*connection, access::Migrations()), "migrating the users");
   nlohmann::json json{{"database", config.database}, {"policy", config.policy}};
   WriteFileAtomically(SiConfigPath(o.dir), json.dump(2) + "\n");
   std::printf(

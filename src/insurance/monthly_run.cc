@@ -426,7 +426,8 @@ ServiceResult<std::vector<std::string>> CheckBooks(store::Connection& connection
         s = problem_rows(
             "SELECT id, debit, credit, amount FROM si_book_entries WHERE"
             " (debit = 'pooled_fund' AND NOT (kind = 'retiree_allowance' AND"
-            "  credit = 'personal_accounts'))"
+            "  credit = 'personal_accounts') AND NOT (kind = 'claim_pooled_fund' AND"
+            "  credit LIKE 'facility_payable/%'))"
             " OR (credit = 'pooled_fund' AND kind <> 'contribution')"
             " OR (credit = 'personal_accounts' AND kind NOT IN"
             "  ('allocation', 'retiree_allowance', 'allocation_refused'))"

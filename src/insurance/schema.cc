@@ -120,6 +120,54 @@ CREATE TABLE si_batch_lines (
 );
 )sql";
 
+// Claims submitted by facilities (claims_store.h): the claim as submitted (claim-file JSON), its
+// state, the adjudication's split and explanation; one claim number per facility. And the bank's
+// daily consumption detail (consumption.h): one import per day, each purchase once.
+constexpr char kClaims[] = R"sql(
+CREATE TABLE si_claims (
+  id {{ID}},
+  facility TEXT NOT NULL,
+  claim_number TEXT NOT NULL,
+  person_id TEXT NOT NULL,
+  admission TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('submitted', 'adjudicated', 'approved', 'paid',
+                                       'rejected')),
+  claim_json TEXT NOT NULL,
+  total_billed BIGINT NOT NULL CHECK (total_billed >= 0),
+  pooled_fund BIGINT NOT NULL DEFAULT 0 CHECK (pooled_fund >= 0),
+  personal_account BIGINT NOT NULL DEFAULT 0 CHECK (personal_account >= 0),
+  self_pay BIGINT NOT NULL DEFAULT 0 CHECK (self_pay >= 0),
+  adjudication_json TEXT,
+  reasons TEXT NOT NULL,
+  decided_by TEXT NOT NULL,
+  submitted_at_us BIGINT NOT NULL,
+  adjudicated_at_us BIGINT,
+  decided_at_us BIGINT,
+  paid_at_us BIGINT,
+  UNIQUE (facility, claim_number)
+);
+CREATE INDEX si_claims_by_person ON si_claims (person_id, admission);
+CREATE TABLE si_consumption_days (
+  day TEXT PRIMARY KEY,
+  line_count BIGINT NOT NULL,
+  total_fen BIGINT NOT NULL,
+  imported_at_us BIGINT NOT NULL
+);
+CREATE TABLE si_consumption (
+  day TEXT NOT NULL REFERENCES si_consumption_days (day),
+  line_no BIGINT NOT NULL,
+  reference TEXT NOT NULL UNIQUE,
+  person_id TEXT NOT NULL,
+  merchant_id TEXT NOT NULL,
+  amount BIGINT NOT NULL CHECK (amount > 0),
+  txn_time TEXT NOT NULL,
+  PRIMARY KEY (day, line_no)
+);
+CREATE INDEX si_consumption_by_person ON si_consumption (person_id, day);
+CREATE INDEX si_consumption_by_merchant ON si_consumption (merchant_id, day);
+)sql";
+
 }  // namespace
 
 const store::MigrationSet& Migrations() {
@@ -128,6 +176,7 @@ const store::MigrationSet& Migrations() {
                                            {1, "units, people, person events", kRegistry},
                                            {2, "monthly runs, bills, payments, books", kMonthlyRun},
                                            {3, "allocation batches", kBatches},
+                                           {4, "claims, consumption detail", kClaims},
                                        }};
   return set;
 }

@@ -300,13 +300,17 @@ TEST(PermissionTest, RolesMayDoWhatTheTableSays) {
   EXPECT_FALSE(Permits(Role::kAgencySystem, "card.issue"));
   EXPECT_EQ(PermittedOperations(Role::kAuditor),
             (std::vector<std::string>{"audit.export", "audit.read", "audit.verify", "customer.read",
-                                      "journal.read", "limits.read", "user.read"}));
+                                      "journal.read", "limits.read", "si.check", "si.read",
+                                      "user.read"}));
+  EXPECT_TRUE(Permits(Role::kInsuranceOfficer, "si.month.run"));
+  EXPECT_FALSE(Permits(Role::kAuditor, "si.month.run"));
+  EXPECT_FALSE(Permits(Role::kTeller, "si.read"));
   EXPECT_GE(KnownOperations().size(), 20u);
 }
 
 TEST(PermissionTest, NamesAndLogins) {
   for (Role r : {Role::kTeller, Role::kSeniorTeller, Role::kSupervisor, Role::kAuditor,
-                 Role::kAdministrator, Role::kAgencySystem}) {
+                 Role::kAdministrator, Role::kAgencySystem, Role::kInsuranceOfficer}) {
     EXPECT_EQ(ParseRole(RoleName(r)), r);
   }
   EXPECT_FALSE(ParseRole("root").has_value());

@@ -624,6 +624,120 @@ TEST_P(ApiTest, OpenApiDocumentListsEveryRoute) {
   EXPECT_EQ(documented, registered);
 }
 
+TEST_P(ApiTest, ApplyAndIssueACardAndBadInputChangesNothing) {
+  const std::string token = SignIn("t01");
+  const std::string auditor = SignIn("a01");
+  const std::int64_t audit_before = AuditCount();
+  for (const std::string& body :
+       {std::string(R"({"holder_reference": "h-2"})"), std::string(R"({"person_id": 7,)"),
+        std::string(R"({"person_id": 7, "holder_reference": "h-2"})"),
+        std::string(R"({"person_id": "P2", "holder_reference": "h-2", "colour": "red"})"),
+        std::string(R"({"person_id": "P2'; DROP TABLE branch_cards; --", )"
+                    R"("holder_reference": "h-2"})")}) {
+    auto refused = Call("POST", "/v1/cards/applications", body, token);
+    EXPECT_EQ(refused.status, 400) << body << " → " << refused.body;
+  }
+  EXPECT_EQ(Call("POST", "/v1/cards/applications",
+                 R"({"person_id": "P2", "holder_reference": "h"})", auditor)
+                .status,
+            403);
+  EXPECT_EQ(AuditCount(), audit_before);
+
+  auto applied =
+      Call("POST", "/v1/cards/applications",
+           R"({"person_id": "310101199202021234", "holder_reference": "holder-2"})", token);
+  ASSERT_EQ(applied.status, 201) << applied.body;
+  const json application = json::parse(applied.body);
+  EXPECT_EQ(application["state"], "applied");
+  EXPECT_EQ(application["branch"], kBranch);
+  const std::string id = std::to_string(application["application_id"].get<std::int64_t>());
+
+  const std::string issue_path = "/v1/cards/applications/" + id + "/issue";
+  EXPECT_EQ(ErrorField(Call("POST", "/v1/cards/applications/x1/issue",
+                            R"({"asn": "10000000000000000002"})", token)),
+            "application_id");
+  EXPECT_EQ(ErrorField(Call("POST", issue_path, R"({"asn": "1000"})", token)), "asn");
+  EXPECT_EQ(ErrorField(Call("POST", issue_path,
+                            R"({"asn": "10000000000000000002", "valid_to": "2031-02-30"})", token)),
+            "valid_to");
+  EXPECT_EQ(Call("POST", "/v1/cards/applications/999999/issue",
+                 R"({"asn": "10000000000000000002"})", token)
+                .status,
+            404);
+  auto issued = Call("POST", issue_path,
+                     R"({"asn": "10000000000000000002", "valid_to": "2031-11-30"})", token);
+  ASSERT_EQ(issued.status, 200) << issued.body;
+  EXPECT_EQ(json::parse(issued.body)["state"], "issued");
+  EXPECT_EQ(Card("10000000000000000002")["valid_to"], "2031-11-30");
+  // Issuing the same application again: its state does not allow it.
+  EXPECT_EQ(Call("POST", issue_path, R"({"asn": "10000000000000000003"})", token).status, 422);
+}
+
+TEST_P(ApiTest, TellerJournalAndBranchDayReportNeedJournalRead) {
+  EXPECT_EQ(Call("GET", "/v1/reports/teller-journal?day=2026-11-25", {}, SignIn("t01")).status,
+            403);
+  const std::string token = SignIn("s01");
+  for (const char* bad : {"", "?day=2026-13-01", "?day=yesterday", "?day=2026-11-25%27"}) {
+    auto refused = Call("GET", std::string("/v1/reports/teller-journal") + bad, {}, token);
+    EXPECT_EQ(refused.status, 400) << bad;
+    EXPECT_EQ(ErrorField(refused), "day");
+  }
+  auto journal = Call("GET", "/v1/reports/teller-journal?day=2026-11-25", {}, token);
+  ASSERT_EQ(journal.status, 200) << journal.body;
+  const json day = json::parse(journal.body);
+  EXPECT_EQ(day["cards_issued"], 1);
+  bool found = false;
+  for (const auto& teller : day["tellers"]) {
+    if (teller["login"] != "t01") continue;
+    found = true;
+    EXPECT_EQ(teller["by_action"]["card.issue"], 1);
+  }
+  EXPECT_TRUE(found) << journal.body;
+
+  EXPECT_EQ(
+      ErrorField(Call("GET", "/v1/reports/branch-day?from=2026-11-26&to=2026-11-25", {}, token)),
+      "from");
+  EXPECT_EQ(ErrorField(Call("GET", "/v1/reports/branch-day?from=2026-11-25", {}, token)), "to");
+  auto report = Call("GET", "/v1/reports/branch-day?from=2026-11-25&to=2026-11-25", {}, token);
+  ASSERT_EQ(report.status, 200) << report.body;
+  const json items = json::parse(report.body)["items"];
+  ASSERT_EQ(items.size(), 1u) << report.body;
+  EXPECT_EQ(items[0]["branch"], kBranch);
+  EXPECT_EQ(items[0]["applied"], 1);
+  EXPECT_EQ(items[0]["issued"], 1);
+  EXPECT_EQ(items[0]["activated"], 1);
+  EXPECT_EQ(items[0]["lost"], 0);
+}
+
+TEST_P(ApiTest, RoleLimitsAreReadByStaffAndChangedByAnAdministratorOnly) {
+  const std::string teller = SignIn("t01");
+  const std::string senior = SignIn("s01");
+  const std::string admin = SignIn("admin1");
+  auto teller_limit = Call("GET", "/v1/roles/teller/limit", {}, teller);
+  ASSERT_EQ(teller_limit.status, 200) << teller_limit.body;
+  EXPECT_EQ(json::parse(teller_limit.body)["own_limit_fen"], 100000);
+  EXPECT_TRUE(json::parse(teller_limit.body)["authorise_limit_fen"].is_null());
+  EXPECT_EQ(Call("GET", "/v1/roles/janitor/limit", {}, teller).status, 404);
+
+  const std::int64_t audit_before = AuditCount();
+  EXPECT_EQ(Call("PUT", "/v1/roles/teller/limit", R"({"own_limit_fen": 900000})", senior).status,
+            403);
+  for (const char* body : {R"({"own_limit_fen": -1})", R"({"own_limit_fen": "100"})", R"({})",
+                           R"({"own_limit_fen": 1, "extra": 2})", R"({"own_limit_fen": 1)"}) {
+    EXPECT_EQ(Call("PUT", "/v1/roles/teller/limit", body, admin).status, 400) << body;
+  }
+  EXPECT_EQ(AuditCount(), audit_before);
+
+  auto changed = Call("PUT", "/v1/roles/senior_teller/limit",
+                      R"({"own_limit_fen": 600000, "authorise_limit_fen": 2500000})", admin);
+  ASSERT_EQ(changed.status, 200) << changed.body;
+  auto read = Call("GET", "/v1/roles/senior_teller/limit", {}, teller);
+  ASSERT_EQ(read.status, 200);
+  EXPECT_EQ(json::parse(read.body)["own_limit_fen"], 600000);
+  EXPECT_EQ(json::parse(read.body)["authorise_limit_fen"], 2500000);
+  EXPECT_EQ(AuditCount(), audit_before + 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Engines, ApiTest, test_support::AllEngines(),
                          test_support::EngineTestName);
 
