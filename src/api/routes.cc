@@ -264,8 +264,6 @@ using access::MakeServiceError;
 using access::Principal;
 using nlohmann::json;
 
-constexpr std::int64_t kMaxFen = std::int64_t{1'000'000'000'000};
-
 std::string FormatUtc(std::int64_t micros) {
   const std::time_t seconds = static_cast<std::time_t>(micros / 1'000'000);
   std::tm tm{};

@@ -337,7 +337,7 @@ Result<std::vector<CsvRecord>> ParseCsv(std::string_view text) {
         const std::int64_t quote_line = line;
         while (true) {
           if (i >= text.size()) {
-            return Error(LineError(quote_line, "a quoted field is not closed"));
+            return MakeError(LineError(quote_line, "a quoted field is not closed"));
           }
           const char c = text[i];
           if (c == '"') {
@@ -350,21 +350,21 @@ Result<std::vector<CsvRecord>> ParseCsv(std::string_view text) {
             break;
           }
           const std::size_t n = Utf8SequenceLength(text, i);
-          if (n == 0) return Error(LineError(line, "not UTF-8 text"));
+          if (n == 0) return MakeError(LineError(line, "not UTF-8 text"));
           if (c == '\n') ++line;
           field.append(text.substr(i, n));
           i += n;
         }
         if (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
-          return Error(LineError(line, "text after a closing quote (write \"\" for a quote)"));
+          return MakeError(LineError(line, "text after a closing quote (write \"\" for a quote)"));
         }
       } else {
         while (i < text.size() && text[i] != ',' && text[i] != '\n' && text[i] != '\r') {
           if (text[i] == '"') {
-            return Error(LineError(line, "a quote inside an unquoted field"));
+            return MakeError(LineError(line, "a quote inside an unquoted field"));
           }
           const std::size_t n = Utf8SequenceLength(text, i);
-          if (n == 0) return Error(LineError(line, "not UTF-8 text"));
+          if (n == 0) return MakeError(LineError(line, "not UTF-8 text"));
           field.append(text.substr(i, n));
           i += n;
         }
@@ -380,7 +380,7 @@ Result<std::vector<CsvRecord>> ParseCsv(std::string_view text) {
         if (text[i] == '\r') {
           ++i;
           if (i < text.size() && text[i] != '\n') {
-            return Error(LineError(line, "a carriage return without a line feed"));
+            return MakeError(LineError(line, "a carriage return without a line feed"));
           }
         }
         if (i < text.size()) ++i;  // the '\n'
@@ -390,7 +390,7 @@ Result<std::vector<CsvRecord>> ParseCsv(std::string_view text) {
     }
     if (any_content) records.push_back(std::move(record));
     if (records.size() > kMaxImportRows + 1) {
-      return Error(LineError(line, "more than " + std::to_string(kMaxImportRows) + " rows"));
+      return MakeError(LineError(line, "more than " + std::to_string(kMaxImportRows) + " rows"));
     }
   }
   return records;
