@@ -40,7 +40,7 @@ void AddHostCommands(CLI::App& app);    // host check
 void AddPosCommands(CLI::App& app);     // pos init | purchase | balance | ... (pos_commands.cc)
 // issue card | issue psam, and card blank | psam blank (call after AddCard/AddPsamCommands).
 void AddIssueCommands(CLI::App& app);
-void AddSiCommands(CLI::App& app);  // si ... (si_commands.cc)
+void AddSiCommands(CLI::App& app);      // si ... (si_commands.cc)
 void AddTellerCommands(CLI::App& app);  // teller login | card ... (teller_commands.cc)
 
 // Parts of a group, each in its own file: called by the group's Add... above.
@@ -54,7 +54,7 @@ void AddSiClaimsCommands(CLI::App& si);
 void AddSiServeCommands(CLI::App& si);
 // si report fund | arrears | balances, si forecast (si_report_commands.cc).
 void AddSiReportCommands(CLI::App& si);
-void AddHostAccessCommands(CLI::App& host);  // host users | audit (host_access_commands.cc)
+void AddHostAccessCommands(CLI::App& host);      // host users | audit (host_access_commands.cc)
 void AddHostAllocationCommands(CLI::App& host);  // host allocations (host_allocation_commands.cc)
 // host report consumption (host_consumption_commands.cc); call after the report group exists.
 void AddHostConsumptionCommands(CLI::App& host);

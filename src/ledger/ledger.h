@@ -94,7 +94,8 @@ inline constexpr char kSuspense[] = "suspense";      // card float → suspense 
 inline constexpr char kClosure[] = "closure";        // card float → medical (card replaced)
 inline constexpr char kSettlement[] = "settlement";  // merchant → bank clearing (paid out)
 inline constexpr char kContribution[] = "contribution";  // bank clearing → SIA fund (premiums)
-inline constexpr char kRefund[] = "refund";  // medical → bank clearing (closed card's account paid out)
+inline constexpr char kRefund[] =
+    "refund";  // medical → bank clearing (closed card's account paid out)
 }  // namespace cause
 bool IsCardTransaction(std::string_view cause_kind);  // purchase, load
 
