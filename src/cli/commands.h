@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -29,6 +31,15 @@ T Check(Result<T> r, const std::string& context) {
 }
 inline void Check(const Status& s, const std::string& context) {
   if (!s.ok()) throw CommandFailed(context + ": " + s.error().message);
+}
+
+// The whole file at `path` (bytes as they are), or CommandFailed "cannot read <path>".
+inline std::string ReadFileOrFail(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CommandFailed("cannot read " + path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
 }
 
 void AddCardCommands(CLI::App& app);    // card new | show | attach

@@ -27,14 +27,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace medcard::insurance;  // NOLINT(google-build-using-namespace): the commands' domain
 
-std::string ReadWholeFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CommandFailed("cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 template <typename T, typename E>
 T Db(store::Expected<T, E> r, const std::string& context) {
   if (!r.ok()) throw CommandFailed(context + ": " + r.error().message);
@@ -62,7 +54,7 @@ AgencySession OpenAgency(const std::string& dir) {
   if (!fs::exists(path)) {
     throw CommandFailed(dir + " is not an agency data directory (run `medcard si init` first)");
   }
-  const auto json = nlohmann::json::parse(ReadWholeFile(path), nullptr, false);
+  const auto json = nlohmann::json::parse(ReadFileOrFail(path), nullptr, false);
   if (!json.is_object() || !json.contains("database") || !json["database"].is_string() ||
       !json.contains("policy") || !json["policy"].is_string()) {
     throw CommandFailed(path + ": expected {\"database\": \"...\", \"policy\": \"...\"}");
@@ -137,7 +129,7 @@ struct ClaimOptions {
 };
 
 void RunClaimSubmit(const ClaimOptions& o) {
-  auto file = ParseClaimJson(ReadWholeFile(o.file));
+  auto file = ParseClaimJson(ReadFileOrFail(o.file));
   if (!file.ok()) throw CommandFailed(o.file + ": " + file.error().message, 2);
   AgencySession s = OpenAgency(o.dir);
   const PolicyBook policies = AgencyPolicies(s.policy_path);
@@ -200,7 +192,7 @@ void RunClaimList(const ClaimOptions& o) {
 // --- Imports and consumption ---------------------------------------------------------------------
 
 void RunImport(ImportKind kind, const std::string& dir, const std::string& path) {
-  const std::string text = ReadWholeFile(path);
+  const std::string text = ReadFileOrFail(path);
   AgencySession s = OpenAgency(dir);
   const ImportReport report = Service(Import(*s.connection, kind, text), "import");
   if (!report.applied) {
@@ -224,7 +216,7 @@ BatchKey KeyFromEnvironment() {
 
 void RunConsumptionImport(const std::string& dir, const std::string& path) {
   const BatchKey key = KeyFromEnvironment();
-  const std::string text = ReadWholeFile(path);
+  const std::string text = ReadFileOrFail(path);
   AgencySession s = OpenAgency(dir);
   const auto imported = Service(ImportConsumption(*s.connection, text, key), path);
   std::printf("%s %s: %lld purchases, %s yuan\n",

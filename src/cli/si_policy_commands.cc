@@ -79,12 +79,6 @@ void RunPolicyCheck(const std::string& path) {
   std::fputs(out.c_str(), stdout);
 }
 
-std::string ReadFileOrFail(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CommandFailed(path + ": cannot open");
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
 struct AdjudicateOptions {
   std::string policy_path;
   std::string claim_path;

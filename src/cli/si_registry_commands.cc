@@ -37,14 +37,6 @@ struct SiConfig {
   std::string policy;  // a policy file or a directory of them
 };
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CommandFailed("cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void WriteFileAtomically(const std::string& path, const std::string& text) {
   const std::string temporary = path + ".tmp";
   {
@@ -63,7 +55,7 @@ SiConfig LoadSiConfig(const std::string& dir) {
   if (!fs::exists(path)) {
     throw CommandFailed(dir + " is not an agency data directory (run `medcard si init` first)");
   }
-  const auto json = nlohmann::json::parse(ReadFile(path), nullptr, false);
+  const auto json = nlohmann::json::parse(ReadFileOrFail(path), nullptr, false);
   if (!json.is_object() || !json.contains("database") || !json["database"].is_string() ||
       !json.contains("policy") || !json["policy"].is_string()) {
     throw CommandFailed(path + ": expected {\"database\": \"...\", \"policy\": \"...\"}");
@@ -333,7 +325,7 @@ void RunAllocationsExport(const AllocationOptions& o) {
 
 void RunAllocationsReconcile(const AllocationOptions& o) {
   const BatchKey key = KeyFromEnvironment();
-  const std::string ack = ReadFile(o.ack);
+  const std::string ack = ReadFileOrFail(o.ack);
   SiSession s = OpenSiSession(o.dir);
   auto report = Service(ReconcileAcknowledgement(*s.connection, ack, key), "reconcile " + o.ack);
   std::printf("batch %s%s: %lld credited (%s), %zu refused (%s)\n", report.batch_id.c_str(),

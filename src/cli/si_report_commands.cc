@@ -28,14 +28,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace medcard::insurance;  // NOLINT(google-build-using-namespace): the commands' domain
 
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw CommandFailed("cannot read " + path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 void WriteText(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out << text;
@@ -70,7 +62,7 @@ ReportSession OpenReportSession(const std::string& dir) {
   if (!fs::exists(path)) {
     throw CommandFailed(dir + " is not an agency data directory (run `medcard si init` first)");
   }
-  const auto json = nlohmann::json::parse(ReadText(path), nullptr, false);
+  const auto json = nlohmann::json::parse(ReadFileOrFail(path), nullptr, false);
   if (!json.is_object() || !json.contains("database") || !json["database"].is_string() ||
       !json.contains("policy") || !json["policy"].is_string()) {
     throw CommandFailed(path + ": expected {\"database\": \"...\", \"policy\": \"...\"}");
@@ -185,7 +177,7 @@ void RunForecast(const ForecastOptions& o) {
   const PolicyBook book = LoadBook(session.policy_path);
   Scenario scenario;
   if (!o.scenario.empty()) {
-    scenario = Check(ParseScenarioJson(ReadText(o.scenario)), "scenario " + o.scenario);
+    scenario = Check(ParseScenarioJson(ReadFileOrFail(o.scenario)), "scenario " + o.scenario);
   }
   std::optional<Policy> proposed;
   if (!o.policy.empty()) proposed = Check(LoadPolicyFile(o.policy), "policy " + o.policy);
