@@ -20,7 +20,7 @@ using test_support::CliRun;
 using test_support::ReadText;
 using ::testing::HasSubstr;
 
-const fs::path kExamplePolicy = fs::path(__FILE__).parent_path().parent_path().parent_path() /
+const fs::path kExamplePolicy = fs::path(MEDCARD_SOURCE_DIR) /
                                 "config" / "policy" / "beijing-example.json";
 
 // A retiree aged 72, first admission, grade 3, in Beijing-like terms (worked in the test).

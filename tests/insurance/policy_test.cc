@@ -21,7 +21,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 fs::path ExamplePolicyPath() {
-  return fs::path(__FILE__).parent_path().parent_path().parent_path() / "config" / "policy" /
+  return fs::path(MEDCARD_SOURCE_DIR) / "config" / "policy" /
          "beijing-example.json";
 }
 

@@ -17,7 +17,7 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 Policy Example() {
-  auto policy = LoadPolicyFile(fs::path(__FILE__).parent_path().parent_path().parent_path() /
+  auto policy = LoadPolicyFile(fs::path(MEDCARD_SOURCE_DIR) /
                                "config" / "policy" / "beijing-example.json");
   EXPECT_TRUE(policy.ok()) << policy.error().message;
   return *policy;
