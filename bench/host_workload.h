@@ -4,8 +4,9 @@
 // test key set's TAC master key (pboc-ed-ep.md "Cryptography"), outside any timed part.
 //
 // Purchases go round-robin over the cards: purchase i is card i % cards' purchase number
-// i / cards + 1 (its offline serial), so every batch touches many cards and each card's uploads
-// arrive in serial order with balance_before = the previous balance_after (the balance chain).
+// i / cards (its offline serial, from 0 as on a fresh card), so every batch touches many cards and
+// each card's uploads arrive in serial order with balance_before = the previous balance_after (the
+// balance chain).
 #pragma once
 
 #include <sys/statfs.h>
@@ -202,7 +203,7 @@ inline Population MakePopulation(std::size_t cards, std::size_t purchases,
   for (std::size_t i = 0; i < purchases; ++i) {
     SyntheticPurchase s;
     s.card = static_cast<std::uint32_t>(i % cards);
-    s.offline_serial = static_cast<std::uint16_t>(i / cards + 1);
+    s.offline_serial = static_cast<std::uint16_t>(i / cards);
     s.terminal = static_cast<std::uint32_t>((i * 7) % terminal_count);
     s.amount = static_cast<std::uint32_t>(1 + (i * 37) % 299);
     s.balance_before = balance[s.card];

@@ -8,10 +8,13 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <variant>
 
 #include "api/json_request.h"
+#include "api/session_layer.h"
 #include "audit/audit_log.h"
 #include "branch/card_scripts.h"
+#include "branch/pin_verification.h"
 #include "branch/statement.h"
 #include "common/bytes.h"
 
@@ -190,6 +193,10 @@ HttpResponse Router::Dispatch(const HttpRequest& request) const {
     response.request_id = request_id;
     response.headers.emplace_back("X-Request-Id", request_id);
     response.headers.emplace_back("Cache-Control", "no-store");
+    // RFC 6750 section 3: a 401 names the scheme the client must use.
+    if (response.status == 401) {
+      response.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"medcard\"");
+    }
     return response;
   };
 
@@ -264,41 +271,13 @@ using access::MakeServiceError;
 using access::Principal;
 using nlohmann::json;
 
-std::string FormatUtc(std::int64_t micros) {
-  const std::time_t seconds = static_cast<std::time_t>(micros / 1'000'000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
-
-std::string Sha256Hex(std::string_view text) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha256(), nullptr);
-  return ToHex(ByteView(digest, length));
-}
-
 std::string Upper(std::string text) {
   for (char& c : text) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return text;
 }
 
-std::string BearerToken(const HttpRequest& request) {
-  const std::string header = request.Header("authorization");
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (header.size() <= kPrefix.size() || header.compare(0, kPrefix.size(), kPrefix) != 0) {
-    return {};
-  }
-  return header.substr(kPrefix.size());
-}
-
-HttpResponse Internal(const Error& error) {
-  // The detail goes to the log, not to the client.
-  spdlog::error("api: internal error: {}", error.message);
-  return ErrorResponse(500, "internal", "internal error; nothing was changed");
-}
+// The detail goes to the log, not to the client.
+HttpResponse Internal(const Error& error) { return InternalError("api", error); }
 
 json OptionalJson(const std::optional<std::string>& value) {
   return value ? json(*value) : json(nullptr);
@@ -339,28 +318,31 @@ json UserJson(const access::User& user) {
           {"created_at", FormatUtc(user.created_at_us)}};
 }
 
-json RecordJson(const audit::Record& record) {
-  return {{"sequence", record.sequence},
-          {"at", FormatUtc(record.at_us)},
-          {"actor", record.entry.actor},
-          {"authorised_by", record.entry.authorised_by},
-          {"action", record.entry.action},
-          {"target", record.entry.target},
-          {"details", record.entry.details},
-          {"from", record.entry.from},
-          {"hash", record.hash}};
+HttpResponse Ok(const json& value, int status = 200) { return JsonOk(value, status); }
+
+// The session layer over the Api's directory and pool (it holds references only, so one is
+// made where it is needed).
+SessionLayer LayerOf(const ApiServices& services, ConnectionPool& pool) {
+  return SessionLayer(*services.directory, pool, {"api", {}});
 }
 
-std::string Dump(const json& value) {
-  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+// The answers of the branch actions, from their results (also recorded under an
+// Idempotency-Key inside the action's transaction).
+HttpResponse CardAnswer(const branch::BranchServices::ActionResult& result) {
+  return Ok(CardJson(std::get<branch::CardRecord>(result)));
 }
-
-HttpResponse Ok(const json& value, int status = 200) { return JsonResponse(status, Dump(value)); }
-
-std::optional<std::string> QueryValue(const HttpRequest& request, const std::string& name) {
-  auto it = request.query.find(name);
-  if (it == request.query.end()) return std::nullopt;
-  return it->second;
+HttpResponse CreatedCardAnswer(const branch::BranchServices::ActionResult& result) {
+  return Ok(CardJson(std::get<branch::CardRecord>(result)), 201);
+}
+HttpResponse ReplacementAnswer(const branch::BranchServices::ActionResult& result) {
+  const auto& replaced = std::get<branch::ReplacementResult>(result);
+  return Ok({{"old_card", CardJson(replaced.old_card)},
+             {"new_card", CardJson(replaced.new_card)},
+             {"transfer", TransferJson(replaced.transfer)}});
+}
+HttpResponse ClosureAnswer(const branch::BranchServices::ActionResult& result) {
+  const auto& closed = std::get<branch::ClosureResult>(result);
+  return Ok({{"card", CardJson(closed.card)}, {"transfer", TransferJson(closed.transfer)}});
 }
 
 // Schemas of the request bodies (docs/api/openapi.yaml components).
@@ -421,6 +403,10 @@ struct Api::Context {
   store::Connection& connection;
   Principal principal;
   std::optional<JsonRequest> body;
+  // Set while an Idempotency-Key is reserved: records the answer under the key on `c`. A branch
+  // action calls it inside its own transaction (BranchServices::SetCommitHook), so the action
+  // and its answer commit together (docs/api.md "Replays").
+  std::function<Status(store::Connection& c, const HttpResponse& answer)> record_answer;
 
   const std::string& from() const { return request.remote_address; }
   std::string Param(const std::string& name) const {
@@ -449,133 +435,25 @@ void Api::AddAuthed(std::string method, std::string pattern, const Schema* schem
 
 HttpResponse Api::RunAuthed(const HttpRequest& request, const PathParams& params,
                             const Schema* schema, const AuthedHandler& handler) const {
-  const std::string token = BearerToken(request);
-  if (token.empty()) {
-    return ErrorResponse(401, "unauthenticated", "sign in first: Authorization: Bearer <token>");
-  }
-  auto lease = pool_.Acquire();
-  if (!lease) return Internal(lease.error());
-  store::Connection& connection = **lease;
-  auto principal = services_.directory->Authenticate(connection, token);
-  if (!principal) return ErrorResponse(principal.error());
-
-  std::optional<JsonRequest> body;
-  if (schema != nullptr) {
-    auto parsed = ParseJsonRequest(request.body, *schema);
-    if (!parsed) {
-      HttpResponse response = ErrorResponse(parsed.error());
-      response.user = principal->login;
-      return response;
-    }
-    body = std::move(*parsed);
-  } else if (!request.body.empty()) {
-    HttpResponse response = ErrorResponse(400, "invalid", "this request takes no body");
-    response.user = principal->login;
-    return response;
-  }
-  Context context{request, params, connection, *principal, std::move(body)};
-  const std::string login = principal->login;
-  auto run = [&] {
-    HttpResponse response = handler(context);
-    response.user = login;
-    return response;
-  };
-
-  const std::string key = request.Header("idempotency-key");
-  if (request.method == "GET" || key.empty()) return run();
-  if (!IsSaneRequestId(key)) {
-    HttpResponse response =
-        ErrorResponse(400, "invalid", "1 to 64 of A-Z a-z 0-9 . _ -", "Idempotency-Key");
-    response.user = login;
-    return response;
-  }
-
-  // docs/api.md "Replays": the key is reserved before the action and its answer stored after.
-  const std::string hash = Sha256Hex(request.method + "\n" + request.path + "\n" + request.body);
-  std::optional<store::Row> existing;
-  bool lost_race = false;
-  auto reserved = store::RunTransaction(
-      connection, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
-        existing.reset();
-        auto rows = c.Query(
-            "SELECT request_hash, status, response FROM api_idempotency "
-            "WHERE login = ? AND idempotency_key = ?",
-            {login, key});
-        if (!rows) return rows.error();
-        if (!rows->empty()) {
-          existing = (*rows)[0];
-          return store::Done{};
-        }
-        auto inserted = c.Execute(
-            "INSERT INTO api_idempotency (login, idempotency_key, request_hash, status, "
-            "response, created_at_us) VALUES (?, ?, ?, 0, '', ?)",
-            {login, key, hash, access::SystemClockMicros()});
-        if (!inserted) return inserted.error();
-        return store::Done{};
-      });
-  if (!reserved) {
-    if (reserved.error().kind != store::ErrorKind::kUniqueViolation) {
-      return Internal(reserved.error());
-    }
-    lost_race = true;
-  }
-  auto conflict = [&](std::string_view message) {
-    HttpResponse response = ErrorResponse(409, "conflict", message, "Idempotency-Key");
-    response.user = login;
-    return response;
-  };
-  if (lost_race) return conflict("a request with this Idempotency-Key is in progress");
-  if (existing) {
-    if (existing->Text("request_hash") != hash) {
-      return conflict("this Idempotency-Key was used for another request");
-    }
-    if (existing->Int("status") == 0) {
-      return conflict("a request with this Idempotency-Key is in progress");
-    }
-    HttpResponse replay =
-        JsonResponse(static_cast<int>(existing->Int("status")), existing->Text("response"));
-    replay.headers.emplace_back("Idempotent-Replayed", "true");
-    replay.user = login;
-    return replay;
-  }
-
-  HttpResponse response = run();
-  // A 5xx left nothing done: the key is released so the client may try again.
-  auto stored =
-      response.status >= 500
-          ? connection.Execute(
-                "DELETE FROM api_idempotency WHERE login = ? AND idempotency_key = ?", {login, key})
-          : connection.Execute(
-                "UPDATE api_idempotency SET status = ?, response = ? "
-                "WHERE login = ? AND idempotency_key = ?",
-                {response.status, response.body, login, key});
-  if (!stored) spdlog::error("api: idempotency key not recorded: {}", stored.error().message);
-  return response;
+  // Authentication, the body and Idempotency-Key (docs/api.md "Replays") are the session
+  // layer's, shared with the agency's API; the role is checked by the services each handler
+  // calls (directory, branch), so the route names no operation.
+  return LayerOf(services_, pool_).Run(request, {"", schema, false}, [&](SessionRequest& session) {
+    Context context{request,
+                    params,
+                    session.connection,
+                    session.principal,
+                    std::move(session.body),
+                    session.record_answer};
+    return handler(context);
+  });
 }
 
 // ---- Sessions.
 
 void Api::AddSessionRoutes() {
   router_.Add("POST", "/v1/sessions", [this](const HttpRequest& request, const PathParams&) {
-    static const Schema schema = Schema()
-                                     .String("login", Presence::kRequired, 1, 64)
-                                     .String("password", Presence::kRequired, 1, 200);
-    auto body = ParseJsonRequest(request.body, schema);
-    if (!body) return ErrorResponse(body.error());
-    auto lease = pool_.Acquire();
-    if (!lease) return Internal(lease.error());
-    auto session = services_.directory->SignIn(**lease, body->String("login"),
-                                               body->String("password"), request.remote_address);
-    if (!session) return ErrorResponse(session.error());
-    HttpResponse response =
-        Ok({{"token", session->token},
-            {"login", session->principal.login},
-            {"role", access::RoleName(session->principal.role)},
-            {"expires_at", FormatUtc(session->idle_expires_at_us)},
-            {"absolute_expires_at", FormatUtc(session->absolute_expires_at_us)}},
-           201);
-    response.user = session->principal.login;
-    return response;
+    return LayerOf(services_, pool_).SignIn(request);
   });
   AddAuthed("DELETE", "/v1/sessions/current", nullptr, [this](Context& context) {
     auto done = services_.directory->SignOut(context.connection, BearerToken(context.request),
@@ -645,60 +523,18 @@ void Api::AddUserRoutes() {
 
 // ---- Audit (auditors).
 
-namespace {
-
-access::ServiceResult<audit::Filter> AuditFilter(const HttpRequest& request) {
-  audit::Filter filter;
-  for (const char* name : {"actor", "action", "target"}) {
-    auto value = QueryValue(request, name);
-    if (!value) continue;
-    if (value->empty() || value->size() > 200 || !MatchesPattern(*value, Pattern::kAny)) {
-      return MakeServiceError(ErrorCode::kInvalid, "1 to 200 printable characters", name);
-    }
-    if (std::string_view(name) == "actor") filter.actor = *value;
-    if (std::string_view(name) == "action") filter.action = *value;
-    if (std::string_view(name) == "target") filter.target = *value;
-  }
-  if (auto from = QueryValue(request, "from")) {
-    auto range = MatchesPattern(*from, Pattern::kDate) ? audit::DayRange(*from) : std::nullopt;
-    if (!range) return MakeServiceError(ErrorCode::kInvalid, "a date YYYY-MM-DD", "from");
-    filter.from_us = range->first;
-  }
-  if (auto to = QueryValue(request, "to")) {
-    auto range = MatchesPattern(*to, Pattern::kDate) ? audit::DayRange(*to) : std::nullopt;
-    if (!range) return MakeServiceError(ErrorCode::kInvalid, "a date YYYY-MM-DD", "to");
-    filter.until_us = range->second;
-  }
-  return filter;
-}
-
-}  // namespace
-
 void Api::AddAuditRoutes() {
   AddAuthed("GET", "/v1/audit", nullptr, [](Context& context) {
     if (auto allowed = access::Require(context.principal, "audit.read"); !allowed) {
       return ErrorResponse(allowed.error());
     }
-    auto page = ParsePage(context.request);
-    if (!page) return ErrorResponse(page.error());
-    auto filter = AuditFilter(context.request);
-    if (!filter) return ErrorResponse(filter.error());
-    filter->after_sequence = page->after.value_or(0);
-    filter->limit = page->limit;
-    auto records = audit::Read(context.connection, *filter);
-    if (!records) return Internal(records.error());
-    json items = json::array();
-    for (const auto& record : *records) items.push_back(RecordJson(record));
-    json next = static_cast<std::int64_t>(records->size()) == page->limit
-                    ? json(std::to_string(records->back().sequence))
-                    : json(nullptr);
-    return Ok({{"items", items}, {"next", next}});
+    return AuditPage(context.connection, context.request, "api");
   });
   AddAuthed("GET", "/v1/audit/export", nullptr, [](Context& context) {
     if (auto allowed = access::Require(context.principal, "audit.export"); !allowed) {
       return ErrorResponse(allowed.error());
     }
-    auto filter = AuditFilter(context.request);
+    auto filter = AuditFilterOf(context.request);
     if (!filter) return ErrorResponse(filter.error());
     const std::string format_name = QueryValue(context.request, "format").value_or("csv");
     auto format = audit::ParseExportFormat(format_name);
@@ -766,19 +602,31 @@ void Api::AddCardRoutes() {
                 return handler(context, services, actor, Upper(asn));
               });
   };
+  // docs/api.md "Replays": with an Idempotency-Key the answer is recorded inside the action's
+  // transaction, rendered from its result exactly as the route answers.
+  using ActionResult = branch::BranchServices::ActionResult;
+  using Render = HttpResponse (*)(const ActionResult&);
+  auto answer_in_transaction = [](Context& context, branch::BranchServices& services,
+                                  Render render) {
+    if (!context.record_answer) return;
+    services.SetCommitHook([&context, render](store::Connection& c, const ActionResult& result) {
+      return context.record_answer(c, render(result));
+    });
+  };
   // Activate, report loss, cancel it, capture: the same body and answer.
   using Action = access::ServiceResult<branch::CardRecord> (branch::BranchServices::*)(
       const branch::Actor&, const branch::CardAction&);
   auto simple = [&](std::string method, std::string pattern, std::string operation, Action action) {
     card_route(std::move(method), std::move(pattern), &CardActionSchema(), std::move(operation),
-               [action](Context& context, branch::BranchServices& services,
-                        const branch::Actor& actor, const std::string& asn) {
+               [action, answer_in_transaction](Context& context, branch::BranchServices& services,
+                                               const branch::Actor& actor, const std::string& asn) {
                  const JsonRequest& body = *context.body;
                  branch::CardAction request{asn, body.OptionalInteger("expected_version"),
                                             body.OptionalString("reason").value_or("")};
+                 answer_in_transaction(context, services, &CardAnswer);
                  auto card = (services.*action)(actor, request);
                  if (!card) return ErrorResponse(card.error());
-                 return Ok(CardJson(*card));
+                 return CardAnswer(*card);
                });
   };
   simple("POST", "/v1/cards/{asn}/activate", branch::kActionActivate,
@@ -814,14 +662,15 @@ void Api::AddCardRoutes() {
           .String("reason", Presence::kOptional, 0, 200)
           .Object("authorisation", Presence::kOptional, AuthorisationSchema());
   card_route("POST", "/v1/cards/{asn}/validity", &validity, branch::kActionChangeValidity,
-             [](Context& context, branch::BranchServices& services, const branch::Actor& actor,
-                const std::string& asn) {
+             [answer_in_transaction](Context& context, branch::BranchServices& services,
+                                     const branch::Actor& actor, const std::string& asn) {
                const JsonRequest& body = *context.body;
                const Date valid_to = ParseDay(body.String("valid_to"));
+               answer_in_transaction(context, services, &CardAnswer);
                auto card = services.ChangeValidity(
                    actor, {asn, body.OptionalInteger("expected_version"), valid_to});
                if (!card) return ErrorResponse(card.error());
-               return Ok(CardJson(*card));
+               return CardAnswer(*card);
              });
 
   static const Schema replacement =
@@ -831,18 +680,17 @@ void Api::AddCardRoutes() {
           .String("reason", Presence::kOptional, 0, 200)
           .Object("authorisation", Presence::kOptional, AuthorisationSchema());
   card_route("POST", "/v1/cards/{asn}/replacement", &replacement, branch::kActionReplace,
-             [](Context& context, branch::BranchServices& services, const branch::Actor& actor,
-                const std::string& asn) {
+             [answer_in_transaction](Context& context, branch::BranchServices& services,
+                                     const branch::Actor& actor, const std::string& asn) {
                const JsonRequest& body = *context.body;
+               answer_in_transaction(context, services, &ReplacementAnswer);
                branch::CardReplacement request{
                    asn, body.OptionalInteger("expected_version"),
                    body.OptionalString("branch").value_or(context.principal.branch),
                    body.OptionalString("reason").value_or("")};
                auto result = services.Replace(actor, request);
                if (!result) return ErrorResponse(result.error());
-               return Ok({{"old_card", CardJson(result->old_card)},
-                          {"new_card", CardJson(result->new_card)},
-                          {"transfer", TransferJson(result->transfer)}});
+               return ReplacementAnswer(*result);
              });
 
   static const Schema closure =
@@ -851,18 +699,18 @@ void Api::AddCardRoutes() {
           .String("payee_reference", Presence::kRequired, 1, 64)
           .String("reason", Presence::kOptional, 0, 200)
           .Object("authorisation", Presence::kOptional, AuthorisationSchema());
-  card_route(
-      "POST", "/v1/cards/{asn}/closure", &closure, branch::kActionClose,
-      [](Context& context, branch::BranchServices& services, const branch::Actor& actor,
-         const std::string& asn) {
-        const JsonRequest& body = *context.body;
-        branch::CardClosure request{asn, body.OptionalInteger("expected_version"),
-                                    body.String("payee_reference"),
-                                    body.OptionalString("reason").value_or("")};
-        auto result = services.Close(actor, request);
-        if (!result) return ErrorResponse(result.error());
-        return Ok({{"card", CardJson(result->card)}, {"transfer", TransferJson(result->transfer)}});
-      });
+  card_route("POST", "/v1/cards/{asn}/closure", &closure, branch::kActionClose,
+             [answer_in_transaction](Context& context, branch::BranchServices& services,
+                                     const branch::Actor& actor, const std::string& asn) {
+               const JsonRequest& body = *context.body;
+               branch::CardClosure request{asn, body.OptionalInteger("expected_version"),
+                                           body.String("payee_reference"),
+                                           body.OptionalString("reason").value_or("")};
+               answer_in_transaction(context, services, &ClosureAnswer);
+               auto result = services.Close(actor, request);
+               if (!result) return ErrorResponse(result.error());
+               return ClosureAnswer(*result);
+             });
 
   // Card scripts (docs/api.md "Card scripts"): the teller's reader sends the card's challenge
   // and what it read from SFI 15; the answer is the one C-APDU to send next.
@@ -885,7 +733,11 @@ void Api::AddCardRoutes() {
                  std::string pin_key;
                  Bytes pin_block;
                  if (auto workstation = body.OptionalString("workstation")) {
+                   // docs/keys.md: pek/<1 to 32 of A-Z 0-9 ->.
                    pin_key = "pek/" + *workstation;
+                   if (!keys::IsPinEncryptionKeyName(pin_key)) {
+                     return ErrorResponse(400, "invalid", "1 to 32 of A-Z 0-9 -", "workstation");
+                   }
                  }
                  if (auto block = body.OptionalString("encrypted_pin_block")) {
                    pin_block = *FromHex(*block);
@@ -895,23 +747,51 @@ void Api::AddCardRoutes() {
                  if (!script) {
                    return ErrorResponse(422, "unprocessable", script.error().message);
                  }
-                 // The script itself changes nothing in the host; who asked for it is audited.
-                 auto audited =
-                     store::RunTransaction(context.connection, store::TransactionMode::kWrite,
-                                           [&](store::Connection& c) -> store::DbStatus {
-                                             audit::Entry entry;
-                                             entry.actor = actor.login;
-                                             entry.authorised_by = actor.authorised_by;
-                                             entry.action = operation + ".script";
-                                             entry.target = "card:" + asn;
-                                             entry.from = actor.from;
-                                             auto appended = audit::Append(c, entry);
-                                             if (!appended) {
-                                               return store::MakeDbError(store::ErrorKind::kOther,
-                                                                         appended.error().message);
-                                             }
-                                             return store::Done{};
-                                           });
+                 // Who asked for the script is audited. A PIN reset also gives the host's
+                 // online PIN the new PIN's value, made in the key store from the same block, in
+                 // the audit entry's transaction (docs/api.md "Card scripts", docs/branch.md).
+                 auto audited = store::RunTransaction(
+                     context.connection, store::TransactionMode::kWrite,
+                     [&](store::Connection& c) -> store::DbStatus {
+                       audit::Entry entry;
+                       entry.actor = actor.login;
+                       entry.authorised_by = actor.authorised_by;
+                       entry.action = operation + ".script";
+                       entry.target = "card:" + asn;
+                       entry.from = actor.from;
+                       std::optional<host::PinVerificationValue> pin_value;
+                       if (kind == branch::ScriptKind::kPinReset) {
+                         auto value = branch::NewPinVerificationValue(
+                             c, *services_.key_store, script_context.asn, pin_key, pin_block);
+                         if (!value.ok()) {
+                           return store::MakeDbError(store::ErrorKind::kOther,
+                                                     value.error().message);
+                         }
+                         pin_value = *value;
+                         entry.details = json{{"online_pin",
+                                               pin_value ? json{{"key", pin_value->key_name},
+                                                                {"version", pin_value->key_version}}
+                                                         : json(nullptr)}}
+                                             .dump();
+                       }
+                       auto appended = audit::Append(c, entry);
+                       if (!appended) {
+                         return store::MakeDbError(store::ErrorKind::kOther,
+                                                   appended.error().message);
+                       }
+                       if (pin_value) {
+                         host::Host host(c, *services_.key_store);
+                         auto replaced =
+                             host.ReplacePinVerificationValue(script_context.asn, *pin_value);
+                         if (!replaced) {
+                           return store::MakeDbError(replaced.error().retryable
+                                                         ? store::ErrorKind::kRetryable
+                                                         : store::ErrorKind::kOther,
+                                                     replaced.error().message);
+                         }
+                       }
+                       return store::Done{};
+                     });
                  if (!audited) return Internal(audited.error());
                  json answer = {{"kind", branch::ScriptKindName(script->kind)},
                                 {"command", ToHex(script->command)}};
@@ -943,7 +823,7 @@ void Api::AddCardRoutes() {
           .String("challenge", Presence::kRequired, 8, 16, Pattern::kHex)
           .String("start_date", Presence::kRequired, 10, 10, Pattern::kDate)
           .String("expiry_date", Presence::kRequired, 10, 10, Pattern::kDate)
-          .String("workstation", Presence::kRequired, 1, 32, Pattern::kLogin)
+          .String("workstation", Presence::kRequired, 1, 32, Pattern::kAny)
           .String("encrypted_pin_block", Presence::kRequired, 16, 16, Pattern::kHex)
           .Object("authorisation", Presence::kOptional, AuthorisationSchema());
   script_route("unblock", "card.unblock", branch::ScriptKind::kApplicationUnblock, &unblock_script);
@@ -1064,9 +944,15 @@ void Api::AddBranchRoutes() {
           branch::CardApplication request{
               body.String("person_id"), body.String("holder_reference"),
               body.OptionalString("branch").value_or(c.principal.branch)};
+          if (c.record_answer) {
+            services.SetCommitHook([&c](store::Connection& connection,
+                                        const branch::BranchServices::ActionResult& result) {
+              return c.record_answer(connection, CreatedCardAnswer(result));
+            });
+          }
           auto card = services.Apply(actor, request);
           if (!card) return ErrorResponse(card.error());
-          return Ok(CardJson(*card), 201);
+          return CreatedCardAnswer(*card);
         });
   });
   static const Schema issue =
@@ -1091,9 +977,15 @@ void Api::AddBranchRoutes() {
               request.expected_version = body.OptionalInteger("expected_version");
               request.asn = Upper(body.String("asn"));
               if (auto day = body.OptionalString("valid_to")) request.valid_to = ParseDay(*day);
+              if (c.record_answer) {
+                services.SetCommitHook([&c](store::Connection& connection,
+                                            const branch::BranchServices::ActionResult& result) {
+                  return c.record_answer(connection, CardAnswer(result));
+                });
+              }
               auto card = services.Issue(actor, request);
               if (!card) return ErrorResponse(card.error());
-              return Ok(CardJson(*card));
+              return CardAnswer(*card);
             });
       });
 

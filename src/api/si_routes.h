@@ -1,9 +1,11 @@
 // The agency's HTTPS/JSON API (docs/api/si-openapi.yaml, docs/insurance.md "The agency's API"):
 // the registry, the monthly run, payments, allocation batches, policy and claim checks, the
-// books' check and the audit log, for insurance officers and auditors. It runs on the AGENCY's
-// database (never the bank's): its users, sessions, audit log and idempotency keys live there, so
-// a session opened at the bank is not valid here. Request handling (request ids, body limits,
-// content type, errors, pagination, Idempotency-Key) is the bank API's (routes.h, docs/api.md).
+// books' check, stored claims, CSV imports, the bank's consumption detail, reports, forecasts and
+// the audit log, for insurance officers and auditors. It runs on the AGENCY's database (never the
+// bank's): its users, sessions, audit log and idempotency keys live there, so a session opened at
+// the bank is not valid here. Sessions, roles and Idempotency-Key are the layer both APIs share
+// (session_layer.h); request ids, body limits, content type and errors are the bank API's
+// (routes.h, docs/api.md).
 #pragma once
 
 #include <cstdint>
@@ -14,6 +16,7 @@
 
 #include "access/directory.h"
 #include "api/routes.h"
+#include "api/session_layer.h"
 #include "insurance/allocation_batch.h"
 #include "insurance/policy.h"
 #include "store/store.h"
@@ -51,19 +54,19 @@ class SiApi {
   // `schema` (nullptr: no body, or `raw_body` for a document parsed by its own strict parser).
   void AddAuthed(std::string method, std::string pattern, std::string operation,
                  const Schema* schema, bool raw_body, Handler handler);
-  HttpResponse RunAuthed(const HttpRequest& request, const PathParams& params,
-                         const std::string& operation, const Schema* schema, bool raw_body,
-                         const Handler& handler) const;
 
   void AddSessionRoutes();
   void AddRegistryRoutes();
   void AddMoneyRoutes();
   void AddCheckRoutes();
-
-  std::int64_t Now() const;
+  void AddClaimRoutes();
+  void AddImportRoutes();
+  void AddReportRoutes();
+  void AddSpendingReportRoutes();
 
   SiApiServices services_;
   mutable ConnectionPool pool_;
+  SessionLayer layer_;
   Router router_;
 };
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <initializer_list>
 #include <map>
+#include <type_traits>
 #include <utility>
 
 #include <nlohmann/json.hpp>
@@ -79,8 +80,9 @@ struct Attempt {
 };
 
 // Runs body in one write transaction, again from a clean slate while the database asks for it.
+// `hook` (may be null or empty): BranchServices::SetCommitHook's, run before the commit.
 template <typename T>
-ServiceResult<T> RunWrite(store::Connection& connection,
+ServiceResult<T> RunWrite(store::Connection& connection, const BranchServices::CommitHook* hook,
                           const std::function<ServiceResult<T>(Attempt&)>& body) {
   const store::RetryPolicy policy;
   for (int attempt_number = 1;; ++attempt_number) {
@@ -91,6 +93,15 @@ ServiceResult<T> RunWrite(store::Connection& connection,
       outcome.emplace(attempt.Db(tx.error()));
     } else {
       outcome.emplace(body(attempt));
+      if constexpr (std::is_constructible_v<BranchServices::ActionResult, const T&>) {
+        if (outcome->ok() && hook != nullptr && *hook) {
+          if (Status recorded = (*hook)(connection, BranchServices::ActionResult(**outcome));
+              !recorded.ok()) {
+            outcome.emplace(MakeServiceError(ErrorCode::kInternal,
+                                             "recording the answer: " + recorded.error().message));
+          }
+        }
+      }
       if (!outcome->ok()) {
         tx->Rollback();
       } else {
@@ -420,23 +431,24 @@ ServiceResult<CardRecord> BranchServices::Apply(const Actor& actor,
     return Invalid("a branch is 1 to 32 letters, digits, - or _", "branch");
   }
   const std::int64_t now = Now();
-  return RunWrite<CardRecord>(connection_, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
-    Work work{connection_, key_store_, options_, now, attempt};
-    auto id = connection_.InsertReturningId(
-        "INSERT INTO branch_cards (person_id, holder_reference, branch, state, version,"
-        " created_at_us, updated_at_us) VALUES (?, ?, ?, ?, 1, ?, ?)",
-        "application_id",
-        {application.person_id, application.holder_reference, application.branch,
-         std::string(CardStateName(CardState::kApplied)), now, now});
-    if (!id.ok()) return attempt.Db(id.error());
-    auto card = work.MustFindById(id->value_or(0));
-    if (!card.ok()) return card.error();
-    auto recorded = work.Record(
-        actor, *card, kEventApplied, kActionApply,
-        {{"person_id", application.person_id}, {"holder_reference", application.holder_reference}});
-    if (!recorded.ok()) return recorded.error();
-    return card;
-  });
+  return RunWrite<CardRecord>(
+      connection_, &commit_hook_, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
+        Work work{connection_, key_store_, options_, now, attempt};
+        auto id = connection_.InsertReturningId(
+            "INSERT INTO branch_cards (person_id, holder_reference, branch, state, version,"
+            " created_at_us, updated_at_us) VALUES (?, ?, ?, ?, 1, ?, ?)",
+            "application_id",
+            {application.person_id, application.holder_reference, application.branch,
+             std::string(CardStateName(CardState::kApplied)), now, now});
+        if (!id.ok()) return attempt.Db(id.error());
+        auto card = work.MustFindById(id->value_or(0));
+        if (!card.ok()) return card.error();
+        auto recorded = work.Record(actor, *card, kEventApplied, kActionApply,
+                                    {{"person_id", application.person_id},
+                                     {"holder_reference", application.holder_reference}});
+        if (!recorded.ok()) return recorded.error();
+        return card;
+      });
 }
 
 ServiceResult<CardRecord> BranchServices::Issue(const Actor& actor, const CardIssue& issue) {
@@ -446,48 +458,49 @@ ServiceResult<CardRecord> BranchServices::Issue(const Actor& actor, const CardIs
     return Invalid("valid_to is not a date", "valid_to");
   }
   const std::int64_t now = Now();
-  return RunWrite<CardRecord>(connection_, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
-    Work work{connection_, key_store_, options_, now, attempt};
-    auto found = work.FindById(issue.application_id);
-    if (!found.ok()) return found.error();
-    if (!*found) {
-      return MakeServiceError(ErrorCode::kNotFound,
-                              "no application " + std::to_string(issue.application_id),
-                              "application_id");
-    }
-    const CardRecord& card = **found;
-    if (issue.expected_version && *issue.expected_version != card.version) {
-      return Conflict("application " + std::to_string(card.application_id) +
-                      " changed: read it again");
-    }
-    if (card.state != CardState::kApplied) return Unprocessable(StateRefusal(card, "issued"));
-    auto other = work.FindByAsn(*asn);
-    if (!other.ok()) return other.error();
-    if (*other) return Unprocessable("card " + *asn + " is already issued to an application");
-    auto registered_person =
-        connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {*asn});
-    if (!registered_person.ok()) return attempt.Db(registered_person.error());
-    if (!registered_person->empty() && (*registered_person)[0].Text(0) != card.person_id) {
-      return Unprocessable("card " + *asn + " is registered to another person");
-    }
-    auto host = work.MakeHost();
-    auto registered = host.RegisterCard({.asn = HexToBytes(*asn),
-                                         .holder_reference = card.holder_reference,
-                                         .person_id = card.person_id,
-                                         .valid_to = issue.valid_to});
-    if (!registered.ok()) return attempt.Host(registered.error());
-    std::optional<std::string> valid_to;
-    if (issue.valid_to) valid_to = IsoDate(*issue.valid_to);
-    auto moved = work.Move(card, CardState::kIssued, {.asn = *asn, .valid_to = valid_to});
-    if (!moved.ok()) return moved.error();
-    auto issued = work.MustFindById(card.application_id);
-    if (!issued.ok()) return issued.error();
-    nlohmann::json details = Details(card, CardState::kIssued, "");
-    if (valid_to) details["valid_to"] = *valid_to;
-    auto recorded = work.Record(actor, *issued, kEventIssued, kActionIssue, details);
-    if (!recorded.ok()) return recorded.error();
-    return issued;
-  });
+  return RunWrite<CardRecord>(
+      connection_, &commit_hook_, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
+        Work work{connection_, key_store_, options_, now, attempt};
+        auto found = work.FindById(issue.application_id);
+        if (!found.ok()) return found.error();
+        if (!*found) {
+          return MakeServiceError(ErrorCode::kNotFound,
+                                  "no application " + std::to_string(issue.application_id),
+                                  "application_id");
+        }
+        const CardRecord& card = **found;
+        if (issue.expected_version && *issue.expected_version != card.version) {
+          return Conflict("application " + std::to_string(card.application_id) +
+                          " changed: read it again");
+        }
+        if (card.state != CardState::kApplied) return Unprocessable(StateRefusal(card, "issued"));
+        auto other = work.FindByAsn(*asn);
+        if (!other.ok()) return other.error();
+        if (*other) return Unprocessable("card " + *asn + " is already issued to an application");
+        auto registered_person =
+            connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {*asn});
+        if (!registered_person.ok()) return attempt.Db(registered_person.error());
+        if (!registered_person->empty() && (*registered_person)[0].Text(0) != card.person_id) {
+          return Unprocessable("card " + *asn + " is registered to another person");
+        }
+        auto host = work.MakeHost();
+        auto registered = host.RegisterCard({.asn = HexToBytes(*asn),
+                                             .holder_reference = card.holder_reference,
+                                             .person_id = card.person_id,
+                                             .valid_to = issue.valid_to});
+        if (!registered.ok()) return attempt.Host(registered.error());
+        std::optional<std::string> valid_to;
+        if (issue.valid_to) valid_to = IsoDate(*issue.valid_to);
+        auto moved = work.Move(card, CardState::kIssued, {.asn = *asn, .valid_to = valid_to});
+        if (!moved.ok()) return moved.error();
+        auto issued = work.MustFindById(card.application_id);
+        if (!issued.ok()) return issued.error();
+        nlohmann::json details = Details(card, CardState::kIssued, "");
+        if (valid_to) details["valid_to"] = *valid_to;
+        auto recorded = work.Record(actor, *issued, kEventIssued, kActionIssue, details);
+        if (!recorded.ok()) return recorded.error();
+        return issued;
+      });
 }
 
 namespace {
@@ -496,14 +509,14 @@ namespace {
 // in one of `from`, moved to `to` after `effect` (the host's side).
 ServiceResult<CardRecord> Transition(
     store::Connection& connection, keys::KeyStore& key_store, const BranchOptions& options,
-    std::int64_t now, const Actor& actor, const CardAction& action,
-    std::initializer_list<CardState> from, CardState to, std::string_view verb,
-    std::string_view event, std::string_view audit_action,
+    const BranchServices::CommitHook* hook, std::int64_t now, const Actor& actor,
+    const CardAction& action, std::initializer_list<CardState> from, CardState to,
+    std::string_view verb, std::string_view event, std::string_view audit_action,
     const std::function<ServiceResult<Done>(Work&, const CardRecord&)>& effect) {
   if (!IsPrintable(action.reason, 200, false)) {
     return Invalid("a reason is at most 200 printable ASCII characters", "reason");
   }
-  return RunWrite<CardRecord>(connection, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
+  return RunWrite<CardRecord>(connection, hook, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
     Work work{connection, key_store, options, now, attempt};
     auto card = work.Expect(action.asn, action.expected_version);
     if (!card.ok()) return card.error();
@@ -527,21 +540,22 @@ ServiceResult<Done> Nothing(Work&, const CardRecord&) { return Done{}; }
 }  // namespace
 
 ServiceResult<CardRecord> BranchServices::Activate(const Actor& actor, const CardAction& action) {
-  return Transition(connection_, key_store_, options_, Now(), actor, action, {CardState::kIssued},
-                    CardState::kActive, "activated", kEventActivated, kActionActivate, Nothing);
+  return Transition(connection_, key_store_, options_, &commit_hook_, Now(), actor, action,
+                    {CardState::kIssued}, CardState::kActive, "activated", kEventActivated,
+                    kActionActivate, Nothing);
 }
 
 ServiceResult<CardRecord> BranchServices::ReportLoss(const Actor& actor, const CardAction& action) {
-  return Transition(connection_, key_store_, options_, Now(), actor, action,
+  return Transition(connection_, key_store_, options_, &commit_hook_, Now(), actor, action,
                     {CardState::kIssued, CardState::kActive}, CardState::kLost, "reported lost",
                     kEventLost, kActionReportLoss,
                     [](Work& work, const CardRecord& card) { return work.Blacklist(card); });
 }
 
 ServiceResult<CardRecord> BranchServices::CancelLoss(const Actor& actor, const CardAction& action) {
-  return Transition(connection_, key_store_, options_, Now(), actor, action, {CardState::kLost},
-                    CardState::kActive, "taken off the loss report", kEventLossCancelled,
-                    kActionCancelLoss,
+  return Transition(connection_, key_store_, options_, &commit_hook_, Now(), actor, action,
+                    {CardState::kLost}, CardState::kActive, "taken off the loss report",
+                    kEventLossCancelled, kActionCancelLoss,
                     [](Work& work, const CardRecord& card) -> ServiceResult<Done> {
                       auto host = work.MakeHost();
                       auto removed = host.RemoveFromBlacklist(HexToBytes(card.asn));
@@ -551,7 +565,7 @@ ServiceResult<CardRecord> BranchServices::CancelLoss(const Actor& actor, const C
 }
 
 ServiceResult<CardRecord> BranchServices::Capture(const Actor& actor, const CardAction& action) {
-  return Transition(connection_, key_store_, options_, Now(), actor, action,
+  return Transition(connection_, key_store_, options_, &commit_hook_, Now(), actor, action,
                     {CardState::kIssued, CardState::kActive, CardState::kLost},
                     CardState::kCaptured, "captured", kEventCaptured, kActionCapture,
                     [](Work& work, const CardRecord& card) { return work.Blacklist(card); });
@@ -564,31 +578,32 @@ ServiceResult<CardRecord> BranchServices::ChangeValidity(const Actor& actor,
   const std::string today = IsoDay(LocalCivil(now, options_.utc_offset_minutes));
   const std::string valid_to = IsoDate(change.valid_to);
   if (valid_to < today) return Invalid("valid_to " + valid_to + " is in the past", "valid_to");
-  return RunWrite<CardRecord>(connection_, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
-    Work work{connection_, key_store_, options_, now, attempt};
-    auto card = work.Expect(change.asn, change.expected_version);
-    if (!card.ok()) return card.error();
-    if (!StateIn(card->state, {CardState::kIssued, CardState::kActive})) {
-      return Unprocessable(StateRefusal(*card, "given a new validity"));
-    }
-    // Registering again with another expiry records it (Host::RegisterCard keeps the rest).
-    auto host = work.MakeHost();
-    auto registered = host.RegisterCard({.asn = HexToBytes(card->asn),
-                                         .holder_reference = card->holder_reference,
-                                         .person_id = card->person_id,
-                                         .valid_to = change.valid_to});
-    if (!registered.ok()) return attempt.Host(registered.error());
-    auto moved = work.Move(*card, card->state, {.valid_to = valid_to});
-    if (!moved.ok()) return moved.error();
-    auto changed = work.MustFindById(card->application_id);
-    if (!changed.ok()) return changed.error();
-    nlohmann::json details = {{"old_valid_to", card->valid_to.value_or("")},
-                              {"valid_to", valid_to}};
-    auto recorded =
-        work.Record(actor, *changed, kEventValidityChanged, kActionChangeValidity, details);
-    if (!recorded.ok()) return recorded.error();
-    return changed;
-  });
+  return RunWrite<CardRecord>(
+      connection_, &commit_hook_, [&](Attempt& attempt) -> ServiceResult<CardRecord> {
+        Work work{connection_, key_store_, options_, now, attempt};
+        auto card = work.Expect(change.asn, change.expected_version);
+        if (!card.ok()) return card.error();
+        if (!StateIn(card->state, {CardState::kIssued, CardState::kActive})) {
+          return Unprocessable(StateRefusal(*card, "given a new validity"));
+        }
+        // Registering again with another expiry records it (Host::RegisterCard keeps the rest).
+        auto host = work.MakeHost();
+        auto registered = host.RegisterCard({.asn = HexToBytes(card->asn),
+                                             .holder_reference = card->holder_reference,
+                                             .person_id = card->person_id,
+                                             .valid_to = change.valid_to});
+        if (!registered.ok()) return attempt.Host(registered.error());
+        auto moved = work.Move(*card, card->state, {.valid_to = valid_to});
+        if (!moved.ok()) return moved.error();
+        auto changed = work.MustFindById(card->application_id);
+        if (!changed.ok()) return changed.error();
+        nlohmann::json details = {{"old_valid_to", card->valid_to.value_or("")},
+                                  {"valid_to", valid_to}};
+        auto recorded =
+            work.Record(actor, *changed, kEventValidityChanged, kActionChangeValidity, details);
+        if (!recorded.ok()) return recorded.error();
+        return changed;
+      });
 }
 
 ServiceResult<ReplacementResult> BranchServices::Replace(const Actor& actor,
@@ -601,7 +616,7 @@ ServiceResult<ReplacementResult> BranchServices::Replace(const Actor& actor,
   }
   const std::int64_t now = Now();
   return RunWrite<ReplacementResult>(
-      connection_, [&](Attempt& attempt) -> ServiceResult<ReplacementResult> {
+      connection_, &commit_hook_, [&](Attempt& attempt) -> ServiceResult<ReplacementResult> {
         Work work{connection_, key_store_, options_, now, attempt};
         auto card = work.Expect(replacement.asn, replacement.expected_version);
         if (!card.ok()) return card.error();
@@ -650,7 +665,7 @@ ServiceResult<ClosureResult> BranchServices::Close(const Actor& actor, const Car
   }
   const std::int64_t now = Now();
   return RunWrite<ClosureResult>(
-      connection_, [&](Attempt& attempt) -> ServiceResult<ClosureResult> {
+      connection_, &commit_hook_, [&](Attempt& attempt) -> ServiceResult<ClosureResult> {
         Work work{connection_, key_store_, options_, now, attempt};
         auto card = work.Expect(closure.asn, closure.expected_version);
         if (!card.ok()) return card.error();
@@ -700,7 +715,8 @@ ServiceResult<std::vector<ScheduledTransfer>> BranchServices::RunDueTransfers(st
   for (const store::Row& row : *due) {
     const std::int64_t id = row.Int("id");
     auto outcome = RunWrite<std::optional<ScheduledTransfer>>(
-        connection_, [&](Attempt& attempt) -> ServiceResult<std::optional<ScheduledTransfer>> {
+        connection_, nullptr,
+        [&](Attempt& attempt) -> ServiceResult<std::optional<ScheduledTransfer>> {
           auto current = connection_.Query(std::string(kTransferSelect) + " WHERE id = ?", {id});
           if (!current.ok()) return attempt.Db(current.error());
           ScheduledTransfer t = TransferFromRow((*current)[0]);

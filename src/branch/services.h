@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "access/service_error.h"
@@ -234,10 +235,19 @@ class BranchServices {
 
   std::int64_t Now() const;
 
+  // The API's Idempotency-Key record (docs/api.md "Replays"): run inside each lifecycle action's
+  // transaction (apply to close) after its changes and before the commit, with the action's
+  // result. An error rolls the whole action back (kInternal), so the action, its audit entry and
+  // the recorded answer commit together or not at all.
+  using ActionResult = std::variant<CardRecord, ReplacementResult, ClosureResult>;
+  using CommitHook = std::function<Status(store::Connection&, const ActionResult&)>;
+  void SetCommitHook(CommitHook hook) { commit_hook_ = std::move(hook); }
+
  private:
   store::Connection& connection_;
   keys::KeyStore& key_store_;
   Options options_;
+  CommitHook commit_hook_;
 };
 
 }  // namespace medcard::branch

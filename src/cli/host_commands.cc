@@ -24,6 +24,7 @@
 #include "cli/host_session.h"
 #include "cli/key_store_access.h"
 #include "cli/pos_tmk.h"
+#include "cli/teller_pek.h"
 #include "common/bytes.h"
 #include "common/money.h"
 #include "host/host.h"
@@ -564,6 +565,7 @@ void AddHostCommands(CLI::App& app) {
     init->callback([options] { RunHostInit(*options); });
   }
   AddHostRunCommand(*host);
+  AddWorkstationCommands(*host);  // host workstations export-pek (teller_pek.cc)
   {
     CLI::App* terminals = host->add_subcommand("terminals", "POS terminals");
     terminals->require_subcommand(1);

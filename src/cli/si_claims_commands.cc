@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/si_session.h"
 #include "common/money.h"
 #include "insurance/claims_store.h"
 #include "insurance/consumption.h"
@@ -26,58 +27,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace medcard::insurance;  // NOLINT(google-build-using-namespace): the commands' domain
-
-template <typename T, typename E>
-T Db(store::Expected<T, E> r, const std::string& context) {
-  if (!r.ok()) throw CommandFailed(context + ": " + r.error().message);
-  return std::move(r).value();
-}
-
-template <typename T>
-T Service(ServiceResult<T> r, const std::string& context) {
-  if (!r.ok()) {
-    const int exit_code = r.error().code == access::ErrorCode::kInvalid ? 2 : 1;
-    throw CommandFailed(context + ": " + r.error().message, exit_code);
-  }
-  return std::move(r).value();
-}
-
-// The agency's data directory as `medcard si init` wrote it (si.json: database, policy).
-struct AgencySession {
-  std::string policy_path;
-  std::unique_ptr<store::Database> database;
-  std::unique_ptr<store::Connection> connection;
-};
-
-AgencySession OpenAgency(const std::string& dir) {
-  const std::string path = (fs::path(dir) / "si.json").string();
-  if (!fs::exists(path)) {
-    throw CommandFailed(dir + " is not an agency data directory (run `medcard si init` first)");
-  }
-  const auto json = nlohmann::json::parse(ReadFileOrFail(path), nullptr, false);
-  if (!json.is_object() || !json.contains("database") || !json["database"].is_string() ||
-      !json.contains("policy") || !json["policy"].is_string()) {
-    throw CommandFailed(path + ": expected {\"database\": \"...\", \"policy\": \"...\"}");
-  }
-  AgencySession session;
-  session.policy_path = json["policy"].get<std::string>();
-  const std::string url = json["database"].get<std::string>();
-  store::OpenOptions open;
-  open.create_if_missing = false;
-  session.database = Db(store::Database::Open(url, open), "opening " + store::RedactUrl(url));
-  session.connection = Db(session.database->Connect(), "connecting");
-  Db(store::Migrate(*session.connection, insurance::Migrations()), "migrating");
-  return session;
-}
-
-PolicyBook AgencyPolicies(const std::string& path) {
-  if (fs::is_directory(path)) {
-    return Check(PolicyBook::LoadDirectory(path), "policy directory " + path);
-  }
-  PolicyBook book;
-  Check(book.Add(Check(LoadPolicyFile(path), "policy " + path)), "policy " + path);
-  return book;
-}
 
 void AddData(CLI::App* command, std::string& dir) {
   command->add_option("--data", dir, "The agency's data directory")->required();
@@ -131,20 +80,22 @@ struct ClaimOptions {
 void RunClaimSubmit(const ClaimOptions& o) {
   auto file = ParseClaimJson(ReadFileOrFail(o.file));
   if (!file.ok()) throw CommandFailed(o.file + ": " + file.error().message, 2);
-  AgencySession s = OpenAgency(o.dir);
-  const PolicyBook policies = AgencyPolicies(s.policy_path);
-  ClaimStore claims(*s.connection, policies);
-  const StoredClaim submitted = Service(claims.Submit(o.facility, file->claim), "submit");
+  SiSession s = SiSession::Open(o.dir);
+  const PolicyBook& policies = s.policies();
+  ClaimStore claims(s.connection(), policies);
+  const StoredClaim submitted = SiService(claims.Submit(o.facility, file->claim), "submit");
+  s.Audit("si.claim.submit", "claim:" + std::to_string(submitted.id),
+          nlohmann::json{{"facility", o.facility}, {"claim_number", file->claim.claim_id}}.dump());
   // Adjudication follows at once; when it cannot run (no policy), the claim stays submitted.
-  PrintClaim(Service(claims.Adjudicate(submitted.id),
-                     "claim " + std::to_string(submitted.id) + " stored, not adjudicated"));
+  PrintClaim(SiService(claims.Adjudicate(submitted.id),
+                       "claim " + std::to_string(submitted.id) + " stored, not adjudicated"));
 }
 
 void RunClaimShow(const ClaimOptions& o) {
-  AgencySession s = OpenAgency(o.dir);
+  SiSession s = SiSession::Open(o.dir);
   const PolicyBook policies;
-  ClaimStore claims(*s.connection, policies);
-  const StoredClaim c = Service(claims.Find(o.id), "claim");
+  ClaimStore claims(s.connection(), policies);
+  const StoredClaim c = SiService(claims.Find(o.id), "claim");
   if (o.json) {
     std::printf("%s\n", ClaimJson(c).c_str());
     return;
@@ -161,12 +112,22 @@ void RunClaimShow(const ClaimOptions& o) {
 }
 
 void RunClaimStep(const ClaimOptions& o, const std::string& step) {
-  AgencySession s = OpenAgency(o.dir);
+  SiSession s = SiSession::Open(o.dir);
   const PolicyBook policies;
-  ClaimStore claims(*s.connection, policies);
-  if (step == "approve") PrintClaim(Service(claims.Approve(o.id, o.officer), "approve"));
-  if (step == "reject") PrintClaim(Service(claims.Reject(o.id, o.officer, o.reason), "reject"));
-  if (step == "pay") PrintClaim(Service(claims.Pay(o.id), "pay"));
+  ClaimStore claims(s.connection(), policies);
+  StoredClaim claim;
+  nlohmann::json details = nlohmann::json::object();
+  if (step == "approve") {
+    claim = SiService(claims.Approve(o.id, o.officer), "approve");
+    details["officer"] = o.officer;
+  } else if (step == "reject") {
+    claim = SiService(claims.Reject(o.id, o.officer, o.reason), "reject");
+    details = {{"officer", o.officer}, {"reason", o.reason}};
+  } else {
+    claim = SiService(claims.Pay(o.id), "pay");
+  }
+  s.Audit("si.claim." + step, "claim:" + std::to_string(claim.id), details.dump());
+  PrintClaim(claim);
 }
 
 void RunClaimList(const ClaimOptions& o) {
@@ -177,10 +138,10 @@ void RunClaimList(const ClaimOptions& o) {
       throw CommandFailed("--state: submitted, adjudicated, approved, paid or rejected", 2);
     }
   }
-  AgencySession s = OpenAgency(o.dir);
+  SiSession s = SiSession::Open(o.dir);
   const PolicyBook policies;
-  ClaimStore claims(*s.connection, policies);
-  for (const auto& c : Service(claims.List(state, o.person), "list")) {
+  ClaimStore claims(s.connection(), policies);
+  for (const auto& c : SiService(claims.List(state, o.person), "list")) {
     std::printf("%-6lld %-11s %-10s %-20s %-18s %12s %12s\n", static_cast<long long>(c.id),
                 std::string(ToString(c.state)).c_str(), c.facility.c_str(),
                 c.claim.claim_id.c_str(), c.claim.person_id.c_str(),
@@ -193,32 +154,30 @@ void RunClaimList(const ClaimOptions& o) {
 
 void RunImport(ImportKind kind, const std::string& dir, const std::string& path) {
   const std::string text = ReadFileOrFail(path);
-  AgencySession s = OpenAgency(dir);
-  const ImportReport report = Service(Import(*s.connection, kind, text), "import");
+  SiSession s = SiSession::Open(dir);
+  const ImportReport report = SiService(Import(s.connection(), kind, text), "import");
   if (!report.applied) {
     std::fputs(FormatProblems(report).c_str(), stderr);
     throw CommandFailed(
         path + ": " + std::to_string(report.problems.size()) + " problem(s); nothing was imported",
         2);
   }
+  s.Audit("si.import." + std::string(ToString(kind)),
+          "import:" + fs::path(path).filename().string(),
+          nlohmann::json{{"rows", report.rows}}.dump());
   std::printf("imported %lld %s from %s\n", static_cast<long long>(report.rows),
               std::string(ToString(kind)).c_str(), path.c_str());
 }
 
-BatchKey KeyFromEnvironment() {
-  const char* hex = std::getenv(kBatchKeyEnvironment);
-  if (hex == nullptr) {
-    throw CommandFailed(std::string("the batch key is not set: put its 64 hex digits in ") +
-                        kBatchKeyEnvironment);
-  }
-  return Check(BatchKey::FromHex(hex), "batch key");
-}
-
 void RunConsumptionImport(const std::string& dir, const std::string& path) {
-  const BatchKey key = KeyFromEnvironment();
+  const BatchKey key = SiBatchKeyFromEnvironment();
   const std::string text = ReadFileOrFail(path);
-  AgencySession s = OpenAgency(dir);
-  const auto imported = Service(ImportConsumption(*s.connection, text, key), path);
+  SiSession s = SiSession::Open(dir);
+  const auto imported = SiService(ImportConsumption(s.connection(), text, key), path);
+  if (!imported.already_imported) {
+    s.Audit("si.consumption.import", "day:" + imported.day.ToString(),
+            nlohmann::json{{"count", imported.count}, {"total_fen", imported.total_fen}}.dump());
+  }
   std::printf("%s %s: %lld purchases, %s yuan\n",
               imported.already_imported ? "already imported" : "imported",
               imported.day.ToString().c_str(), static_cast<long long>(imported.count),
@@ -235,12 +194,12 @@ void RunConsumptionShow(const ConsumptionShowOptions& o) {
   if (o.by != "person" && o.by != "facility") {
     throw CommandFailed("--by: person or facility", 2);
   }
-  AgencySession s = OpenAgency(o.dir);
-  const auto totals =
-      Service(ConsumptionTotals(
-                  *s.connection,
-                  o.by == "person" ? ConsumptionBy::kPerson : ConsumptionBy::kMerchant, *from, *to),
-              "consumption");
+  SiSession s = SiSession::Open(o.dir);
+  const auto totals = SiService(
+      ConsumptionTotals(s.connection(),
+                        o.by == "person" ? ConsumptionBy::kPerson : ConsumptionBy::kMerchant, *from,
+                        *to),
+      "consumption");
   for (const auto& t : totals) {
     std::printf("%-20s %8lld %14s\n", t.key.c_str(), static_cast<long long>(t.count),
                 FormatFen(t.total_fen).c_str());

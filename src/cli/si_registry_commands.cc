@@ -15,6 +15,7 @@
 #include "access/directory.h"
 #include "audit/audit_log.h"
 #include "cli/commands.h"
+#include "cli/si_session.h"
 #include "common/money.h"
 #include "insurance/allocation_batch.h"
 #include "insurance/monthly_run.h"
@@ -30,13 +31,6 @@ using namespace medcard::insurance;  // NOLINT(google-build-using-namespace): th
 
 // --- The agency's data directory -----------------------------------------------------------------
 
-std::string SiConfigPath(const std::string& dir) { return (fs::path(dir) / "si.json").string(); }
-
-struct SiConfig {
-  std::string database;
-  std::string policy;  // a policy file or a directory of them
-};
-
 void WriteFileAtomically(const std::string& path, const std::string& text) {
   const std::string temporary = path + ".tmp";
   {
@@ -50,88 +44,10 @@ void WriteFileAtomically(const std::string& path, const std::string& text) {
   if (ec) throw CommandFailed("cannot write " + path + ": " + ec.message());
 }
 
-SiConfig LoadSiConfig(const std::string& dir) {
-  const std::string path = SiConfigPath(dir);
-  if (!fs::exists(path)) {
-    throw CommandFailed(dir + " is not an agency data directory (run `medcard si init` first)");
-  }
-  const auto json = nlohmann::json::parse(ReadFileOrFail(path), nullptr, false);
-  if (!json.is_object() || !json.contains("database") || !json["database"].is_string() ||
-      !json.contains("policy") || !json["policy"].is_string()) {
-    throw CommandFailed(path + ": expected {\"database\": \"...\", \"policy\": \"...\"}");
-  }
-  return {json["database"].get<std::string>(), json["policy"].get<std::string>()};
-}
-
-PolicyBook LoadPolicies(const std::string& path) {
-  if (fs::is_directory(path)) {
-    return Check(PolicyBook::LoadDirectory(path), "policy directory " + path);
-  }
-  PolicyBook book;
-  Check(book.Add(Check(LoadPolicyFile(path), "policy " + path)), "policy " + path);
-  return book;
-}
-
-// Unwraps a database result or throws CommandFailed with `context: message`.
-template <typename T, typename E>
-T Db(store::Expected<T, E> r, const std::string& context) {
-  if (!r.ok()) throw CommandFailed(context + ": " + r.error().message);
-  return std::move(r).value();
-}
-
-struct SiSession {
-  SiConfig config;
-  std::unique_ptr<store::Database> database;
-  std::unique_ptr<store::Connection> connection;
-};
-
-SiSession OpenSiSession(const std::string& dir) {
-  SiSession session;
-  session.config = LoadSiConfig(dir);
-  store::OpenOptions open;
-  open.create_if_missing = false;
-  session.database = Db(store::Database::Open(session.config.database, open),
-                        "opening " + store::RedactUrl(session.config.database));
-  session.connection = Db(session.database->Connect(), "connecting");
-  Db(store::Migrate(*session.connection, insurance::Migrations()), "migrating");
-  return session;
-}
-
-template <typename T>
-T Service(ServiceResult<T> r, const std::string& context) {
-  if (!r.ok()) {
-    const int exit_code = r.error().code == access::ErrorCode::kInvalid ? 2 : 1;
-    throw CommandFailed(context + ": " + r.error().message, exit_code);
-  }
-  return std::move(r).value();
-}
-
-Date ParseDateOption(const std::string& text, const std::string& option) {
-  auto date = ParseIsoDate(text);
-  if (!date) throw CommandFailed(option + ": expected YYYY-MM-DD, got '" + text + "'", 2);
-  return *date;
-}
-
-YearMonth ParseMonthOption(const std::string& text) {
-  auto month = ParseMonthText(text);
-  if (!month) throw CommandFailed("month: expected YYYY-MM, got '" + text + "'", 2);
-  return *month;
-}
-
 Fen ParseYuanOption(const std::string& text, const std::string& option) {
   auto fen = ParseYuan(text);
   if (!fen.ok()) throw CommandFailed(option + ": " + fen.error().message, 2);
   return *fen;
-}
-
-BatchKey KeyFromEnvironment() {
-  const char* hex = std::getenv(kBatchKeyEnvironment);
-  if (hex == nullptr) {
-    throw CommandFailed(std::string("the allocation batch key is not set: put its 64 hex digits"
-                                    " in ") +
-                        kBatchKeyEnvironment);
-  }
-  return Check(BatchKey::FromHex(hex), "batch key");
 }
 
 void AddData(CLI::App* command, std::string& dir) {
@@ -181,16 +97,16 @@ void RunInit(const InitOptions& o) {
   fs::create_directories(o.dir, ec);
   if (ec) throw CommandFailed("cannot create " + o.dir + ": " + ec.message());
   const std::string policy = fs::absolute(o.policy).string();
-  const PolicyBook book = LoadPolicies(policy);
+  const PolicyBook book = LoadSiPolicies(policy);
   SiConfig config{
       o.db_url.empty() ? store::SqliteUrlForDataDir(fs::absolute(o.dir).string()) : o.db_url,
       policy};
-  auto database = Db(store::Database::Open(config.database), "opening the database");
-  auto connection = Db(database->Connect(), "connecting");
-  const int applied = Db(store::Migrate(*connection, insurance::Migrations()), "migrating");
+  auto database = SiDb(store::Database::Open(config.database), "opening the database");
+  auto connection = SiDb(database->Connect(), "connecting");
+  const int applied = SiDb(store::Migrate(*connection, insurance::Migrations()), "migrating");
   // The agency's users and audit log live in its own database (`si users add`, `si serve`).
-  Db(store::Migrate(*connection, audit::Migrations()), "migrating the audit log");
-  Db(store::Migrate(*connection, access::Migrations()), "migrating the users");
+  SiDb(store::Migrate(*connection, audit::Migrations()), "migrating the audit log");
+  SiDb(store::Migrate(*connection, access::Migrations()), "migrating the users");
   nlohmann::json json{{"database", config.database}, {"policy", config.policy}};
   WriteFileAtomically(SiConfigPath(o.dir), json.dump(2) + "\n");
   std::printf(
@@ -200,32 +116,34 @@ void RunInit(const InitOptions& o) {
 }
 
 void RunUnitAdd(const UnitOptions& o) {
-  SiSession s = OpenSiSession(o.dir);
-  Registry registry(*s.connection);
-  Service(registry.AddUnit(o.unit), "unit add");
+  SiSession s = SiSession::Open(o.dir);
+  Registry registry(s.connection());
+  SiService(registry.AddUnit(o.unit), "unit add");
+  s.Audit("si.unit.add", "unit:" + o.unit.code,
+          nlohmann::json{{"name", o.unit.name}, {"area", o.unit.area}}.dump());
   std::printf("unit %s added (area %s)\n", o.unit.code.c_str(), o.unit.area.c_str());
 }
 
 void RunUnitList(const std::string& dir) {
-  SiSession s = OpenSiSession(dir);
-  Registry registry(*s.connection);
-  for (const Unit& u : Service(registry.Units(), "unit list")) {
+  SiSession s = SiSession::Open(dir);
+  Registry registry(s.connection());
+  for (const Unit& u : SiService(registry.Units(), "unit list")) {
     std::printf("%-10s %-6s %-20s %s\n", u.code.c_str(), u.area.c_str(), u.bank_account.c_str(),
                 u.name.c_str());
   }
 }
 
 void RunPersonEvent(const PersonOptions& o, const std::string& event) {
-  SiSession s = OpenSiSession(o.dir);
-  Registry registry(*s.connection);
-  const Date effective = ParseDateOption(o.effective, "--effective");
+  SiSession s = SiSession::Open(o.dir);
+  Registry registry(s.connection());
+  const Date effective = SiDateOption(o.effective, "--effective");
   ServiceResult<PersonState> state = MakeServiceError(access::ErrorCode::kInternal, "no event");
   if (event == "enrol") {
     auto category = ParsePersonCategory(o.category);
     if (!category) throw CommandFailed("--category: employee, retiree or flexible", 2);
     state = registry.Enrol({.ssn = o.ssn,
                             .name = o.name,
-                            .birth_date = ParseDateOption(o.birth_date, "--birth-date"),
+                            .birth_date = SiDateOption(o.birth_date, "--birth-date"),
                             .unit_code = o.unit,
                             .wage_base_fen = o.wage.empty() ? 0 : ParseYuanOption(o.wage, "--wage"),
                             .category = *category,
@@ -243,14 +161,20 @@ void RunPersonEvent(const PersonOptions& o, const std::string& event) {
   } else if (event == "close") {
     state = registry.Close(o.ssn, effective, o.reason);
   }
-  PrintState(Service(std::move(state), "person " + event));
+  const PersonState changed = SiService(std::move(state), "person " + event);
+  s.Audit("si.person." + event, "person:" + changed.ssn,
+          nlohmann::json{{"effective", changed.effective.ToString()},
+                         {"unit_code", changed.unit_code},
+                         {"status", std::string(ToString(changed.status))}}
+              .dump());
+  PrintState(changed);
 }
 
 void RunPersonShow(const PersonOptions& o) {
-  SiSession s = OpenSiSession(o.dir);
-  Registry registry(*s.connection);
+  SiSession s = SiSession::Open(o.dir);
+  Registry registry(s.connection());
   if (!o.on.empty()) {
-    auto state = Service(registry.PersonOn(o.ssn, ParseDateOption(o.on, "--on")), "person show");
+    auto state = SiService(registry.PersonOn(o.ssn, SiDateOption(o.on, "--on")), "person show");
     if (!state) {
       std::printf("%s was not enrolled on %s\n", o.ssn.c_str(), o.on.c_str());
       return;
@@ -258,7 +182,7 @@ void RunPersonShow(const PersonOptions& o) {
     PrintState(*state);
     return;
   }
-  auto history = Service(registry.History(o.ssn), "person show");
+  auto history = SiService(registry.History(o.ssn), "person show");
   std::printf("%s %s, born %s\n", history.front().ssn.c_str(), history.front().name.c_str(),
               history.front().birth_date.ToString().c_str());
   for (const PersonState& state : history) PrintState(state);
@@ -266,7 +190,7 @@ void RunPersonShow(const PersonOptions& o) {
 
 void PrintBills(store::Connection& connection, const YearMonth& month) {
   std::printf("unit        people        billed          paid       arrears  personal accounts\n");
-  for (const UnitBill& b : Service(UnitBills(connection, month), "month " + MonthText(month))) {
+  for (const UnitBill& b : SiService(UnitBills(connection, month), "month " + MonthText(month))) {
     std::printf("%-10s %7lld %13s %13s %13s %18s\n", b.unit_code.c_str(),
                 static_cast<long long>(b.people), FormatFen(b.billed_fen).c_str(),
                 FormatFen(b.paid_fen).c_str(), FormatFen(b.arrears_fen).c_str(),
@@ -275,12 +199,16 @@ void PrintBills(store::Connection& connection, const YearMonth& month) {
 }
 
 void RunMonthRun(const MonthOptions& o) {
-  const YearMonth month = ParseMonthOption(o.month);
-  SiSession s = OpenSiSession(o.dir);
-  const PolicyBook policies = LoadPolicies(s.config.policy);
+  const YearMonth month = SiMonthOption(o.month, "month");
+  SiSession s = SiSession::Open(o.dir);
+  const PolicyBook& policies = s.policies();
   MonthlyRunOptions options;
   options.chunk_size = o.chunk_size;
-  auto summary = Service(RunMonth(*s.connection, policies, month, options), "month run");
+  auto summary = SiService(RunMonth(s.connection(), policies, month, options), "month run");
+  if (!summary.already_finished) {
+    s.Audit("si.month.run", "month:" + MonthText(month),
+            nlohmann::json{{"people", summary.people}, {"resumed", summary.resumed}}.dump());
+  }
   if (summary.already_finished) {
     std::printf("month %s was already run: nothing changed\n", o.month.c_str());
   } else {
@@ -297,26 +225,33 @@ void RunMonthRun(const MonthOptions& o) {
 }
 
 void RunMonthShow(const MonthOptions& o) {
-  const YearMonth month = ParseMonthOption(o.month);
-  SiSession s = OpenSiSession(o.dir);
-  PrintBills(*s.connection, month);
+  const YearMonth month = SiMonthOption(o.month, "month");
+  SiSession s = SiSession::Open(o.dir);
+  PrintBills(s.connection(), month);
 }
 
 void RunPaymentAdd(const PaymentOptions& o) {
-  SiSession s = OpenSiSession(o.dir);
-  const Payment payment{o.unit, ParseMonthOption(o.month), ParseYuanOption(o.amount, "--amount"),
-                        ParseDateOption(o.date, "--date")};
-  const auto id = Service(AddPayment(*s.connection, payment), "payment add");
+  SiSession s = SiSession::Open(o.dir);
+  const Payment payment{o.unit, SiMonthOption(o.month, "month"),
+                        ParseYuanOption(o.amount, "--amount"), SiDateOption(o.date, "--date")};
+  const auto id = SiService(AddPayment(s.connection(), payment), "payment add");
+  s.Audit(
+      "si.payment.add", "unit:" + payment.unit_code,
+      nlohmann::json{{"id", id}, {"month", o.month}, {"amount_fen", payment.amount_fen}}.dump());
   std::printf("payment %lld: unit %s paid %s for %s\n", static_cast<long long>(id), o.unit.c_str(),
               FormatFen(payment.amount_fen).c_str(), o.month.c_str());
 }
 
 void RunAllocationsExport(const AllocationOptions& o) {
-  const YearMonth month = ParseMonthOption(o.month);
-  const BatchKey key = KeyFromEnvironment();
-  SiSession s = OpenSiSession(o.dir);
-  auto batch = Service(ExportAllocations(*s.connection, month, key), "allocations export");
+  const YearMonth month = SiMonthOption(o.month, "month");
+  const BatchKey key = SiBatchKeyFromEnvironment();
+  SiSession s = SiSession::Open(o.dir);
+  auto batch = SiService(ExportAllocations(s.connection(), month, key), "allocations export");
   WriteFileAtomically(o.out, batch.text);
+  if (!batch.already_exported) {
+    s.Audit("si.allocation.export", "month:" + MonthText(month),
+            nlohmann::json{{"batch_id", batch.batch_id}, {"count", batch.count}}.dump());
+  }
   std::printf("batch %s%s: %lld line(s), %s, written to %s\n", batch.batch_id.c_str(),
               batch.already_exported ? " (exported before: the same batch again)" : "",
               static_cast<long long>(batch.count), FormatFen(batch.total_fen).c_str(),
@@ -324,10 +259,15 @@ void RunAllocationsExport(const AllocationOptions& o) {
 }
 
 void RunAllocationsReconcile(const AllocationOptions& o) {
-  const BatchKey key = KeyFromEnvironment();
+  const BatchKey key = SiBatchKeyFromEnvironment();
   const std::string ack = ReadFileOrFail(o.ack);
-  SiSession s = OpenSiSession(o.dir);
-  auto report = Service(ReconcileAcknowledgement(*s.connection, ack, key), "reconcile " + o.ack);
+  SiSession s = SiSession::Open(o.dir);
+  auto report = SiService(ReconcileAcknowledgement(s.connection(), ack, key), "reconcile " + o.ack);
+  if (!report.already_reconciled) {
+    s.Audit("si.allocation.reconcile", "batch:" + report.batch_id,
+            nlohmann::json{{"credited", report.credited_count}, {"refused", report.refused.size()}}
+                .dump());
+  }
   std::printf("batch %s%s: %lld credited (%s), %zu refused (%s)\n", report.batch_id.c_str(),
               report.already_reconciled ? " (reconciled before: nothing changed)" : "",
               static_cast<long long>(report.credited_count), FormatFen(report.credited_fen).c_str(),
@@ -340,9 +280,9 @@ void RunAllocationsReconcile(const AllocationOptions& o) {
 }
 
 void RunCheck(const std::string& dir) {
-  SiSession s = OpenSiSession(dir);
-  const auto problems = Service(CheckBooks(*s.connection), "check");
-  for (const BookBalance& b : Service(BookBalances(*s.connection), "check")) {
+  SiSession s = SiSession::Open(dir);
+  const auto problems = SiService(CheckBooks(s.connection()), "check");
+  for (const BookBalance& b : SiService(BookBalances(s.connection()), "check")) {
     std::printf("%-24s %15s\n", b.account.c_str(), FormatFen(b.balance_fen).c_str());
   }
   if (!problems.empty()) {

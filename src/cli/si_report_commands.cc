@@ -1,4 +1,5 @@
-// medcard si report fund | arrears | balances, medcard si forecast: the agency's reports, charts
+// medcard si report fund | arrears | balances | facility | diagnosis | top-consumers |
+// account-balances, medcard si forecast: the agency's reports, charts
 // and forecasts (docs/insurance.md "Reports", "Forecast"). They read the agency's data directory
 // (si.json: the database URL and the policy file or directory) and change nothing.
 #include <chrono>
@@ -14,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/si_session.h"
 #include "common/money.h"
 #include "insurance/charts.h"
 #include "insurance/forecast.h"
@@ -25,7 +27,6 @@
 namespace medcard::cli {
 namespace {
 
-namespace fs = std::filesystem;
 using namespace medcard::insurance;  // NOLINT(google-build-using-namespace): the commands' domain
 
 void WriteText(const std::string& path, const std::string& text) {
@@ -33,63 +34,6 @@ void WriteText(const std::string& path, const std::string& text) {
   out << text;
   out.flush();
   if (!out) throw CommandFailed("cannot write " + path);
-}
-
-// The agency's data directory as `medcard si init` made it (si_registry_commands.cc).
-struct ReportSession {
-  std::string policy_path;
-  std::unique_ptr<store::Database> database;
-  std::unique_ptr<store::Connection> connection;
-};
-
-template <typename T, typename E>
-T Db(store::Expected<T, E> r, const std::string& context) {
-  if (!r.ok()) throw CommandFailed(context + ": " + r.error().message);
-  return std::move(r).value();
-}
-
-template <typename T>
-T Service(ServiceResult<T> r, const std::string& context) {
-  if (!r.ok()) {
-    throw CommandFailed(context + ": " + r.error().message,
-                        r.error().code == access::ErrorCode::kInvalid ? 2 : 1);
-  }
-  return std::move(r).value();
-}
-
-ReportSession OpenReportSession(const std::string& dir) {
-  const std::string path = (fs::path(dir) / "si.json").string();
-  if (!fs::exists(path)) {
-    throw CommandFailed(dir + " is not an agency data directory (run `medcard si init` first)");
-  }
-  const auto json = nlohmann::json::parse(ReadFileOrFail(path), nullptr, false);
-  if (!json.is_object() || !json.contains("database") || !json["database"].is_string() ||
-      !json.contains("policy") || !json["policy"].is_string()) {
-    throw CommandFailed(path + ": expected {\"database\": \"...\", \"policy\": \"...\"}");
-  }
-  ReportSession session;
-  session.policy_path = json["policy"].get<std::string>();
-  const auto url = json["database"].get<std::string>();
-  store::OpenOptions open;
-  open.create_if_missing = false;
-  session.database = Db(store::Database::Open(url, open), "opening " + store::RedactUrl(url));
-  session.connection = Db(session.database->Connect(), "connecting");
-  Db(store::Migrate(*session.connection, insurance::Migrations()), "migrating");
-  return session;
-}
-
-PolicyBook LoadBook(const std::string& path) {
-  if (fs::is_directory(path))
-    return Check(PolicyBook::LoadDirectory(path), "policy directory " + path);
-  PolicyBook book;
-  Check(book.Add(Check(LoadPolicyFile(path), "policy " + path)), "policy " + path);
-  return book;
-}
-
-YearMonth MonthOption(const std::string& text, const std::string& option) {
-  auto month = ParseMonthText(text);
-  if (!month) throw CommandFailed(option + ": expected YYYY-MM, got '" + text + "'", 2);
-  return *month;
 }
 
 YearMonth NextMonth() {
@@ -127,10 +71,10 @@ void AddReport(CLI::App* report, const std::string& name, const std::string& des
 }
 
 void RunFund(const ReportOptions& o) {
-  auto session = OpenReportSession(o.data);
-  const auto months = Service(
-      FundByMonth(*session.connection, MonthOption(o.from, "--from"), MonthOption(o.to, "--to")),
-      "fund report");
+  SiSession session = SiSession::Open(o.data);
+  const auto months = SiService(FundByMonth(session.connection(), SiMonthOption(o.from, "--from"),
+                                            SiMonthOption(o.to, "--to")),
+                                "fund report");
   Emit(FundByMonthCsv(months), o.csv);
   if (!o.svg.empty()) {
     BarChart chart{"Pooled-fund income by month, " + o.from + " to " + o.to, "yuan", {}};
@@ -140,10 +84,10 @@ void RunFund(const ReportOptions& o) {
 }
 
 void RunArrears(const ReportOptions& o) {
-  auto session = OpenReportSession(o.data);
-  const auto units = Service(
-      ArrearsByUnit(*session.connection, MonthOption(o.from, "--from"), MonthOption(o.to, "--to")),
-      "arrears report");
+  SiSession session = SiSession::Open(o.data);
+  const auto units = SiService(ArrearsByUnit(session.connection(), SiMonthOption(o.from, "--from"),
+                                             SiMonthOption(o.to, "--to")),
+                               "arrears report");
   Emit(ArrearsByUnitCsv(units), o.csv);
   if (!o.svg.empty()) {
     BarChart chart{"Arrears by unit, " + o.from + " to " + o.to, "yuan", {}};
@@ -153,11 +97,11 @@ void RunArrears(const ReportOptions& o) {
 }
 
 void RunBalances(const ReportOptions& o) {
-  auto session = OpenReportSession(o.data);
+  SiSession session = SiSession::Open(o.data);
   const auto bands =
-      Service(AllocationDistribution(*session.connection, MonthOption(o.from, "--from"),
-                                     MonthOption(o.to, "--to"), DefaultBalanceBandEdges()),
-              "balances report");
+      SiService(AllocationDistribution(session.connection(), SiMonthOption(o.from, "--from"),
+                                       SiMonthOption(o.to, "--to"), DefaultBalanceBandEdges()),
+                "balances report");
   Emit(AllocationDistributionCsv(bands), o.csv);
   if (!o.svg.empty()) {
     BarChart chart{
@@ -167,24 +111,101 @@ void RunBalances(const ReportOptions& o) {
   }
 }
 
+// --- Spending (docs/insurance.md "Spending reports"): --from/--to as days or whole months ---
+
+struct SpendingOptions {
+  std::string data, from, to, csv, svg;
+  std::string level = "chapter";
+  std::int64_t limit = 20;
+};
+
+CLI::App* AddSpendingReport(CLI::App* report, const std::string& name,
+                            const std::string& description,
+                            const std::shared_ptr<SpendingOptions>& options) {
+  CLI::App* command = report->add_subcommand(name, description);
+  command->add_option("--data", options->data, "The agency's data directory")->required();
+  command->add_option("--from", options->from, "First day, YYYY-MM-DD (or YYYY-MM)")->required();
+  command->add_option("--to", options->to, "Last day, YYYY-MM-DD (or YYYY-MM)")->required();
+  command->add_option("--csv", options->csv, "Write the CSV here (default: standard output)");
+  command->add_option("--svg", options->svg, "Also draw the chart as SVG here");
+  return command;
+}
+
+std::string Period(const std::pair<Date, Date>& range) {
+  return range.first.ToString() + " to " + range.second.ToString();
+}
+
+void RunFacility(const SpendingOptions& o) {
+  const auto range = SiDayRange(o.from, o.to);
+  SiSession session = SiSession::Open(o.data);
+  const auto report = SiService(SpendingByFacility(session.connection(), range.first, range.second),
+                                "facility report");
+  Emit(SpendingByFacilityCsv(report), o.csv);
+  if (!o.svg.empty()) {
+    WriteText(o.svg, BarChartSvg(SpendingByFacilityChart(report, Period(range))));
+  }
+}
+
+void RunDiagnosis(const SpendingOptions& o) {
+  if (o.level != "chapter" && o.level != "category") {
+    throw CommandFailed("--level: chapter or category", 2);
+  }
+  const auto range = SiDayRange(o.from, o.to);
+  SiSession session = SiSession::Open(o.data);
+  const auto report =
+      SiService(SpendingByDiagnosis(
+                    session.connection(), range.first, range.second,
+                    o.level == "chapter" ? DiagnosisLevel::kChapter : DiagnosisLevel::kCategory),
+                "diagnosis report");
+  Emit(SpendingByDiagnosisCsv(report), o.csv);
+  if (!o.svg.empty()) {
+    WriteText(o.svg, BarChartSvg(SpendingByDiagnosisChart(report, Period(range))));
+  }
+}
+
+void RunTopConsumers(const SpendingOptions& o) {
+  const auto range = SiDayRange(o.from, o.to);
+  SiSession session = SiSession::Open(o.data);
+  const auto report = SiService(
+      TopConsumers(session.connection(), range.first, range.second, o.limit), "top consumers");
+  Emit(TopConsumersCsv(report), o.csv);
+  if (!o.svg.empty()) WriteText(o.svg, BarChartSvg(TopConsumersChart(report, Period(range))));
+}
+
+struct AccountBalancesOptions {
+  std::string data, as_of, csv, svg;
+};
+
+void RunAccountBalances(const AccountBalancesOptions& o) {
+  const Date as_of = SiDateOption(o.as_of, "--as-of");
+  SiSession session = SiSession::Open(o.data);
+  const auto distribution =
+      SiService(PersonalAccountBalances(session.connection(), as_of, DefaultBalanceBandEdges()),
+                "account balances");
+  Emit(PersonalAccountBalancesCsv(distribution), o.csv);
+  if (!o.svg.empty()) {
+    WriteText(o.svg, HistogramSvg(PersonalAccountBalancesChart(distribution, as_of)));
+  }
+}
+
 struct ForecastOptions {
   std::string data, start, scenario, policy, csv, svg;
   int years = 0;
 };
 
 void RunForecast(const ForecastOptions& o) {
-  auto session = OpenReportSession(o.data);
-  const PolicyBook book = LoadBook(session.policy_path);
+  SiSession session = SiSession::Open(o.data);
+  const PolicyBook& book = session.policies();
   Scenario scenario;
   if (!o.scenario.empty()) {
     scenario = Check(ParseScenarioJson(ReadFileOrFail(o.scenario)), "scenario " + o.scenario);
   }
   std::optional<Policy> proposed;
   if (!o.policy.empty()) proposed = Check(LoadPolicyFile(o.policy), "policy " + o.policy);
-  const YearMonth start = o.start.empty() ? NextMonth() : MonthOption(o.start, "--start");
-  const auto what_if =
-      Service(ForecastFromRegistry(*session.connection, book, scenario, start, o.years, proposed),
-              "forecast");
+  const YearMonth start = o.start.empty() ? NextMonth() : SiMonthOption(o.start, "--start");
+  const auto what_if = SiService(
+      ForecastFromRegistry(session.connection(), book, scenario, start, o.years, proposed),
+      "forecast");
   Emit(ForecastCsv(what_if, proposed.has_value()), o.csv);
   if (proposed) {
     const Fen change = what_if.pooled_fund_change_fen.back();
@@ -216,14 +237,46 @@ void RunForecast(const ForecastOptions& o) {
 }  // namespace
 
 void AddSiReportCommands(CLI::App& si) {
-  CLI::App* report =
-      si.add_subcommand("report", "Reports from the monthly runs and payments (CSV, SVG charts)");
+  CLI::App* report = si.add_subcommand(
+      "report", "Reports from the monthly runs, payments, claims and card spending (CSV, SVG)");
   report->require_subcommand(1);
   AddReport(report, "fund", "Fund income by month: billed, collected, arrears, allocation, pooled",
             RunFund);
   AddReport(report, "arrears", "Arrears by unit, largest first", RunArrears);
   AddReport(report, "balances", "Personal-account allocation per person over the range, in bands",
             RunBalances);
+  {
+    auto o = std::make_shared<SpendingOptions>();
+    AddSpendingReport(report, "facility",
+                      "Spending by facility: claims (billed, pooled, personal, self-pay) and card",
+                      o)
+        ->callback([o] { RunFacility(*o); });
+  }
+  {
+    auto o = std::make_shared<SpendingOptions>();
+    CLI::App* c = AddSpendingReport(
+        report, "diagnosis", "Claims by ICD-10 diagnosis: chapter or 3-character category", o);
+    c->add_option("--level", o->level, "chapter (default) or category");
+    c->callback([o] { RunDiagnosis(*o); });
+  }
+  {
+    auto o = std::make_shared<SpendingOptions>();
+    CLI::App* c =
+        AddSpendingReport(report, "top-consumers",
+                          "The people who cost most: pooled fund + personal account by card", o);
+    c->add_option("--limit", o->limit, "How many people (default 20)")->check(CLI::PositiveNumber);
+    c->callback([o] { RunTopConsumers(*o); });
+  }
+  {
+    auto o = std::make_shared<AccountBalancesOptions>();
+    CLI::App* c = report->add_subcommand(
+        "account-balances", "Personal-account balances (allocated less card spending), in bands");
+    c->add_option("--data", o->data, "The agency's data directory")->required();
+    c->add_option("--as-of", o->as_of, "The day, YYYY-MM-DD")->required();
+    c->add_option("--csv", o->csv, "Write the CSV here (default: standard output)");
+    c->add_option("--svg", o->svg, "Also draw the chart as SVG here");
+    c->callback([o] { RunAccountBalances(*o); });
+  }
 
   auto options = std::make_shared<ForecastOptions>();
   CLI::App* forecast = si.add_subcommand(

@@ -22,62 +22,13 @@
 #include "api/si_routes.h"
 #include "cli/commands.h"
 #include "cli/key_store_access.h"
+#include "cli/si_session.h"
 #include "insurance/allocation_batch.h"
 #include "insurance/policy.h"
 #include "store/store.h"
 
 namespace medcard::cli {
 namespace {
-
-namespace fs = std::filesystem;
-
-struct AgencyDatabase {
-  std::unique_ptr<store::Database> database;
-  std::unique_ptr<store::Connection> connection;
-  std::string policy_path;
-};
-
-// si.json as `medcard si init` writes it: {"database": URL, "policy": file or directory}.
-AgencyDatabase OpenAgencyDatabase(const std::string& data_dir) {
-  const std::string path = (fs::path(data_dir) / "si.json").string();
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    throw CommandFailed(data_dir + " is not an agency data directory (run `medcard si init`)");
-  }
-  std::stringstream text;
-  text << in.rdbuf();
-  const auto config = nlohmann::json::parse(text.str(), nullptr, false);
-  if (!config.is_object() || !config.contains("database") || !config["database"].is_string() ||
-      !config.contains("policy") || !config["policy"].is_string()) {
-    throw CommandFailed(path + ": expected {\"database\": \"...\", \"policy\": \"...\"}");
-  }
-  AgencyDatabase db;
-  db.policy_path = config["policy"].get<std::string>();
-  store::OpenOptions open;
-  open.create_if_missing = false;
-  auto database = store::Database::Open(config["database"].get<std::string>(), open);
-  if (!database.ok()) throw CommandFailed("opening the database: " + database.error().message);
-  db.database = std::move(database).value();
-  auto connection = db.database->Connect();
-  if (!connection.ok()) throw CommandFailed("connecting: " + connection.error().message);
-  db.connection = std::move(connection).value();
-  for (const store::MigrationSet* set : api::SiMigrationSets()) {
-    auto migrated = store::Migrate(*db.connection, *set);
-    if (!migrated.ok()) {
-      throw CommandFailed("migrating " + set->component + ": " + migrated.error().message);
-    }
-  }
-  return db;
-}
-
-insurance::PolicyBook LoadPolicyBook(const std::string& path) {
-  if (fs::is_directory(path)) {
-    return Check(insurance::PolicyBook::LoadDirectory(path), "policy directory " + path);
-  }
-  insurance::PolicyBook book;
-  Check(book.Add(Check(insurance::LoadPolicyFile(path), "policy " + path)), "policy " + path);
-  return book;
-}
 
 void AddServe(CLI::App& si) {
   struct Options {
@@ -111,11 +62,11 @@ void AddServe(CLI::App& si) {
     sigaddset(&stop_signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
-    AgencyDatabase db = OpenAgencyDatabase(o->data_dir);
-    const insurance::PolicyBook policies = LoadPolicyBook(db.policy_path);
+    SiSession session = SiSession::Open(o->data_dir, api::SiMigrationSets());
+    const insurance::PolicyBook& policies = session.policies();
     const access::Directory directory;
     api::SiApiServices services;
-    services.database = db.database.get();
+    services.database = &session.database();
     services.directory = &directory;
     services.policies = &policies;
     if (const char* hex = std::getenv(insurance::kBatchKeyEnvironment); hex != nullptr) {
@@ -168,10 +119,10 @@ void AddUsers(CLI::App& si) {
         password.value.empty()) {
       throw CommandFailed("no password on stdin");
     }
-    AgencyDatabase db = OpenAgencyDatabase(o->data_dir);
+    SiSession session = SiSession::Open(o->data_dir, api::SiMigrationSets());
     const access::Directory directory;
     auto user = directory.AddUser(
-        *db.connection, access::SystemPrincipal("si"),
+        session.connection(), access::SystemPrincipal("si"),
         {o->login, o->name.empty() ? o->login : o->name, *role, "", password.value}, "cli");
     if (!user.ok()) {
       std::string message = "adding " + o->login + ": " + user.error().message;

@@ -18,11 +18,17 @@
 #include <string>
 #include <utility>
 
+#include "branch/card_scripts.h"
+#include "branch/script_runner.h"
+#include "card/card.h"
 #include "cli/commands.h"
 #include "cli/key_store_access.h"
+#include "cli/teller_pek.h"
 #include "common/bytes.h"
 #include "common/money.h"
 #include "crypto/crypto.h"
+#include "nvm/nvm.h"
+#include "reader/reader.h"
 
 namespace medcard::cli {
 namespace {
@@ -570,6 +576,328 @@ void AddCardRequests(CLI::App& card, std::shared_ptr<TellerOptions> options) {
   }
 }
 
+// ---- Issuer scripts on the card in the teller's reader (docs/teller.md "The card in the
+// reader"; docs/branch.md "Card scripts").
+
+// "image:PATH": a card image in this process (its state written back to the file, for tests and
+// training); anything else a PC/SC reader (exact name, index or unique part of the name).
+std::unique_ptr<reader::Reader> OpenTellerReader(const std::string& spec) {
+  constexpr std::string_view kImage = "image:";
+  if (spec.starts_with(kImage)) {
+    const std::string path = spec.substr(kImage.size());
+    if (!std::filesystem::exists(path)) throw CommandFailed("--reader: no card image " + path);
+    auto medium = nvm::OpenFileMedium(path);
+    if (!medium.ok()) throw CommandFailed(path + ": " + medium.error().message);
+    auto card = card::Card::Open(std::move(medium).value());
+    if (!card.ok()) throw CommandFailed(path + ": " + card.error().message);
+    return std::make_unique<reader::InProcessReader>(spec, std::move(card).value());
+  }
+  auto pcsc = reader::PcscReader::Open(spec);
+  if (!pcsc.ok()) throw CommandFailed("--reader: " + pcsc.error().message);
+  auto present = (*pcsc)->CardPresent();
+  if (!present.ok()) throw CommandFailed("reader " + spec + ": " + present.error().message);
+  if (!*present) throw CommandFailed("no card in the reader " + (*pcsc)->Name());
+  return std::move(pcsc).value();
+}
+
+std::string Day(const Date& date) {
+  char text[11];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02d", date.year, date.month, date.day);
+  return text;
+}
+
+// What a script command needs besides the card: the teller's session and the reader.
+struct ScriptOptions {
+  std::string asn;
+  std::string reader;
+  MutationOptions mutation;  // --authoriser, --reason (the validity record), ...
+};
+
+void AddScriptOptions(CLI::App* command, ScriptOptions& options, bool dual_control) {
+  command->add_option("ASN", options.asn, "The card's ASN (20 hex digits)")->required();
+  command
+      ->add_option("--reader", options.reader,
+                   "The reader with the card: a PC/SC reader (name, index or unique part of the "
+                   "name), or image:PATH for a card image")
+      ->required();
+  command->add_option("--authoriser", options.mutation.authoriser,
+                      dual_control ? "The senior teller or supervisor authorising (dual control); "
+                                     "their password is read from stdin"
+                                   : "An authoriser, when the operation needs one (dual control); "
+                                     "their password is read from stdin");
+}
+
+// Runs the script of `kind` on the card in the reader: SELECT and SFI 15 (RunCardScript), GET
+// CHALLENGE, POST /v1/cards/{asn}/scripts/<route> with `extra` and the authoriser, the answer's
+// command to the card, its check. The card in the reader must be the card named.
+branch::ScriptOutcome RunScriptOnReader(const TellerOptions& options, const ScriptOptions& script,
+                                        branch::ScriptKind kind, const std::string& route,
+                                        const json& extra, const json& authorisation) {
+  const std::string path = CardPath(script.asn, "/scripts/" + route);
+  const TellerSession session = LoadSession(SessionPath(options));
+  auto card_reader = OpenTellerReader(script.reader);
+  const Bytes asn = *FromHex(script.asn);
+  auto source = [&](const branch::ScriptContext& context) -> Result<branch::CardScript> {
+    if (context.asn != asn) {
+      return MakeError("the card in the reader is " + ToHex(context.asn) + ", not " + script.asn +
+                       "; nothing sent");
+    }
+    json body = extra;
+    body["challenge"] = ToHex(context.challenge);
+    body["start_date"] = Day(context.start_date);
+    body["expiry_date"] = Day(context.expiry_date);
+    if (!authorisation.is_null()) body["authorisation"] = authorisation;
+    try {
+      const json answer = ParseAnswer(SendToApi(session, "POST", path, body));
+      branch::CardScript made;
+      made.kind = kind;
+      if (Text(answer, "kind") != branch::ScriptKindName(kind)) {
+        return MakeError("the host answered a " + Text(answer, "kind") + " script; nothing sent");
+      }
+      auto command = FromHex(Text(answer, "command"));
+      if (!command) return MakeError("the host's script is not hex; nothing sent");
+      made.command = *command;
+      if (answer.contains("new_expiry") && answer["new_expiry"].is_string()) {
+        const std::string day = answer["new_expiry"];
+        made.new_expiry = Date{std::stoi(day.substr(0, 4)), std::stoi(day.substr(5, 2)),
+                               std::stoi(day.substr(8, 2))};
+      }
+      return made;
+    } catch (const CommandFailed& failed) {
+      // Inside the reader's transaction: an error value, so the runner ends it.
+      return MakeError(failed.what());
+    }
+  };
+  auto outcome = branch::RunCardScript(*card_reader, kind, source);
+  (void)card_reader->Disconnect();
+  if (!outcome.ok()) throw CommandFailed(outcome.error().message);
+  return std::move(outcome).value();
+}
+
+// The authoriser's credentials, read once (a command may send them twice).
+json Authorisation(const std::string& authoriser) {
+  json body = json::object();
+  AddAuthorisation(body, authoriser);
+  return body.contains("authorisation") ? body["authorisation"] : json();
+}
+
+void PrintOutcome(const TellerOptions& options, const branch::ScriptOutcome& outcome,
+                  const std::string& note, json extra = json::object()) {
+  if (options.json_output) {
+    extra["asn"] = ToHex(outcome.asn);
+    extra["kind"] = branch::ScriptKindName(outcome.kind);
+    extra["message"] = outcome.message;
+    if (outcome.expiry) extra["card_expiry"] = Day(*outcome.expiry);
+    if (outcome.pin_tries) extra["pin_tries"] = *outcome.pin_tries;
+    std::printf("%s\n", extra.dump(2).c_str());
+    return;
+  }
+  std::printf("card %s: %s\n", ToHex(outcome.asn).c_str(), outcome.message.c_str());
+  if (!note.empty()) std::printf("  %s\n", note.c_str());
+}
+
+// The new PIN from the cardholder, twice: one line each from stdin with --pin-stdin (scripts,
+// tests), else typed at a no-echo prompt on the terminal. Never a flag.
+void ReadNewPin(bool from_stdin, SecretString& pin) {
+  if (!from_stdin && ::isatty(STDIN_FILENO) != 1) {
+    throw CommandFailed("the PIN pad reads the new PIN on a terminal (or give --pin-stdin)");
+  }
+  SecretString again;
+  if (!ReadSecretLine("new PIN (6 digits): ", pin) || !ReadSecretLine("new PIN again: ", again)) {
+    throw CommandFailed("the new PIN was not entered twice");
+  }
+  if (pin.value != again.value) throw CommandFailed("the two PIN entries differ: nothing done");
+}
+
+// Apply and issue (POST /v1/cards/applications, .../{id}/issue): the application, then the
+// card `medcard issue card` personalised for it registered with the host.
+void AddApplyAndIssue(CLI::App& card, std::shared_ptr<TellerOptions> options) {
+  {
+    struct Apply {
+      std::string person, holder, branch;
+      MutationOptions mutation;
+    };
+    auto o = std::make_shared<Apply>();
+    CLI::App* cmd = card.add_subcommand(
+        "apply", "A card application for a person (then personalise the card and issue it)");
+    cmd->add_option("--person", o->person, "The person's id (the medical account's key)")
+        ->required();
+    cmd->add_option("--holder-ref", o->holder,
+                    "The reference of the cardholder data (no personal data here)")
+        ->required();
+    cmd->add_option("--branch", o->branch, "The branch taking the application (default: yours)");
+    AddMutationOptions(cmd, o->mutation, false);
+    // The application has no version yet and takes no reason.
+    cmd->remove_option(cmd->get_option("--reason"));
+    cmd->remove_option(cmd->get_option("--expected-version"));
+    cmd->callback([o, options] {
+      json body = {{"person_id", o->person}, {"holder_reference", o->holder}};
+      if (!o->branch.empty()) body["branch"] = o->branch;
+      const json answer =
+          Mutate(*options, o->mutation, "POST", "/v1/cards/applications", std::move(body));
+      Print(*options, answer, [](const json& application) {
+        std::printf("application %s for person %s at branch %s: %s (version %s)\n",
+                    Text(application, "application_id").c_str(),
+                    Text(application, "person_id").c_str(), Text(application, "branch").c_str(),
+                    Text(application, "state").c_str(), Text(application, "version").c_str());
+        std::printf(
+            "  personalise the card (medcard issue card), then: medcard teller card issue %s "
+            "--asn ASN\n",
+            Text(application, "application_id").c_str());
+      });
+    });
+  }
+  {
+    struct Issue {
+      std::string application, asn, valid_to;
+      MutationOptions mutation;
+    };
+    auto o = std::make_shared<Issue>();
+    CLI::App* cmd = card.add_subcommand(
+        "issue", "Register the card personalised for an application with the host (issued)");
+    cmd->add_option("APPLICATION", o->application, "The application's number")->required();
+    cmd->add_option("--asn", o->asn, "The personalised card's ASN (20 hex digits)")->required();
+    cmd->add_option("--valid-to", o->valid_to, "The card's last valid day, YYYY-MM-DD");
+    AddMutationOptions(cmd, o->mutation, false);
+    cmd->remove_option(cmd->get_option("--reason"));
+    cmd->callback([o, options] {
+      if (o->application.empty() || o->application.size() > 15 ||
+          o->application.find_first_not_of("0123456789") != std::string::npos) {
+        throw CommandFailed("APPLICATION: the application's number, not '" + o->application + "'");
+      }
+      CardPath(o->asn);  // 20 hex digits
+      json body = {{"asn", o->asn}};
+      if (!o->valid_to.empty()) body["valid_to"] = o->valid_to;
+      const json answer =
+          Mutate(*options, o->mutation, "POST",
+                 "/v1/cards/applications/" + o->application + "/issue", std::move(body));
+      Print(*options, answer, PrintCard);
+    });
+  }
+}
+
+void AddCardScripts(CLI::App& card, std::shared_ptr<TellerOptions> options) {
+  {
+    auto o = std::make_shared<ScriptOptions>();
+    CLI::App* cmd = card.add_subcommand(
+        "unblock",
+        "Unblock the card's blocked application: an issuer script from the host run on the card "
+        "in the reader (dual control)");
+    AddScriptOptions(cmd, *o, true);
+    cmd->callback([o, options] {
+      const json authorisation = Authorisation(o->mutation.authoriser);
+      const auto outcome = RunScriptOnReader(*options, *o, branch::ScriptKind::kApplicationUnblock,
+                                             "unblock", json::object(), authorisation);
+      PrintOutcome(*options, outcome,
+                   "the medical-account application answers SELECT again: the card can be used");
+    });
+  }
+  {
+    auto o = std::make_shared<ScriptOptions>();
+    auto to = std::make_shared<std::string>();
+    CLI::App* cmd = card.add_subcommand(
+        "set-validity",
+        "Change the expiry date on the card in the reader (SFI 15, an issuer script with secure "
+        "messaging), then record it in the host");
+    AddScriptOptions(cmd, *o, false);
+    cmd->add_option("--to", *to, "The new expiry date (last valid day), YYYY-MM-DD")->required();
+    cmd->add_option("--reason", o->mutation.reason, "A note for the audit log (no personal data)");
+    cmd->add_option("--expected-version", o->mutation.expected_version,
+                    "The card version the teller saw (a newer one is refused: conflict)");
+    cmd->callback([o, to, options] {
+      const json authorisation = Authorisation(o->mutation.authoriser);
+      const auto outcome = RunScriptOnReader(*options, *o, branch::ScriptKind::kChangeExpiry,
+                                             "validity", {{"new_expiry", *to}}, authorisation);
+      // The host records the date only now that the card holds it (docs/teller.md).
+      json body = {{"valid_to", *to}};
+      if (!o->mutation.reason.empty()) body["reason"] = o->mutation.reason;
+      if (o->mutation.expected_version) body["expected_version"] = *o->mutation.expected_version;
+      if (!authorisation.is_null()) body["authorisation"] = authorisation;
+      const std::string key = NewIdempotencyKey();
+      if (options->verbose) std::fprintf(stderr, "Idempotency-Key: %s\n", key.c_str());
+      json record;
+      try {
+        const TellerSession session = LoadSession(SessionPath(*options));
+        record = ParseAnswer(SendToApi(session, "POST", CardPath(o->asn, "/validity"), body, key));
+      } catch (const CommandFailed& failed) {
+        // Unreachable: the host may have recorded it, so the retry reuses the key (answered
+        // once). Refused: the host recorded nothing and kept that answer under the key.
+        const bool unknown = std::string_view(failed.what()).starts_with("cannot reach the host");
+        throw CommandFailed("the card now expires on " + *to +
+                            " but the host did not record it: " + failed.what() +
+                            "; record it with `medcard teller card validity " + o->asn + " --to " +
+                            *to + (unknown ? " --idempotency-key " + key : std::string()) +
+                            "` (the card needs no new script)");
+      }
+      PrintOutcome(*options, outcome,
+                   "the host records valid to " + Text(record, "valid_to") + " (card version " +
+                       Text(record, "version") + ")",
+                   {{"card", record}});
+    });
+  }
+  {
+    auto o = std::make_shared<ScriptOptions>();
+    auto pin_stdin = std::make_shared<bool>(false);
+    auto pinpad = std::make_shared<KeyStoreLocation>();
+    auto workstation = std::make_shared<std::string>();
+    CLI::App* cmd = card.add_subcommand(
+        "pin-reset",
+        "Set a new PIN on the card in the reader: the cardholder types it on the PIN pad (twice); "
+        "it travels only encrypted; the card's PIN tries are reset (dual control)");
+    AddScriptOptions(cmd, *o, true);
+    AddKeyStoreOptions(cmd, *pinpad);
+    cmd->get_option("--store")->description(
+        "The PIN pad's key store (holding pek/<workstation>: medcard teller pinpad init)");
+    cmd->add_option("--workstation", *workstation,
+                    "This workstation's name (default: the one PEK in the PIN pad's store)");
+    cmd->add_flag("--pin-stdin", *pin_stdin,
+                  "Read the new PIN from stdin (two lines: the PIN and again), for scripts; "
+                  "the authoriser's password follows");
+    cmd->callback([o, pin_stdin, pinpad, workstation, options] {
+      CardPath(o->asn);  // a bad ASN before anyone types a PIN
+      // The PIN pad: the PIN becomes an encrypted block at once and is forgotten.
+      json extra;
+      {
+        auto store = OpenKeyStore(*pinpad);
+        const std::string pek = Check(PinPadKeyName(*store, *workstation), "the PIN pad");
+        SecretString pin;
+        ReadNewPin(*pin_stdin, pin);
+        const Bytes block =
+            Check(PinPadBlock(*store, pek, pin.value, *FromHex(o->asn)), "the PIN pad");
+        extra = {{"workstation", pek.substr(4)}, {"encrypted_pin_block", ToHex(block)}};
+      }
+      const json authorisation = Authorisation(o->mutation.authoriser);
+      const auto outcome = RunScriptOnReader(*options, *o, branch::ScriptKind::kPinReset,
+                                             "pin-reset", extra, authorisation);
+      PrintOutcome(*options, outcome, "the cardholder's new PIN is set on the card");
+    });
+  }
+}
+
+// medcard teller pinpad init: the workstation's PIN pad receives its PEK (teller_pek.h).
+void AddPinPadCommands(CLI::App& teller) {
+  CLI::App* pinpad = teller.add_subcommand("pinpad", "The workstation's PIN pad");
+  pinpad->require_subcommand(1);
+  auto store = std::make_shared<KeyStoreLocation>();
+  auto file = std::make_shared<std::string>();
+  CLI::App* init = pinpad->add_subcommand(
+      "init",
+      "Import this workstation's PIN encryption key from the bank's PEK delivery file (encrypted "
+      "under tkek: hold the tkek ceremony on this store first)");
+  AddKeyStoreOptions(init, *store);
+  init->add_option("--pek", *file, "The delivery file (medcard host workstations export-pek)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  init->callback([store, file] {
+    const PekDelivery delivery = Check(ReadPekDelivery(*file), "reading the PEK delivery");
+    auto keys = OpenKeyStore(*store);
+    const std::uint8_t version = Check(ImportPek(*keys, delivery), "importing the PEK");
+    std::printf("PIN pad key %s v%u (KCV %s)%s in %s\n", delivery.key_name().c_str(), version,
+                ToHex(delivery.pek_kcv).c_str(), delivery.test_keys ? " (TEST keys)" : "",
+                keys->Describe().c_str());
+  });
+}
+
 }  // namespace
 
 void AddTellerCommands(CLI::App& app) {
@@ -588,6 +916,9 @@ void AddTellerCommands(CLI::App& app) {
   card->require_subcommand(1);
   card->fallthrough();
   AddCardRequests(*card, options);
+  AddApplyAndIssue(*card, options);
+  AddCardScripts(*card, options);
+  AddPinPadCommands(*teller);
 }
 
 }  // namespace medcard::cli

@@ -94,6 +94,20 @@ std::string PurchaseReference(const std::string& asn, std::int64_t serial, int t
   return asn + "/" + std::to_string(serial) + "/" + std::to_string(type);
 }
 
+// The one method a PIN verification value is made with (issuance::kPinVerificationMethod).
+constexpr std::string_view kPinMethodIbm3624 = "ibm3624";
+
+std::optional<HostError> CheckPinVerificationValue(const PinVerificationValue& value) {
+  const bool digits = value.offset.size() >= 4 && value.offset.size() <= 12 &&
+                      std::all_of(value.offset.begin(), value.offset.end(),
+                                  [](char c) { return c >= '0' && c <= '9'; });
+  if (!keys::IsPinVerificationKeyName(value.key_name) || value.key_version == 0 || !digits) {
+    return Fail(ResponseCode::kFormatError,
+                "a PIN verification value is a pvk/... key, its version and 4..12 offset digits");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 std::string_view ClearingOutcomeName(ClearingOutcome outcome) {
@@ -273,6 +287,22 @@ HostResult<Done> Host::RegisterCard(const CardRegistration& card) {
   return InTransaction([&] { return InsertCard(card); });
 }
 
+HostResult<Done> Host::SetOverdrawLimit(ByteView asn_bytes, std::int64_t limit) {
+  if (limit < 0 || limit > 0xFFFFFF) {
+    return Fail(ResponseCode::kInvalidAmount, "an overdraw limit is 0..16777215 fen");
+  }
+  const std::string asn = ToHex(asn_bytes);
+  return InTransaction([&]() -> HostResult<Done> {
+    auto updated = connection_.Query(
+        "UPDATE host_card_wallets SET overdraw_limit = ? WHERE asn = ? AND wallet = 'ED'"
+        " RETURNING overdraw_used",
+        {limit, asn});
+    if (!updated.ok()) return FromError(updated.error());
+    if (updated->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+    return Done{};
+  });
+}
+
 // Inside the caller's transaction.
 HostResult<Done> Host::InsertCard(const CardRegistration& card) {
   const std::string asn = ToHex(card.asn);
@@ -293,7 +323,7 @@ HostResult<Done> Host::InsertCard(const CardRegistration& card) {
                                            {*valid_to, asn});
         if (!updated.ok()) return FromError(updated.error());
       }
-      return Done{};
+      return InsertPinVerificationValue(asn, card.pin_verification);
     }
     auto inserted = connection_.Execute(
         "INSERT INTO host_cards (asn, holder_reference, person_id, status, valid_to)"
@@ -310,8 +340,106 @@ HostResult<Done> Host::InsertCard(const CardRegistration& card) {
     }
     auto account = ledger_.OpenAccount(ledger::AccountId::Medical(card.person_id));
     if (!account.ok()) return FromError(account.error());
-    return Done{};
+    return InsertPinVerificationValue(asn, card.pin_verification);
   }
+}
+
+// Inside the caller's transaction. A value stored already stays: it may be a branch's PIN reset,
+// newer than the issuance log being imported again.
+HostResult<Done> Host::InsertPinVerificationValue(
+    const std::string& asn, const std::optional<PinVerificationValue>& value) {
+  if (!value) return Done{};
+  if (auto invalid = CheckPinVerificationValue(*value)) return *invalid;
+  auto inserted = connection_.Execute(
+      "INSERT INTO host_card_pins (asn, method, key_name, key_version, pin_offset, updated_at_us)"
+      " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (asn) DO NOTHING",
+      {asn, std::string(kPinMethodIbm3624), value->key_name,
+       static_cast<std::int64_t>(value->key_version), value->offset, Now()});
+  if (!inserted.ok()) return FromError(inserted.error());
+  return Done{};
+}
+
+HostResult<Done> Host::ReplacePinVerificationValue(ByteView asn_bytes,
+                                                   const PinVerificationValue& value) {
+  if (auto invalid = CheckPinVerificationValue(value)) return *invalid;
+  const std::string asn = ToHex(asn_bytes);
+  return InTransaction([&]() -> HostResult<Done> {
+    auto card = connection_.Query("SELECT asn FROM host_cards WHERE asn = ?", {asn});
+    if (!card.ok()) return FromError(card.error());
+    if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+    auto stored = connection_.Execute(
+        "INSERT INTO host_card_pins (asn, method, key_name, key_version, pin_offset,"
+        " updated_at_us) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (asn) DO UPDATE SET"
+        " method = excluded.method, key_name = excluded.key_name,"
+        " key_version = excluded.key_version, pin_offset = excluded.pin_offset,"
+        " failed_tries = 0, updated_at_us = excluded.updated_at_us",
+        {asn, std::string(kPinMethodIbm3624), value.key_name,
+         static_cast<std::int64_t>(value.key_version), value.offset, Now()});
+    if (!stored.ok()) return FromError(stored.error());
+    return Done{};
+  });
+}
+
+HostResult<Done> Host::VerifyOnlinePin(ByteView asn_bytes, std::string_view pan,
+                                       keys::KeyRef pin_key, ByteView encrypted_pin_block) {
+  const std::string asn = ToHex(asn_bytes);
+  // A refusal decided inside the transaction, which still commits (the wrong-PIN count).
+  std::optional<HostError> refusal;
+  auto done = InTransaction([&]() -> HostResult<Done> {
+    refusal.reset();
+    auto rows = connection_.Query(
+        "SELECT p.key_name, p.key_version, p.pin_offset, p.failed_tries,"
+        " p.asn AS has_value FROM host_cards c LEFT JOIN host_card_pins p ON p.asn = c.asn"
+        " WHERE c.asn = ?",
+        {asn});
+    if (!rows.ok()) return FromError(rows.error());
+    if (rows->empty()) {
+      refusal = Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+      return Done{};
+    }
+    const store::Row& row = (*rows)[0];
+    if (row.IsNull("has_value")) {
+      refusal = Fail(ResponseCode::kInvalidTransaction,
+                     "card " + asn + " has no PIN verification value: online PIN not possible");
+      return Done{};
+    }
+    const std::int64_t failed = row.Int("failed_tries");
+    if (failed >= kOnlinePinTries) {
+      refusal = Fail(ResponseCode::kPinTriesExceeded,
+                     "card " + asn + ": online PIN blocked after " + std::to_string(failed) +
+                         " wrong PINs (a PIN reset at a branch unblocks it)");
+      return Done{};
+    }
+    auto pvk =
+        key_store_.Find(row.Text("key_name"), static_cast<std::uint8_t>(row.Int("key_version")));
+    if (!pvk.ok()) return Fail(ResponseCode::kSystemMalfunction, pvk.error().message);
+    auto match =
+        key_store_.VerifyPin(pin_key, encrypted_pin_block, pan, *pvk, row.Text("pin_offset"));
+    key_store_.Release(*pvk);
+    if (!match.ok()) return Fail(ResponseCode::kSystemMalfunction, match.error().message);
+    if (*match) {
+      if (failed == 0) return Done{};
+      auto reset =
+          connection_.Execute("UPDATE host_card_pins SET failed_tries = 0 WHERE asn = ?", {asn});
+      if (!reset.ok()) return FromError(reset.error());
+      return Done{};
+    }
+    const std::int64_t now_failed = failed + 1;
+    auto counted = connection_.Execute(
+        "UPDATE host_card_pins SET failed_tries = ?, last_failure_at_us = ? WHERE asn = ?",
+        {now_failed, Now(), asn});
+    if (!counted.ok()) return FromError(counted.error());
+    const std::string tries =
+        std::to_string(now_failed) + " of " + std::to_string(kOnlinePinTries) + " wrong PINs";
+    refusal = now_failed >= kOnlinePinTries
+                  ? Fail(ResponseCode::kPinTriesExceeded,
+                         "card " + asn + ": wrong PIN, " + tries + ": online PIN now blocked")
+                  : Fail(ResponseCode::kIncorrectPin, "card " + asn + ": wrong PIN, " + tries);
+    return Done{};
+  });
+  if (!done.ok()) return done.error();
+  if (refusal) return *refusal;
+  return Done{};
 }
 
 HostResult<Host::ImportSummary> Host::ImportIssuanceLog(std::string_view jsonl,
@@ -354,7 +482,30 @@ HostResult<Host::ImportSummary> Host::ImportIssuanceLog(std::string_view jsonl,
                                                       " has a valid_to that is not YYYY-MM-DD");
         }
       }
-      auto inserted = InsertCard({*asn, "issued " + record.value("time", ""), holder, valid_to});
+      // The issuer's PIN verification value (docs/issuance.md "The issuance log").
+      std::optional<PinVerificationValue> pin_verification;
+      if (record.contains("pin_verification")) {
+        const auto& pv = record["pin_verification"];
+        const bool readable = pv.is_object() && pv.value("method", "") == kPinMethodIbm3624 &&
+                              pv.contains("key") && pv["key"].is_string() &&
+                              pv.contains("version") && pv["version"].is_number_unsigned() &&
+                              pv["version"].get<std::uint64_t>() <= 255 && pv.contains("offset") &&
+                              pv["offset"].is_string();
+        if (readable) {
+          pin_verification =
+              PinVerificationValue{pv["key"].get<std::string>(),
+                                   static_cast<std::uint8_t>(pv["version"].get<std::uint64_t>()),
+                                   pv["offset"].get<std::string>()};
+        }
+        if (!readable || CheckPinVerificationValue(*pin_verification)) {
+          return Fail(ResponseCode::kFormatError,
+                      "issuance log: card " + ToHex(*asn) +
+                          " has a pin_verification that is not {\"method\": \"ibm3624\", "
+                          "\"key\": \"pvk/...\", \"version\": N, \"offset\": \"DIGITS\"}");
+        }
+      }
+      auto inserted = InsertCard(
+          {*asn, "issued " + record.value("time", ""), holder, valid_to, pin_verification});
       if (!inserted.ok()) return inserted;
       ++summary.cards;
     }
@@ -515,14 +666,26 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
       return Fail(ResponseCode::kInvalidTransaction, "the load was " + load_state);
     }
     const keys::LoadAuthorisationRequest request = KeyRequestFromRow(row);
-    Status verified = keys::VerifyLoadTac(key_store_, request, tac);
+    const std::string asn = row.Text("asn");
+    const ledger::Wallet wallet = *LoadWallet(request.type);
+    // ED overdraw (docs/host.md "ED overdraw"): the card repays the overdraw it used first, and
+    // its TAC covers the balance after that.
+    std::int64_t repaid = 0;
+    if (wallet == ledger::Wallet::kEd && !reversed) {
+      auto used = connection_.Query(
+          "SELECT overdraw_used FROM host_card_wallets WHERE asn = ? AND wallet = 'ED'", {asn});
+      if (!used.ok()) return FromError(used.error());
+      if (!used->empty()) {
+        repaid = std::min<std::int64_t>(request.amount, (*used)[0].Int(0));
+      }
+    }
+    Status verified =
+        keys::VerifyLoadTac(key_store_, request, tac, static_cast<std::uint32_t>(repaid));
     if (!verified.ok()) {
       // The load stays pending (reconciliation decides it from the card's later transactions)
       // or reversed.
       return Fail(ResponseCode::kMacError, "load TAC invalid: " + verified.error().message);
     }
-    const std::string asn = row.Text("asn");
-    const ledger::Wallet wallet = *LoadWallet(request.type);
     // Purchases in transit: the card's balance before the load (INITIALIZE FOR LOAD) is below what
     // the host last knew, because purchases made since have not been uploaded yet. Their money
     // leaves the card float for suspense now, so that the float stays the card's balance; their
@@ -556,11 +719,26 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
     const ledger::CardState state{
         .asn = asn,
         .wallet = wallet,
-        .balance = static_cast<std::int64_t>(request.old_balance) + request.amount,
+        .balance = static_cast<std::int64_t>(request.old_balance) + request.amount - repaid,
         .online_serial = static_cast<std::int64_t>(request.online_serial) + 1};
     if (!reversed) {
       auto completed = ledger_.Complete(LoadId(terminal, trace), state);
       if (!completed.ok()) return FromError(completed.error());
+      if (repaid > 0) {
+        // The repaid part leaves the card float for the cardholder's overdraft.
+        const std::string id = "repay/" + LoadId(terminal, trace);
+        auto posted = ledger_.Post({.id = id,
+                                    .debit = ledger::AccountId::CardFloat(asn, wallet),
+                                    .credit = ledger::AccountId::Overdraft(asn),
+                                    .amount = repaid,
+                                    .cause = {ledger::cause::kOverdraft, id}});
+        if (!posted.ok()) return FromError(posted.error());
+        auto lowered = connection_.Execute(
+            "UPDATE host_card_wallets SET overdraw_used = overdraw_used - ? WHERE asn = ? AND"
+            " wallet = 'ED'",
+            {repaid, asn});
+        if (!lowered.ok()) return FromError(lowered.error());
+      }
     } else {
       // 7.7: the reservation was voided, yet the card proves it was credited: the card has the
       // money. A new transfer completes it, whatever the medical account holds now (it may go
@@ -697,6 +875,7 @@ struct ClearingWallet {
   std::int64_t held = 0;                     // its money in suspense awaiting uploads
   std::int64_t known_balance = 0;            // the ledger's card state: what the card last reported
   std::optional<std::int64_t> state_serial;  // the offline serial of that card state
+  std::int64_t overdraw_limit = 0, overdraw_used = 0;  // ED: host_card_wallets' (migration 8)
   bool changed = false;
 };
 
@@ -706,6 +885,16 @@ std::string WalletKey(const std::string& asn, std::string_view wallet) {
 
 // What host_gaps says about one serial of a wallet.
 enum class GapState { kNone, kOpen, kClosed };
+
+// The serial before a wallet's first purchase (docs/host.md "Clearing rules" 5): the host
+// registers a card fresh (balance 0, RegisterCard) and a fresh card's first purchase in each
+// wallet has offline serial 0; loads use the online serial and leave the offline one as it was.
+// So a wallet with nothing cleared yet has its gaps counted from 0, as if serial -1 was cleared.
+constexpr std::int64_t kBeforeFirstOfflineSerial = -1;
+
+std::int64_t LastOfflineSerial(const ClearingWallet& wallet) {
+  return wallet.last_serial.value_or(kBeforeFirstOfflineSerial);
+}
 
 }  // namespace
 
@@ -724,6 +913,9 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
     std::string asn, terminal, when, reference;
     std::optional<ledger::Wallet> wallet;
     bool well_formed = false;
+    // An ED purchase into the overdraw limit: the card spent its balance to 0 and this much
+    // more (its upload says before < amount, after 0).
+    std::int64_t overdraw = 0;
   };
   std::vector<Names> names(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -734,9 +926,14 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
     n.when = Timestamp(u.date, u.time);
     n.reference = PurchaseReference(n.asn, u.card_offline_serial, u.type);
     n.wallet = PurchaseWallet(u.type);
+    const bool chains = u.balance_before >= u.amount
+                            ? u.balance_after == u.balance_before - u.amount
+                            : n.wallet == ledger::Wallet::kEd && u.balance_after == 0;
     n.well_formed = n.wallet && u.asn.size() == 10 && u.terminal_number.size() == 6 &&
-                    u.tac.size() == 4 && u.amount != 0 && IsValidDate(u.date) &&
-                    u.balance_before >= u.amount && u.balance_after == u.balance_before - u.amount;
+                    u.tac.size() == 4 && u.amount != 0 && IsValidDate(u.date) && chains;
+    if (n.well_formed && u.balance_before < u.amount) {
+      n.overdraw = static_cast<std::int64_t>(u.amount) - u.balance_before;
+    }
   }
 
   auto done = InTransaction([&]() -> HostResult<Done> {
@@ -784,7 +981,8 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
       auto cards = store::QueryRows(
           connection_, "WITH v(asn, wallet) AS (VALUES ", "(?, ?)", 2, std::move(wallet_keys),
           ") SELECT c.asn, w.wallet, c.blacklisted_at, w.last_offline_serial,"
-          " w.held_in_suspense, s.balance, s.offline_serial AS state_serial FROM v"
+          " w.held_in_suspense, s.balance, s.offline_serial AS state_serial, w.overdraw_limit,"
+          " w.overdraw_used FROM v"
           " JOIN host_cards c ON c.asn = v.asn"
           " JOIN host_card_wallets w ON w.asn = c.asn AND w.wallet = v.wallet"
           " LEFT JOIN ledger_card_state s ON s.asn = c.asn AND s.wallet = w.wallet");
@@ -795,7 +993,9 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
             .last_serial = row.OptionalInt("last_offline_serial"),
             .held = row.Int("held_in_suspense"),
             .known_balance = row.OptionalInt("balance").value_or(0),
-            .state_serial = row.OptionalInt("state_serial")};
+            .state_serial = row.OptionalInt("state_serial"),
+            .overdraw_limit = row.Int("overdraw_limit"),
+            .overdraw_used = row.Int("overdraw_used")};
       }
       auto merchants = store::QueryRows(connection_,
                                         "SELECT terminal_number, merchant_id FROM host_terminals"
@@ -826,6 +1026,18 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
                                                    : GapState::kClosed;
       gaps.emplace(key, state);
       return state;
+    };
+
+    // Serials [from, to) of a wallet become open gaps.
+    auto open_gaps = [&](const std::string& asn, std::string_view wallet, std::int64_t from,
+                         std::int64_t to) {
+      for (std::int64_t s = from; s < to; ++s) {
+        gaps[WalletKey(asn, wallet) + "/" + std::to_string(s)] = GapState::kOpen;
+        for (store::Value v :
+             {store::Value(asn), store::Value(wallet), store::Value(s), store::Value(now)}) {
+          gaps_opened.push_back(std::move(v));
+        }
+      }
     };
 
     std::vector<ledger::Transfer> transfers;
@@ -881,14 +1093,47 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
       bool late = false;  // fills a gap: its money was moved to suspense when the gap opened
       bool money_leaves_float = false;
       std::optional<ledger::CardState> card_state;
-      if (reason.empty()) {
+      if (reason.empty() && n.overdraw > 0) {
+        // ED overdraw (docs/host.md "ED overdraw"): cleared only as the card's next transaction
+        // from the balance the host knows, within the limit; the balance it had comes from the
+        // card float, the rest is the bank's credit to the cardholder (the card's overdraft).
+        const bool next = serial == LastOfflineSerial(*card) + 1;
+        if (!next || upload.balance_before != card->known_balance ||
+            (card->blacklisted_at && n.when >= *card->blacklisted_at)) {
+          reason = kReasonOverdrawReview;
+        } else if (n.overdraw > card->overdraw_limit - card->overdraw_used) {
+          reason = kReasonOverdrawLimit;
+        } else {
+          const ledger::CardState drained{
+              .asn = n.asn, .wallet = ledger::Wallet::kEd, .balance = 0, .offline_serial = serial};
+          if (upload.balance_before > 0) {
+            transfers.push_back({.id = "purchase/" + n.reference,
+                                 .debit = ledger::AccountId::CardFloat(n.asn, ledger::Wallet::kEd),
+                                 .credit = ledger::AccountId::Merchant(*merchant),
+                                 .amount = upload.balance_before,
+                                 .cause = {ledger::cause::kPurchase, n.reference},
+                                 .card_state = drained});
+            if (!card->state_serial || serial >= *card->state_serial) card->state_serial = serial;
+          }
+          transfers.push_back({.id = "overdraft/" + n.reference,
+                               .debit = ledger::AccountId::Overdraft(n.asn),
+                               .credit = ledger::AccountId::Merchant(*merchant),
+                               .amount = n.overdraw,
+                               .cause = {ledger::cause::kOverdraft, n.reference}});
+          card->known_balance = 0;
+          card->overdraw_used += n.overdraw;
+          card->last_serial = serial;
+          card->changed = true;
+        }
+      } else if (reason.empty()) {
         const ledger::Wallet wallet = *n.wallet;
         const std::string_view wallet_name = ledger::WalletName(wallet);
         // Gaps are only ever opened below the card's last reported serial: a serial above it
         // cannot fill one, and the common case reads no gap.
         bool fills_gap = false;
         bool advances_serial = false;  // a purchase in transit still moves the serial on
-        if (card->last_serial && serial <= *card->last_serial) {
+        const std::int64_t last_serial = LastOfflineSerial(*card);
+        if (serial <= last_serial) {
           auto gap = gap_state(n.asn, wallet_name, serial);
           if (!gap.ok()) return gap.error();
           fills_gap = *gap == GapState::kOpen;
@@ -898,10 +1143,10 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
           const std::string key = WalletKey(n.asn, wallet_name) + "/" + std::to_string(serial);
           gaps[key] = GapState::kClosed;
           gaps_closed.push_back(key);
-        } else if (card->last_serial && serial <= *card->last_serial) {
+        } else if (serial <= last_serial) {
           // Older than what the card last reported, and not a missing upload: out of chain.
           reason = kReasonBalanceChain;
-        } else if (!card->last_serial || serial == *card->last_serial + 1) {
+        } else if (serial == last_serial + 1) {
           if (upload.balance_before != card->known_balance) {
             // In transit: made before a load whose INITIALIZE FOR LOAD showed its money gone
             // (ConfirmLoad moved it to suspense); the chain then continues after the load.
@@ -912,20 +1157,29 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
               reason = kReasonBalanceChain;
             }
           }
+        } else if (!card->last_serial && card->held > 0 &&
+                   upload.balance_before != card->known_balance) {
+          // A wallet's first upload, serials below it missing, and money of purchases in transit
+          // held since a load: taken as one of those purchases made before the load, as the
+          // next serial would be; the missing ones are gaps whose money is held already.
+          // (Made after the load with others missing is possible too: the balances cannot tell
+          // the two apart, docs/host.md "Clearing rules" 5.)
+          if (card->held >= upload.amount) {
+            late = true;
+            advances_serial = true;
+            open_gaps(n.asn, wallet_name, last_serial + 1, serial);
+          } else {
+            reason = kReasonBalanceChain;
+          }
         } else {
-          // Serials between the last known and this one were not uploaded: each is a gap,
-          // and what they took from the card (known − before) waits in suspense.
+          // Serials between the last known (or, for a wallet's first upload, from 0) and this one
+          // were not uploaded: each is a gap, and what they took from the card (known − before)
+          // waits in suspense. Other terminals upload in their own order (their own day ends).
           const std::int64_t missing = card->known_balance - upload.balance_before;
           if (missing < 0) {
             reason = kReasonBalanceChain;
           } else {
-            for (std::int64_t s = *card->last_serial + 1; s < serial; ++s) {
-              gaps[WalletKey(n.asn, wallet_name) + "/" + std::to_string(s)] = GapState::kOpen;
-              for (store::Value v : {store::Value(n.asn), store::Value(wallet_name),
-                                     store::Value(s), store::Value(now)}) {
-                gaps_opened.push_back(std::move(v));
-              }
-            }
+            open_gaps(n.asn, wallet_name, last_serial + 1, serial);
             if (missing > 0) {
               card->held += missing;
               card->changed = true;
@@ -1025,17 +1279,19 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
     for (const auto& [key, wallet] : wallets) {
       if (!wallet.changed) continue;
       const std::size_t slash = key.find('/');
-      for (store::Value v :
-           {store::Value(key.substr(0, slash)), store::Value(key.substr(slash + 1)),
-            store::Value(wallet.last_serial), store::Value(wallet.held)}) {
+      for (store::Value v : {store::Value(key.substr(0, slash)),
+                             store::Value(key.substr(slash + 1)), store::Value(wallet.last_serial),
+                             store::Value(wallet.held), store::Value(wallet.overdraw_used)}) {
         wallet_rows.push_back(std::move(v));
       }
     }
     auto moved = store::ExecuteRows(
-        connection_, "WITH v(asn, wallet, last_offline_serial, held_in_suspense) AS (VALUES ",
-        "(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT))", 4, std::move(wallet_rows),
+        connection_,
+        "WITH v(asn, wallet, last_offline_serial, held_in_suspense, overdraw_used) AS (VALUES ",
+        "(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS BIGINT))", 5,
+        std::move(wallet_rows),
         ") UPDATE host_card_wallets SET last_offline_serial = v.last_offline_serial,"
-        " held_in_suspense = v.held_in_suspense FROM v"
+        " held_in_suspense = v.held_in_suspense, overdraw_used = v.overdraw_used FROM v"
         " WHERE host_card_wallets.asn = v.asn AND host_card_wallets.wallet = v.wallet");
     if (!moved.ok()) return FromError(moved.error());
     auto recorded_rows = store::ExecuteRows(
@@ -1358,8 +1614,9 @@ HostResult<std::vector<std::string>> CheckHostDatabase(store::Connection& connec
   auto unposted = connection.Query(
       "SELECT p.asn, p.offline_serial, p.type FROM host_purchases p"
       " WHERE p.outcome = 'accepted' AND NOT EXISTS (SELECT 1 FROM ledger_transfers t"
-      "   WHERE t.id = 'purchase/' || p.asn || '/' || CAST(p.offline_serial AS TEXT) || '/' ||"
-      "   CAST(p.type AS TEXT) AND t.state = 'posted')");
+      "   WHERE t.id IN ('purchase/' || p.asn || '/' || CAST(p.offline_serial AS TEXT) || '/' ||"
+      "   CAST(p.type AS TEXT), 'overdraft/' || p.asn || '/' || CAST(p.offline_serial AS TEXT) ||"
+      "   '/' || CAST(p.type AS TEXT)) AND t.state = 'posted')");
   if (!unposted.ok()) return FromError(unposted.error());
   for (const store::Row& row : *unposted) {
     problems.push_back("accepted purchase " +
@@ -1381,6 +1638,22 @@ HostResult<std::vector<std::string>> CheckHostDatabase(store::Connection& connec
     problems.push_back("suspense holds " + std::to_string(in_account) + " fen but " +
                        std::to_string(explained) +
                        " fen are accounted for (awaiting uploads + open review items)");
+  }
+  // ED overdraw: each card's overdraft account owes exactly what the host counts as used
+  // (docs/host.md "ED overdraw"). (The limit may have been lowered since: not a fault.)
+  auto overdrafts = connection.Query(
+      "SELECT COALESCE(w.asn, a.account_key) AS asn, COALESCE(w.overdraw_used, 0) AS used,"
+      " COALESCE(-a.balance, 0) AS owed"
+      " FROM (SELECT asn, overdraw_used FROM host_card_wallets"
+      "   WHERE wallet = 'ED' AND overdraw_used <> 0) w"
+      " FULL OUTER JOIN (SELECT account_key, balance FROM ledger_accounts"
+      "   WHERE kind = 'overdraft' AND balance <> 0) a ON a.account_key = w.asn"
+      " WHERE COALESCE(w.overdraw_used, 0) <> COALESCE(-a.balance, 0)");
+  if (!overdrafts.ok()) return FromError(overdrafts.error());
+  for (const store::Row& row : *overdrafts) {
+    problems.push_back("card " + row.Text("asn") + ": overdraw used " +
+                       std::to_string(row.Int("used")) + " fen, but its overdraft account owes " +
+                       std::to_string(row.Int("owed")) + " fen");
   }
   auto pending = connection.Query(
       "SELECT l.terminal_number, l.trace, l.state, t.state AS ledger_state,"

@@ -61,6 +61,18 @@ struct TerminalInfo {
 inline constexpr char kTerminalActive[] = "active";
 inline constexpr char kTerminalBlocked[] = "blocked";
 
+// A card's online PIN verification value (docs/host.md "Online PIN"): the IBM 3624 offset the
+// issuer computed under a PIN verification key (keys::KeyStore::PinOffset). Never the PIN.
+struct PinVerificationValue {
+  std::string key_name;  // "pvk/..." (keys::kCardPinVerificationKey at issuance)
+  std::uint8_t key_version = 1;
+  std::string offset;  // 4..12 digits
+  bool operator==(const PinVerificationValue&) const = default;
+};
+// Wrong online PINs in a row a card may have; at the last one the host answers 75 and keeps
+// answering it until the PIN is reset at a branch (Host::ReplacePinVerificationValue).
+inline constexpr int kOnlinePinTries = 3;
+
 struct CardRegistration {
   Bytes asn;  // 10
   std::string holder_reference;
@@ -68,6 +80,9 @@ struct CardRegistration {
   // The card's last valid day (the issuance log's "valid_to"): a load dated after it is refused
   // 54 (docs/protocol.md 7.6). None: not checked.
   std::optional<Date> valid_to = {};
+  // For the online PIN of the balance inquiry (docs/protocol.md 9.8); none: a PIN block for
+  // this card is refused 12. Registering the card again never replaces a stored one.
+  std::optional<PinVerificationValue> pin_verification = {};
 };
 
 // An online load as the terminal asks for it: the card's INITIALIZE FOR LOAD answer
@@ -117,6 +132,11 @@ inline constexpr char kReasonTacInvalid[] = "TAC invalid";
 inline constexpr char kReasonBalanceChain[] = "balance chain break";
 inline constexpr char kReasonBlacklisted[] = "card blacklisted";
 inline constexpr char kReasonBadRecord[] = "malformed record";
+// An ED purchase into the card's overdraw limit (docs/host.md "ED overdraw") that cannot be
+// cleared automatically: more than the limit the host knows, or out of the balance chain (a
+// gap, a load in between) or by a blacklisted card. Nothing moved; the reviewer decides.
+inline constexpr char kReasonOverdrawLimit[] = "overdraw beyond the card's limit";
+inline constexpr char kReasonOverdrawReview[] = "overdraw purchase for review";
 // Not a purchase: a load the card proved credited (its TAC) after the host had reversed it
 // (docs/protocol.md 7.7). Its item's offline_serial is the load's online serial, type 01/02.
 inline constexpr char kReasonLoadAfterReversal[] = "load confirmed after its reversal";
@@ -205,6 +225,10 @@ class Host {
   // Every registered terminal, ordered by terminal number.
   HostResult<std::vector<TerminalInfo>> Terminals();
   HostResult<store::Done> RegisterCard(const CardRegistration& card);
+  // The ED overdraw limit (fen) the issuer set on the card (UPDATE OVERDRAW LIMIT at a branch,
+  // docs/host.md "ED overdraw"): purchases into it are cleared up to it. Unknown card 14; a
+  // limit below 0 or above the card's 3-byte field (16777215) 13.
+  HostResult<store::Done> SetOverdrawLimit(ByteView asn, std::int64_t limit);
   // Registers every card of the issuance log's `issued` card records (docs/issuance.md, "The
   // issuance log"): ASN, holder (the person id of the medical account), valid_to (the card's
   // expiry; also stored on a card registered before without one). A line a crash tore (no
@@ -235,6 +259,19 @@ class Host {
   HostResult<std::vector<LoadReconciliation>> ReconcileLoads(std::int64_t created_before_us);
 
   HostResult<Balances> BalanceInquiry(ByteView asn);
+  // The online PIN of a balance inquiry (docs/protocol.md 9.8): `encrypted_pin_block` (ISO 9564
+  // format 0 for `pan`, under `pin_key`, the terminal's working PIN key) is verified inside the
+  // key store against the card's PIN verification value. Unknown card 14; no value registered
+  // 12; wrong PIN 55, counted per card; the kOnlinePinTries-th wrong PIN in a row and every
+  // attempt after it 75; a right PIN resets the count. The count is written even when the
+  // answer is a refusal.
+  HostResult<store::Done> VerifyOnlinePin(ByteView asn, std::string_view pan, keys::KeyRef pin_key,
+                                          ByteView encrypted_pin_block);
+  // A new PIN verification value for the card, after a PIN reset at a branch (docs/branch.md):
+  // stored (or replaced), and the wrong-PIN count set back to 0. Unknown card 14, a value that
+  // is not a pvk/... key and 4..12 offset digits 30.
+  HostResult<store::Done> ReplacePinVerificationValue(ByteView asn,
+                                                      const PinVerificationValue& value);
 
   // One result per record, in order. The whole batch is one database transaction.
   HostResult<std::vector<ClearingResult>> ClearPurchases(const std::vector<PurchaseUpload>& batch);
@@ -273,6 +310,8 @@ class Host {
 
  private:
   HostResult<store::Done> InsertCard(const CardRegistration& card);
+  HostResult<store::Done> InsertPinVerificationValue(
+      const std::string& asn, const std::optional<PinVerificationValue>& value);
   // Settle and RecordSettlementException: `exception` forces the exception status.
   HostResult<Bytes> SettleOrRecord(ByteView terminal_number, const Date& day, ByteView challenge,
                                    ByteView totals_answer, bool exception);

@@ -177,6 +177,24 @@ ALTER TABLE host_suspense ADD COLUMN resolved_at_us BIGINT;
            R"sql(
 ALTER TABLE host_cards ADD COLUMN valid_to TEXT;
 )sql"},
+          {7, "online PIN verification values and wrong-PIN counts",
+           R"sql(
+CREATE TABLE host_card_pins (
+  asn TEXT PRIMARY KEY,
+  method TEXT NOT NULL,
+  key_name TEXT NOT NULL,
+  key_version BIGINT NOT NULL,
+  pin_offset TEXT NOT NULL,
+  failed_tries BIGINT NOT NULL DEFAULT 0,
+  updated_at_us BIGINT NOT NULL,
+  last_failure_at_us BIGINT
+);
+)sql"},
+          {8, "ED overdraw: the card's limit and what it has used, as the host knows them",
+           R"sql(
+ALTER TABLE host_card_wallets ADD COLUMN overdraw_limit BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE host_card_wallets ADD COLUMN overdraw_used BIGINT NOT NULL DEFAULT 0;
+)sql"},
       }};
   return set;
 }

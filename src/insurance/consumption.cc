@@ -228,7 +228,7 @@ Result<ConsumptionDetail> ExportConsumption(store::Connection& host_connection, 
   char compact[16];
   std::snprintf(compact, sizeof compact, "%04d%02d%02d", day.year, day.month, day.day);
   auto rows = host_connection.Query(
-      "SELECT p.asn, p.offline_serial, c.person_id, t.merchant_id, p.amount, p.txn_time"
+      "SELECT p.asn, p.offline_serial, c.person_id, t.merchant_id, p.amount, p.txn_time, p.type"
       " FROM host_purchases p JOIN host_cards c ON c.asn = p.asn"
       " JOIN host_terminals t ON t.terminal_number = p.terminal_number"
       " WHERE p.outcome = 'accepted' AND SUBSTR(p.txn_time, 1, 8) = ?"
@@ -243,7 +243,11 @@ Result<ConsumptionDetail> ExportConsumption(store::Connection& host_connection, 
       return MakeError("host database: purchase time " + t + " not YYYYMMDDhhmmss");
     ConsumptionLine l;
     l.line = static_cast<std::int64_t>(detail.lines.size()) + 1;
-    l.reference = r.Text(0) + "/" + std::to_string(r.Int(1));
+    // ED and EP count their offline serials separately (PBOC): the wallet is part of the key,
+    // as in the host's (asn, offline_serial, type).
+    const std::int64_t type = r.Int(6);
+    const std::string wallet = type == 5 ? "ED" : type == 6 ? "EP" : "T" + std::to_string(type);
+    l.reference = r.Text(0) + "/" + wallet + "/" + std::to_string(r.Int(1));
     l.person_id = r.Text(2);
     l.merchant_id = r.Text(3);
     l.amount_fen = r.Int(4);

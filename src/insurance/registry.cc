@@ -12,6 +12,15 @@ using store::Done;
 
 namespace {
 
+// A change joins the caller's open transaction, so that the caller's own record of it (the
+// agency API's audit entry, src/api/si_routes.cc) commits or rolls back with it; otherwise the
+// change is a transaction of its own.
+store::DbStatus RunWrite(store::Connection& connection,
+                         const std::function<store::DbStatus(store::Connection&)>& body) {
+  if (connection.InTransaction()) return body(connection);
+  return store::RunTransaction(connection, store::TransactionMode::kWrite, body);
+}
+
 bool AllDigits(std::string_view text) {
   for (char c : text) {
     if (c < '0' || c > '9') return false;
@@ -158,23 +167,22 @@ ServiceResult<Done> Registry::AddUnit(const Unit& unit) {
     return Invalid<Done>("area", "a 6-digit area code, e.g. 110000");
   }
   std::optional<access::ServiceError> refused;
-  auto status = store::RunTransaction(
-      connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
-        refused.reset();
-        auto existing = c.Query("SELECT code FROM si_units WHERE code = ?", {unit.code});
-        if (!existing.ok()) return existing.error();
-        if (!existing->empty()) {
-          refused =
-              MakeServiceError(ErrorCode::kConflict, "code: unit " + unit.code + " exists", "code");
-          return Done{};
-        }
-        auto inserted = c.Execute(
-            "INSERT INTO si_units (code, name, bank_account, area, created_at_us)"
-            " VALUES (?, ?, ?, ?, ?)",
-            {unit.code, unit.name, unit.bank_account, unit.area, Now()});
-        if (!inserted.ok()) return inserted.error();
-        return Done{};
-      });
+  auto status = RunWrite(connection_, [&](store::Connection& c) -> store::DbStatus {
+    refused.reset();
+    auto existing = c.Query("SELECT code FROM si_units WHERE code = ?", {unit.code});
+    if (!existing.ok()) return existing.error();
+    if (!existing->empty()) {
+      refused =
+          MakeServiceError(ErrorCode::kConflict, "code: unit " + unit.code + " exists", "code");
+      return Done{};
+    }
+    auto inserted = c.Execute(
+        "INSERT INTO si_units (code, name, bank_account, area, created_at_us)"
+        " VALUES (?, ?, ?, ?, ?)",
+        {unit.code, unit.name, unit.bank_account, unit.area, Now()});
+    if (!inserted.ok()) return inserted.error();
+    return Done{};
+  });
   if (!status.ok()) return StoreError(status.error());
   if (refused) return *refused;
   return Done{};
@@ -258,27 +266,26 @@ ServiceResult<PersonState> Registry::Enrol(const Enrolment& e) {
                     .event = "enrol",
                     .note = {}};
   std::optional<access::ServiceError> refused;
-  auto status = store::RunTransaction(
-      connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
-        refused.reset();
-        auto unit = UnitExists(c, e.unit_code);
-        if (!unit.ok()) return unit.error();
-        if (!*unit) {
-          refused = MakeServiceError(ErrorCode::kNotFound, "unit: no unit " + e.unit_code, "unit");
-          return Done{};
-        }
-        auto existing = LatestState(c, e.ssn);
-        if (!existing.ok()) return existing.error();
-        if (existing->has_value()) {
-          refused = MakeServiceError(ErrorCode::kConflict, "ssn: " + e.ssn + " is enrolled", "ssn");
-          return Done{};
-        }
-        auto person = c.Execute(
-            "INSERT INTO si_people (ssn, name, birth_date, created_at_us) VALUES (?, ?, ?, ?)",
-            {e.ssn, e.name, e.birth_date.ToString(), Now()});
-        if (!person.ok()) return person.error();
-        return InsertEvent(c, state, Now());
-      });
+  auto status = RunWrite(connection_, [&](store::Connection& c) -> store::DbStatus {
+    refused.reset();
+    auto unit = UnitExists(c, e.unit_code);
+    if (!unit.ok()) return unit.error();
+    if (!*unit) {
+      refused = MakeServiceError(ErrorCode::kNotFound, "unit: no unit " + e.unit_code, "unit");
+      return Done{};
+    }
+    auto existing = LatestState(c, e.ssn);
+    if (!existing.ok()) return existing.error();
+    if (existing->has_value()) {
+      refused = MakeServiceError(ErrorCode::kConflict, "ssn: " + e.ssn + " is enrolled", "ssn");
+      return Done{};
+    }
+    auto person = c.Execute(
+        "INSERT INTO si_people (ssn, name, birth_date, created_at_us) VALUES (?, ?, ?, ?)",
+        {e.ssn, e.name, e.birth_date.ToString(), Now()});
+    if (!person.ok()) return person.error();
+    return InsertEvent(c, state, Now());
+  });
   if (!status.ok()) return StoreError(status.error());
   if (refused) return *refused;
   return state;
@@ -290,49 +297,48 @@ ServiceResult<PersonState> Registry::Append(
   if (!IsValidDate(effective)) return Invalid<PersonState>("effective", "not a date");
   std::optional<access::ServiceError> refused;
   PersonState state;
-  auto status = store::RunTransaction(
-      connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
-        refused.reset();
-        auto latest = LatestState(c, ssn);
-        if (!latest.ok()) return latest.error();
-        if (!latest->has_value()) {
-          refused = MakeServiceError(ErrorCode::kNotFound,
-                                     "ssn: no insured person " + std::string(ssn), "ssn");
-          return Done{};
-        }
-        state = **latest;
-        if (effective < state.effective) {
-          refused = MakeServiceError(ErrorCode::kUnprocessable,
-                                     "effective: before the person's latest event (" +
-                                         state.effective.ToString() +
-                                         "); history is appended, never rewritten",
-                                     "effective");
-          return Done{};
-        }
-        if (state.status == PersonStatus::kClosed) {
-          refused = MakeServiceError(
-              ErrorCode::kUnprocessable,
-              "ssn: the person's registration is closed (" + state.note + ")", "ssn");
-          return Done{};
-        }
-        auto changed = change(state);
-        if (!changed.ok()) {
-          refused = changed.error();
-          return Done{};
-        }
-        if (state.unit_code != latest->value().unit_code) {
-          auto unit = UnitExists(c, state.unit_code);
-          if (!unit.ok()) return unit.error();
-          if (!*unit) {
-            refused =
-                MakeServiceError(ErrorCode::kNotFound, "unit: no unit " + state.unit_code, "unit");
-            return Done{};
-          }
-        }
-        state.effective = effective;
-        state.event = std::string(event);
-        return InsertEvent(c, state, Now());
-      });
+  auto status = RunWrite(connection_, [&](store::Connection& c) -> store::DbStatus {
+    refused.reset();
+    auto latest = LatestState(c, ssn);
+    if (!latest.ok()) return latest.error();
+    if (!latest->has_value()) {
+      refused = MakeServiceError(ErrorCode::kNotFound, "ssn: no insured person " + std::string(ssn),
+                                 "ssn");
+      return Done{};
+    }
+    state = **latest;
+    if (effective < state.effective) {
+      refused = MakeServiceError(ErrorCode::kUnprocessable,
+                                 "effective: before the person's latest event (" +
+                                     state.effective.ToString() +
+                                     "); history is appended, never rewritten",
+                                 "effective");
+      return Done{};
+    }
+    if (state.status == PersonStatus::kClosed) {
+      refused =
+          MakeServiceError(ErrorCode::kUnprocessable,
+                           "ssn: the person's registration is closed (" + state.note + ")", "ssn");
+      return Done{};
+    }
+    auto changed = change(state);
+    if (!changed.ok()) {
+      refused = changed.error();
+      return Done{};
+    }
+    if (state.unit_code != latest->value().unit_code) {
+      auto unit = UnitExists(c, state.unit_code);
+      if (!unit.ok()) return unit.error();
+      if (!*unit) {
+        refused =
+            MakeServiceError(ErrorCode::kNotFound, "unit: no unit " + state.unit_code, "unit");
+        return Done{};
+      }
+    }
+    state.effective = effective;
+    state.event = std::string(event);
+    return InsertEvent(c, state, Now());
+  });
   if (!status.ok()) return StoreError(status.error());
   if (refused) return *refused;
   return state;

@@ -2,8 +2,9 @@
 // insured people, on the agency's own database (SQLite or PostgreSQL, migration set
 // "insurance"). A person's history is a list of effective-dated events, each recording the
 // person's whole state from its date on; nothing is ever overwritten, so the state on any date
-// is answerable (PersonOn). Every operation is one database transaction: a refused request
-// changes nothing, and its error names the request field at fault.
+// is answerable (PersonOn). Every operation is one database transaction — or joins the one
+// already open on the connection, so a caller's audit entry commits with the change: a refused
+// request changes nothing, and its error names the request field at fault.
 //
 //   store::Migrate(connection, insurance::Migrations());
 //   insurance::Registry registry(connection);

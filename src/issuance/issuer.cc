@@ -8,6 +8,7 @@
 #include "crypto/crypto.h"
 #include "iso7816/apdu.h"
 #include "iso7816/status.h"
+#include "iso8583/messages.h"
 #include "issuance/test_issuer.h"
 #include "keys/pboc.h"
 
@@ -221,6 +222,28 @@ json KeysJson(const std::vector<KeyUse>& keys) {
 }
 }  // namespace
 
+Result<json> PinVerificationRecord(keys::KeyStore& store, ByteView asn, std::string_view pin) {
+  const auto pan = iso8583::PanFromAsn(asn);
+  if (!pan) return json();  // no PAN, no online PIN (docs/protocol.md 5.7)
+  auto listed = store.List();
+  if (!listed.ok()) return listed.error();
+  std::optional<std::uint8_t> version;
+  for (const auto& key : *listed) {
+    if (key.name == keys::kCardPinVerificationKey)
+      version = std::max(version.value_or(0), key.version);
+  }
+  if (!version) return json();  // this store makes no PIN verification values
+  auto pvk = store.Find(keys::kCardPinVerificationKey, *version);
+  if (!pvk.ok()) return pvk.error();
+  auto offset = store.PinOffset(*pvk, *pan, pin);
+  store.Release(*pvk);
+  if (!offset.ok()) return offset.error();
+  return json{{"method", kPinVerificationMethod},
+              {"key", std::string(keys::kCardPinVerificationKey)},
+              {"version", *version},
+              {"offset", *offset}};
+}
+
 Result<IssuedCard> Issuer::IssueCard(reader::Reader& reader, const CardIssueRequest& request) {
   if (!IsPin(request.pin)) return MakeError("the PIN is 6 digits");
   const std::string prefix = request.asn_prefix.empty() ? config_.asn_prefix : request.asn_prefix;
@@ -301,6 +324,9 @@ Result<IssuedCard> Issuer::IssueCard(reader::Reader& reader, const CardIssueRequ
 
   auto holder_data = ToCardHolderData(request.holder, identity);
   if (!holder_data.ok()) return fail(holder_data.error().message);
+  // Before the card gets its PIN: a card the host could not verify online is not issued.
+  auto pin_verification = PinVerificationRecord(store_, View(*asn), request.pin);
+  if (!pin_verification.ok()) return fail(pin_verification.error().message);
   auto layout = card::StandardLayout(*holder_data);
   if (!layout.ok()) return fail(layout.error().message);
   auto wrapper = KeyStoreCardWrapper::Create(store_, View(chip_serial), View(*asn));
@@ -334,6 +360,7 @@ Result<IssuedCard> Issuer::IssueCard(reader::Reader& reader, const CardIssueRequ
   issued["keys"] = KeysJson(*key_uses);
   issued["valid_from"] = holder_data->start_date.ToString();
   issued["valid_to"] = holder_data->expiry_date.ToString();
+  if (!pin_verification->is_null()) issued["pin_verification"] = *pin_verification;
   if (Status logged = log_.Append(issued); !logged.ok()) {
     return MakeError("card " + ToHex(View(*asn)) + " is issued, but the issuance log failed: " +
                      logged.error().message + " — record it by hand before issuing more");

@@ -234,6 +234,14 @@ struct IssuedPsam {
   std::vector<KeyUse> keys;
 };
 
+// The issued card record's "pin_verification" (docs/issuance.md): {"method": "ibm3624",
+// "key": "pvk/CARDS", "version": N, "offset": "DIGITS"} — the PIN's IBM 3624 offset under the
+// latest version of keys::kCardPinVerificationKey, for the bank host's online PIN check. Null
+// when the card has no PAN or the store holds no such key. Never the PIN.
+inline constexpr char kPinVerificationMethod[] = "ibm3624";
+Result<nlohmann::json> PinVerificationRecord(keys::KeyStore& store, ByteView asn,
+                                             std::string_view pin);
+
 class Issuer {
  public:
   // `operator_name` goes into every record. The store and log outlive the issuer.

@@ -26,6 +26,7 @@ Family FamilyOfName(std::string_view name) {
   if (name == "transport") return Family::kTransport;
   if (name == "pin_unblock") return Family::kPinUnblock;
   if (IsPinEncryptionKeyName(name)) return Family::kPinEncryption;
+  if (IsPinVerificationKeyName(name)) return Family::kPinVerification;
   if (IsTerminalMasterKeyName(name)) return Family::kTerminalMaster;
   if (name == kTerminalKeyExchangeKey) return Family::kTerminalKeyExchange;
   return Family::kIssuer;
@@ -44,16 +45,23 @@ Status KeyPolicy::CheckWrap(Family wrapping, Family key) const {
   if (key == Family::kTerminalKeyExchange) {
     return Fail("the terminal key-exchange key (tkek) is never wrapped");
   }
-  // A PIN pad's key is set up by ceremony only. A DPUK travels to its card (WRITE KEY under
+  // A PIN pad's key travels only to its workstation's PIN pad, under tkek like a terminal's
+  // master key (docs/teller.md "The PIN pad's key"). A DPUK travels to its card (WRITE KEY under
   // the card's transport key) and nowhere else.
-  if (key == Family::kPinEncryption) {
-    return Fail("a PIN encryption key (pek/...) is never wrapped");
+  if (key == Family::kPinEncryption && wrapping != Family::kTerminalKeyExchange) {
+    return Fail("a PIN encryption key (pek/...) is never wrapped, but under tkek to its PIN pad");
+  }
+  if (key == Family::kPinVerification) {
+    return Fail("a PIN verification key (pvk/...) is never wrapped");
   }
   if (key == Family::kPinUnblock && wrapping != Family::kTransport) {
     return Fail("a PIN-unblock key travels only to its card, under the card's transport key");
   }
-  if (wrapping == Family::kTerminalKeyExchange && key != Family::kTerminalMaster) {
-    return Fail("the terminal key-exchange key (tkek) wraps only terminal master keys");
+  if (wrapping == Family::kTerminalKeyExchange && key != Family::kTerminalMaster &&
+      key != Family::kPinEncryption) {
+    return Fail(
+        "the terminal key-exchange key (tkek) wraps only terminal master keys and PIN pads' "
+        "PIN encryption keys");
   }
   // A terminal master key is known to the terminal: only keys meant for the terminal (its
   // working keys) travel under it, never an issuer or transport key.
@@ -82,14 +90,14 @@ Status KeyPolicy::CheckImportWrapped(Family wrapping, std::string_view name, Byt
         "a stored key is imported encrypted only under the terminal key-exchange key "
         "(tkek)");
   }
-  if (!IsTerminalMasterKeyName(name)) {
+  if (!IsTerminalMasterKeyName(name) && !IsPinEncryptionKeyName(name)) {
     return Fail(
         "the terminal key-exchange key (tkek) delivers only terminal master keys "
-        "(tmk/<12 upper-case hex digits>), not \"" +
+        "(tmk/<12 upper-case hex digits>) and PIN encryption keys (pek/<workstation>), not \"" +
         std::string(name) + "\"");
   }
   if (cryptogram.size() != 16) {
-    return Fail("a terminal master key cryptogram is 16 bytes, got " +
+    return Fail("a delivered key's cryptogram is 16 bytes, got " +
                 std::to_string(cryptogram.size()));
   }
   if (expected_kcv.size() != 3) {
@@ -116,6 +124,11 @@ Status KeyPolicy::CheckDecrypt(Family key) const {
 }
 
 Status KeyPolicy::CheckEncrypt(Family key) const {
+  if (key == Family::kPinVerification) {
+    return Fail(
+        "a PIN verification key (pvk/...) encrypts nothing for the caller (that would give "
+        "a card's natural PIN)");
+  }
   if (key == Family::kPinUnblock) {
     return Fail(
         "a PIN-unblock key (pin_unblock, a card's DPUK) encrypts only a PIN, inside "
@@ -136,7 +149,146 @@ Status KeyPolicy::RefusePinKey(Family key, std::string_view what) const {
   if (key == Family::kPinUnblock) {
     return Fail("a PIN-unblock key (pin_unblock, a card's DPUK) cannot " + std::string(what));
   }
+  if (key == Family::kPinVerification) {
+    return Fail("a PIN verification key (pvk/...) cannot " + std::string(what));
+  }
   return Status::Ok();
+}
+
+Status KeyPolicy::CheckMac(Family key) const {
+  // One block's MAC under a 16-byte key is its 3DES encryption: a natural PIN again.
+  if (key == Family::kPinVerification) {
+    return Fail("a PIN verification key (pvk/...) computes no MAC");
+  }
+  return Status::Ok();
+}
+
+namespace {
+
+bool AllDigits(std::string_view text) {
+  return std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// The IBM 3624 natural PIN's digit i: the i-th nibble of 3DES(PVK, validation data),
+// decimalised with 0123456789012345 (A..F → 0..5).
+int NaturalDigit(ByteView enciphered, std::size_t i) {
+  const std::uint8_t b = enciphered[i / 2];
+  const int nibble = (i % 2 == 0) ? (b >> 4) : (b & 0x0F);
+  return nibble % 10;
+}
+
+}  // namespace
+
+Status KeyPolicy::CheckPinOffset(Family pvk, std::string_view pan, std::string_view pin) const {
+  if (pvk != Family::kPinVerification) {
+    return Fail("a PIN offset is made only under a PIN verification key (pvk/...)");
+  }
+  if (pan.size() < 8 || pan.size() > 19 || !AllDigits(pan)) {
+    return Fail("a card number for PIN verification is 8..19 digits");
+  }
+  if (pin.size() < 4 || pin.size() > 12 || !AllDigits(pin)) {
+    return Fail("a PIN is 4..12 digits; this one is not");
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckPinVerification(Family pin_key, Family pvk, ByteView encrypted_pin_block,
+                                       std::string_view pan, std::string_view offset) const {
+  if (pin_key != Family::kReceived && pin_key != Family::kPinEncryption) {
+    return Fail(
+        "a PIN block is verified only from a terminal's working PIN key or a PIN encryption "
+        "key (pek/...)");
+  }
+  if (pvk != Family::kPinVerification) {
+    return Fail("a PIN is verified only under a PIN verification key (pvk/...)");
+  }
+  if (encrypted_pin_block.size() != 8) {
+    return Fail("an encrypted PIN block is 8 bytes, got " +
+                std::to_string(encrypted_pin_block.size()));
+  }
+  if (pan.size() < 8 || pan.size() > 19 || !AllDigits(pan)) {
+    return Fail("a card number for PIN verification is 8..19 digits");
+  }
+  if (offset.size() < 4 || offset.size() > 12 || !AllDigits(offset)) {
+    return Fail("a PIN offset is 4..12 digits");
+  }
+  return Status::Ok();
+}
+
+Status KeyPolicy::CheckPinOffsetFromBlock(Family pin_key, Family pvk, ByteView encrypted_pin_block,
+                                          std::string_view block_pan, std::string_view pan) const {
+  if (pin_key != Family::kPinEncryption) {
+    return Fail("a new PIN's offset is made only from a PIN encryption key (pek/...)");
+  }
+  if (pvk != Family::kPinVerification) {
+    return Fail("a PIN offset is made only under a PIN verification key (pvk/...)");
+  }
+  if (encrypted_pin_block.size() != 8) {
+    return Fail("an encrypted PIN block is 8 bytes, got " +
+                std::to_string(encrypted_pin_block.size()));
+  }
+  for (std::string_view number : {block_pan, pan}) {
+    if (number.size() < 8 || number.size() > 19 || !AllDigits(number)) {
+      return Fail("a card number for PIN verification is 8..19 digits");
+    }
+  }
+  return Status::Ok();
+}
+
+Result<std::string> KeyPolicy::PinOffsetOfBlock(ByteView clear_block, std::string_view block_pan,
+                                                ByteView enciphered) const {
+  auto pin = crypto::ParsePinBlock(crypto::PinBlockFormat::kFormat0, clear_block, block_pan);
+  if (!pin.ok()) {
+    return Fail(
+        "the PIN block does not decrypt to a format 0 PIN block for this card (wrong "
+        "PIN pad key or card number)");
+  }
+  std::string digits = std::move(pin).value();
+  const bool valid = digits.size() >= 4 && digits.size() <= 12 && AllDigits(digits);
+  std::string offset;
+  if (valid) offset = PinOffsetOf(enciphered, digits);
+  OPENSSL_cleanse(digits.data(), digits.size());
+  if (!valid) return Fail("a PIN is 4..12 digits; the new PIN was not");
+  return offset;
+}
+
+Bytes KeyPolicy::PinValidationData(std::string_view pan) {
+  std::string digits(16, '0');
+  const std::size_t take = std::min<std::size_t>(pan.size(), 16);
+  std::copy(pan.end() - static_cast<std::ptrdiff_t>(take), pan.end(),
+            digits.end() - static_cast<std::ptrdiff_t>(take));
+  Bytes data(8);
+  for (std::size_t i = 0; i < 8; ++i) {
+    data[i] = static_cast<std::uint8_t>(((digits[2 * i] - '0') << 4) | (digits[2 * i + 1] - '0'));
+  }
+  return data;
+}
+
+std::string KeyPolicy::PinOffsetOf(ByteView enciphered, std::string_view pin) {
+  std::string offset(pin.size(), '0');
+  for (std::size_t i = 0; i < pin.size(); ++i) {
+    const int digit = ((pin[i] - '0') - NaturalDigit(enciphered, i) + 10) % 10;
+    offset[i] = static_cast<char>('0' + digit);
+  }
+  return offset;
+}
+
+bool KeyPolicy::PinBlockMatches(ByteView clear_block, std::string_view pan, ByteView enciphered,
+                                std::string_view offset) {
+  auto pin = crypto::ParsePinBlock(crypto::PinBlockFormat::kFormat0, clear_block, pan);
+  if (!pin.ok()) return false;
+  std::string digits = std::move(pin).value();
+  bool match = digits.size() == offset.size();
+  if (match) {
+    int difference = 0;
+    for (std::size_t i = 0; i < digits.size(); ++i) {
+      const int expected = (NaturalDigit(enciphered, i) + (offset[i] - '0')) % 10;
+      difference |= (digits[i] - '0') ^ expected;
+    }
+    match = difference == 0;
+  }
+  OPENSSL_cleanse(digits.data(), digits.size());
+  return match;
 }
 
 Status KeyPolicy::CheckPinTranslation(Family pin_key, Family dpuk, ByteView encrypted_pin_block,

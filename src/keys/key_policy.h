@@ -30,6 +30,7 @@ enum class Family : std::uint8_t {
   kTerminalKeyExchange,  // "tkek" (docs/pos.md "TMK delivery"), and keys diversified from it
   kPinEncryption,        // "pek/..." (a teller PIN pad's key), and keys diversified from one
   kPinUnblock,           // "pin_unblock" and the card DPUKs diversified from it
+  kPinVerification,  // "pvk/..." (online PIN verification values), and keys diversified from one
 };
 
 bool IsKeyEncryptingKey(Family family);
@@ -48,7 +49,8 @@ class KeyPolicy {
   Status CheckWrap(Family wrapping, Family key) const;
   // Only a key-encrypting key unwraps; "tkek" unwraps nothing transient (only ImportWrapped).
   Status CheckUnwrap(Family wrapping) const;
-  // ImportWrapped: only under "tkek", only into a "tmk/..." name; the cryptogram is 16 bytes.
+  // ImportWrapped: only under "tkek", only into a "tmk/..." or "pek/..." name; the cryptogram is
+  // 16 bytes.
   Status CheckImportWrapped(Family wrapping, std::string_view name, ByteView cryptogram,
                             ByteView expected_kcv) const;
   // The KCV of the unwrapped key against the delivery's.
@@ -67,6 +69,35 @@ class KeyPolicy {
   // format 0 block for `pan`; a PIN that is not 6 digits is an error that never shows the PIN.
   // Every intermediate copy of the PIN is wiped; the caller wipes `clear_block` and the result.
   Result<Bytes> CardPinPlaintext(ByteView clear_block, std::string_view pan) const;
+  // A PIN verification key only makes and checks PIN offsets: no MAC under it.
+  Status CheckMac(Family key) const;
+
+  // ---- Online PIN verification (IBM 3624 offsets, key_store.h PinOffset / VerifyPin) --------
+  // PinOffset: a "pvk/..." key, a PAN of 8..19 digits, a PIN of 4..12 digits.
+  Status CheckPinOffset(Family pvk, std::string_view pan, std::string_view pin) const;
+  // VerifyPin: a working PIN key (received) or a PEK, a "pvk/..." key, an 8-byte block, a PAN
+  // of 8..19 digits, an offset of 4..12 digits.
+  Status CheckPinVerification(Family pin_key, Family pvk, ByteView encrypted_pin_block,
+                              std::string_view pan, std::string_view offset) const;
+  // PinOffsetFromBlock: a PEK (a teller's PIN pad sets PINs; a terminal's working PIN key only
+  // verifies them), a "pvk/..." key, an 8-byte block, PANs (the block's, the card's) of 8..19
+  // digits.
+  Status CheckPinOffsetFromBlock(Family pin_key, Family pvk, ByteView encrypted_pin_block,
+                                 std::string_view block_pan, std::string_view pan) const;
+  // The offset of the PIN in the clear format 0 block for `block_pan`, given `enciphered` (the
+  // card's validation data under the PVK); an error that never shows the PIN when the block is
+  // not one for `block_pan` or its PIN is not 4..12 digits. Wipes its copies of the PIN; the
+  // caller wipes `clear_block`.
+  Result<std::string> PinOffsetOfBlock(ByteView clear_block, std::string_view block_pan,
+                                       ByteView enciphered) const;
+  // The 8 bytes the PVK enciphers: the PAN's rightmost 16 digits, zero-padded on the left, BCD.
+  static Bytes PinValidationData(std::string_view pan);
+  // The offset of `pin` given `enciphered` = 3DES-ECB(PVK, validation data).
+  static std::string PinOffsetOf(ByteView enciphered, std::string_view pin);
+  // Whether the clear format 0 block for `pan` holds the PIN that `offset` and `enciphered`
+  // give; constant time in the digits. Wipes its copies of the PIN.
+  static bool PinBlockMatches(ByteView clear_block, std::string_view pan, ByteView enciphered,
+                              std::string_view offset);
 
   // ---- Arguments ----------------------------------------------------------------------------
   // IsValidKeyName(name), or an error that names it.

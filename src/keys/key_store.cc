@@ -17,20 +17,26 @@ bool IsTerminalMasterKeyName(std::string_view name) {
                      [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); });
 }
 
-bool IsPinEncryptionKeyName(std::string_view name) {
-  constexpr std::string_view kPrefix = "pek/";
-  if (name.size() <= kPrefix.size() || name.size() > kPrefix.size() + 32 ||
-      !name.starts_with(kPrefix)) {
+namespace {
+// prefix + 1..32 upper-case letters, digits or '-'.
+bool IsLabelledKeyName(std::string_view name, std::string_view prefix) {
+  if (name.size() <= prefix.size() || name.size() > prefix.size() + 32 ||
+      !name.starts_with(prefix)) {
     return false;
   }
-  return std::all_of(name.begin() + kPrefix.size(), name.end(), [](char c) {
+  return std::all_of(name.begin() + prefix.size(), name.end(), [](char c) {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || c == '-';
   });
 }
+}  // namespace
+
+bool IsPinEncryptionKeyName(std::string_view name) { return IsLabelledKeyName(name, "pek/"); }
+
+bool IsPinVerificationKeyName(std::string_view name) { return IsLabelledKeyName(name, "pvk/"); }
 
 bool IsValidKeyName(std::string_view name) {
   return IsIssuerRole(name) || IsTerminalMasterKeyName(name) || IsPinEncryptionKeyName(name) ||
-         name == kTerminalKeyExchangeKey;
+         IsPinVerificationKeyName(name) || name == kTerminalKeyExchangeKey;
 }
 
 Status KeyStore::VerifyMac(KeyRef key, ByteView data, ByteView mac, ByteView iv) {

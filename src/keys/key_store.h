@@ -40,7 +40,13 @@ bool IsTerminalMasterKeyName(std::string_view name);  // "tmk/" + 12 upper-case 
 // under): "pek/" + 1..32 upper-case letters, digits or '-' naming the workstation
 // ("pek/BRANCH01-T03"). Established by key ceremony in the store and in the PIN pad.
 bool IsPinEncryptionKeyName(std::string_view name);
-bool IsValidKeyName(std::string_view name);  // an issuer role, a TMK or PEK name, or "tkek"
+// A PIN verification key: "pvk/" + 1..32 upper-case letters, digits or '-'. The issuer makes a
+// card's PIN verification value (an IBM 3624 offset) under it at issuance and the bank host
+// verifies online PINs with it, so both stores hold it (key ceremony). kCardPinVerificationKey
+// is the one the issuer and the host use (docs/keys.md "Online PIN verification").
+bool IsPinVerificationKeyName(std::string_view name);
+inline constexpr std::string_view kCardPinVerificationKey = "pvk/CARDS";
+bool IsValidKeyName(std::string_view name);  // an issuer role, a TMK, PEK or PVK name, or "tkek"
 
 // What List() shows about a stored key: never its value.
 struct KeyInfo {
@@ -69,13 +75,17 @@ enum class CipherMode { kEcb, kCbc };
 //   - under a terminal master key (known to its terminal) only keys received by Unwrap travel,
 //     never an issuer master key, a card key or a transport key;
 //   - a key from Unwrap is a data key: it can never wrap or unwrap;
-//   - "tkek" wraps only terminal master keys, unwraps nothing transient and is itself never
-//     wrapped; a stored key arrives encrypted (ImportWrapped) only under "tkek", and only as a
-//     "tmk/..." key.
+//   - "tkek" wraps only terminal master keys and PIN encryption keys, unwraps nothing transient
+//     and is itself never wrapped; a stored key arrives encrypted (ImportWrapped) only under
+//     "tkek", and only as a "tmk/..." or "pek/..." key.
 // PIN keys: a PIN encryption key ("pek/...") and the "pin_unblock" master key with the card
-// keys (DPUK) diversified from it never Decrypt, derive no session or TAC key and are never
-// wrapped or wrap anything: the one way a PIN block under a PEK is used is TranslatePinForCard,
-// so no PIN ever appears in clear outside the store.
+// keys (DPUK) diversified from it never Decrypt, derive no session or TAC key and wrap nothing;
+// a PEK travels only under "tkek" (to its workstation's PIN pad), a DPUK only to its card: the
+// one way a PIN block under a PEK is used is TranslatePinForCard, so no PIN ever appears in
+// clear outside the store and the PIN pad.
+// A PIN verification key ("pvk/...") does nothing but PinOffset, PinOffsetFromBlock and VerifyPin:
+// no Encrypt, Mac or Decrypt (3DES under it of a card's validation data is the card's natural PIN,
+// which with the offset gives the PIN), no derivation, never wrapped.
 
 class KeyStore {
  public:
@@ -98,9 +108,9 @@ class KeyStore {
   // Only on a test_only() store: imports a published test key in clear.
   virtual Result<KeyInfo> ImportTestKey(std::string_view name, ByteView key) = 0;
   // A key delivered encrypted: `cryptogram` = Wrap(wrapping, key) made by another store holding
-  // the same `wrapping` key ("tkek"), stored under `name` (a "tmk/..." name) as a new version
-  // with origin "wrapped" — but only when the key's KCV equals `expected_kcv` (3 bytes): a wrong
-  // wrapping key or a damaged cryptogram stores nothing.
+  // the same `wrapping` key ("tkek"), stored under `name` (a "tmk/..." or "pek/..." name) as a new
+  // version with origin "wrapped" — but only when the key's KCV equals `expected_kcv` (3 bytes): a
+  // wrong wrapping key or a damaged cryptogram stores nothing.
   virtual Result<KeyInfo> ImportWrapped(std::string_view name, KeyRef wrapping, ByteView cryptogram,
                                         ByteView expected_kcv) = 0;
   // A stored key by name; version nullopt = the latest. Error naming the key when missing.
@@ -147,6 +157,35 @@ class KeyStore {
   virtual Result<Bytes> TranslatePinForCard(KeyRef pin_key, ByteView encrypted_pin_block,
                                             std::string_view pan, KeyRef dpuk,
                                             ByteView challenge) = 0;
+
+  // ---- Online PIN verification (IBM 3624 offset method, docs/keys.md) -----------------------
+  // The PIN verification value of `pin` (4..12 digits) for the card number `pan` (8..19 digits)
+  // under the PIN verification key `pvk` ("pvk/..."): natural PIN = the first len(pin) digits of
+  // 3DES-ECB(pvk, validation data) decimalised with 0123456789012345, validation data = the
+  // PAN's rightmost 16 digits (zero-padded on the left) as 8 BCD bytes; offset = (PIN − natural
+  // PIN) digit by digit mod 10. The offset tells nothing about the PIN without the PVK. For the
+  // issuer, which holds the PIN anyway (it goes onto the card and into the PIN mailer).
+  virtual Result<std::string> PinOffset(KeyRef pvk, std::string_view pan, std::string_view pin) = 0;
+  // Translate and verify: `encrypted_pin_block` (ISO 9564 format 0 for `pan`, 3DES-ECB under
+  // `pin_key`: a terminal's working PIN key from Unwrap, or a "pek/..." key) is decrypted inside
+  // the store and its PIN checked against `offset` under `pvk`, in constant time. Returns only
+  // match (true) or no match (false); a block that is not a format 0 block for `pan` (a wrong
+  // PIN key, a garbled block) is no match. Errors: wrong key families, an 8-byte block, a PAN or
+  // offset that is not digits. The clear PIN is wiped before this returns.
+  virtual Result<bool> VerifyPin(KeyRef pin_key, ByteView encrypted_pin_block, std::string_view pan,
+                                 KeyRef pvk, std::string_view offset) = 0;
+  // A new PIN's verification value without the PIN leaving the store (a branch PIN reset,
+  // docs/branch.md): `encrypted_pin_block` (ISO 9564 format 0 for `block_pan`, 3DES-ECB under the
+  // PIN encryption key `pin_key`, "pek/...", as for TranslatePinForCard) is decrypted inside the
+  // store and the offset of its PIN for the card number `pan` under `pvk` returned — equal to
+  // PinOffset(pvk, pan, PIN). The two PANs differ when the PIN pad forms its block with another
+  // PAN than the one terminals send (branch::PinBlockPan and iso8583::PanFromAsn). Errors: wrong
+  // key families, a block that is not 8 bytes or not a format 0 block for `block_pan` (a wrong
+  // PIN pad key), a PAN that is not 8..19 digits, a PIN that is not 4..12 digits; no error shows
+  // the PIN. The clear PIN is wiped before this returns.
+  virtual Result<std::string> PinOffsetFromBlock(KeyRef pin_key, ByteView encrypted_pin_block,
+                                                 std::string_view block_pan, KeyRef pvk,
+                                                 std::string_view pan) = 0;
 };
 
 // ---- Backends ----------------------------------------------------------------------------

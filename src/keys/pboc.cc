@@ -92,15 +92,21 @@ Result<Bytes> AuthoriseLoad(KeyStore& store, const LoadAuthorisationRequest& r) 
 }
 
 Status VerifyLoadTac(KeyStore& store, const LoadAuthorisationRequest& r, ByteView tac) {
+  return VerifyLoadTac(store, r, tac, 0);
+}
+
+Status VerifyLoadTac(KeyStore& store, const LoadAuthorisationRequest& r, ByteView tac,
+                     std::uint32_t repaid) {
   if (Status valid = CheckLoad(r); !valid.ok()) return valid;
-  if (static_cast<std::uint64_t>(r.old_balance) + r.amount > 0xFFFFFFFFu) {
+  if (repaid > r.amount) return MakeError("load TAC invalid: repaid more than the load");
+  if (static_cast<std::uint64_t>(r.old_balance) + r.amount - repaid > 0xFFFFFFFFu) {
     return MakeError("load TAC invalid: the new balance overflows");
   }
   auto tac_key = CardTacKey(store, r.asn, r.key_version);
   if (!tac_key.ok()) return tac_key.error();
   ScopedKey tac_key_ref(store, *tac_key);
   Bytes data;
-  AppendU32(data, r.old_balance + r.amount);
+  AppendU32(data, r.old_balance + r.amount - repaid);
   AppendU16(data, r.online_serial);
   Append(data, LoadCommonData(r));
   Append(data, EncodeBcdDate(r.date));

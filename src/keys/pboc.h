@@ -65,6 +65,10 @@ Result<Bytes> AuthoriseLoad(KeyStore& store, const LoadAuthorisationRequest& req
 // Checks the TAC CREDIT FOR LOAD answered: MAC(DTK_L ⊕ DTK_R, newBalance ‖ onlineSerial ‖
 // amount ‖ type ‖ termNo ‖ date ‖ time), newBalance = old_balance + amount.
 Status VerifyLoadTac(KeyStore& store, const LoadAuthorisationRequest& request, ByteView tac);
+// The same for an ED load onto a card with overdraw used: the card repays `repaid` (≤ amount) of
+// it first, so newBalance = old_balance + amount − repaid.
+Status VerifyLoadTac(KeyStore& store, const LoadAuthorisationRequest& request, ByteView tac,
+                     std::uint32_t repaid);
 
 // A cleared offline purchase, as the terminal uploads it.
 struct PurchaseRecord {

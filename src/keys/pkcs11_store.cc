@@ -608,6 +608,7 @@ class Pkcs11KeyStore final : public KeyStore {
   Result<Bytes> Mac(KeyRef ref, ByteView data, ByteView iv) override {
     auto k = Get(ref);
     if (!k.ok()) return k.error();
+    if (Status ok = kPolicy.CheckMac((*k)->family); !ok.ok()) return ok.error();
     if (!iv.empty() && iv.size() != 8) {
       return MakeError("pkcs11: a MAC IV is 8 bytes (or empty for zero), got " +
                        std::to_string(iv.size()));
@@ -701,6 +702,74 @@ class Pkcs11KeyStore final : public KeyStore {
     Bytes out = std::move(enc).value();
     Append(out, *mac);
     return out;
+  }
+
+  // The natural PIN's source 3DES-ECB(pvk, validation data) is computed on the token; the PIN
+  // block is C_Decrypt'ed into process memory as in TranslatePinForCard, and every clear copy is
+  // wiped before this returns (docs/keys-pkcs11.md).
+  Result<std::string> PinOffset(KeyRef pvk, std::string_view pan, std::string_view pin) override {
+    auto k = Get(pvk);
+    if (!k.ok()) return k.error();
+    if (Status ok = kPolicy.CheckPinOffset((*k)->family, pan, pin); !ok.ok()) return ok.error();
+    auto enciphered = RunCipher(*(*k)->object, CKM_DES3_ECB,
+                                internal::KeyPolicy::PinValidationData(pan), {}, true);
+    if (!enciphered.ok()) return enciphered.error();
+    std::string offset = internal::KeyPolicy::PinOffsetOf(*enciphered, pin);
+    SecureWipe(*enciphered);
+    return offset;
+  }
+
+  Result<bool> VerifyPin(KeyRef pin_key, ByteView encrypted_pin_block, std::string_view pan,
+                         KeyRef pvk, std::string_view offset) override {
+    auto pk = Get(pin_key);
+    if (!pk.ok()) return pk.error();
+    auto vk = Get(pvk);
+    if (!vk.ok()) return vk.error();
+    if (Status ok = kPolicy.CheckPinVerification((*pk)->family, (*vk)->family, encrypted_pin_block,
+                                                 pan, offset);
+        !ok.ok()) {
+      return ok.error();
+    }
+    auto enciphered = RunCipher(*(*vk)->object, CKM_DES3_ECB,
+                                internal::KeyPolicy::PinValidationData(pan), {}, true);
+    if (!enciphered.ok()) return enciphered.error();
+    auto clear_block = RunCipher(*(*pk)->object, CKM_DES3_ECB, encrypted_pin_block, {}, false);
+    if (!clear_block.ok()) {
+      SecureWipe(*enciphered);
+      return clear_block.error();
+    }
+    const bool match = internal::KeyPolicy::PinBlockMatches(*clear_block, pan, *enciphered, offset);
+    SecureWipe(*clear_block);
+    SecureWipe(*enciphered);
+    return match;
+  }
+
+  // As VerifyPin: the PVK enciphers on the token, the PIN block is C_Decrypt'ed into process
+  // memory and every clear copy is wiped before this returns.
+  Result<std::string> PinOffsetFromBlock(KeyRef pin_key, ByteView encrypted_pin_block,
+                                         std::string_view block_pan, KeyRef pvk,
+                                         std::string_view pan) override {
+    auto pk = Get(pin_key);
+    if (!pk.ok()) return pk.error();
+    auto vk = Get(pvk);
+    if (!vk.ok()) return vk.error();
+    if (Status ok = kPolicy.CheckPinOffsetFromBlock((*pk)->family, (*vk)->family,
+                                                    encrypted_pin_block, block_pan, pan);
+        !ok.ok()) {
+      return ok.error();
+    }
+    auto enciphered = RunCipher(*(*vk)->object, CKM_DES3_ECB,
+                                internal::KeyPolicy::PinValidationData(pan), {}, true);
+    if (!enciphered.ok()) return enciphered.error();
+    auto clear_block = RunCipher(*(*pk)->object, CKM_DES3_ECB, encrypted_pin_block, {}, false);
+    if (!clear_block.ok()) {
+      SecureWipe(*enciphered);
+      return clear_block.error();
+    }
+    auto offset = kPolicy.PinOffsetOfBlock(*clear_block, block_pan, *enciphered);
+    SecureWipe(*clear_block);
+    SecureWipe(*enciphered);
+    return offset;
   }
 
  private:

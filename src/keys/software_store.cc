@@ -615,6 +615,7 @@ class SoftwareKeyStore final : public KeyStore {
   Result<Bytes> Mac(KeyRef key, ByteView data, ByteView iv) override {
     auto h = Get(key);
     if (!h.ok()) return h.error();
+    if (Status ok = kPolicy.CheckMac((*h)->family); !ok.ok()) return ok.error();
     if (!iv.empty() && iv.size() != 8) return crypto::PbocMac(Value(**h), data, iv);  // its error
     if (!(*h)->mac_key) {
       auto prepared = crypto::MacKey::Create(Value(**h));
@@ -682,7 +683,74 @@ class SoftwareKeyStore final : public KeyStore {
     return enc;
   }
 
+  Result<std::string> PinOffset(KeyRef pvk, std::string_view pan, std::string_view pin) override {
+    auto h = Get(pvk);
+    if (!h.ok()) return h.error();
+    if (Status ok = kPolicy.CheckPinOffset((*h)->family, pan, pin); !ok.ok()) return ok.error();
+    auto enciphered = PvkEncipher(**h, pan);
+    if (!enciphered.ok()) return enciphered.error();
+    std::string offset = internal::KeyPolicy::PinOffsetOf(*enciphered, pin);
+    SecureWipe(*enciphered);
+    return offset;
+  }
+
+  // The clear PIN block and the natural PIN stay in this function and are wiped.
+  Result<bool> VerifyPin(KeyRef pin_key, ByteView encrypted_pin_block, std::string_view pan,
+                         KeyRef pvk, std::string_view offset) override {
+    auto pk = Get(pin_key);
+    if (!pk.ok()) return pk.error();
+    auto vk = Get(pvk);
+    if (!vk.ok()) return vk.error();
+    if (Status ok = kPolicy.CheckPinVerification((*pk)->family, (*vk)->family, encrypted_pin_block,
+                                                 pan, offset);
+        !ok.ok()) {
+      return ok.error();
+    }
+    auto pin_cipher = crypto::BlockCipher::Des(Value(**pk));
+    if (!pin_cipher.ok()) return pin_cipher.error();
+    auto enciphered = PvkEncipher(**vk, pan);
+    if (!enciphered.ok()) return enciphered.error();
+    Bytes clear_block = pin_cipher->DecryptEcb(encrypted_pin_block);
+    const bool match = internal::KeyPolicy::PinBlockMatches(clear_block, pan, *enciphered, offset);
+    SecureWipe(clear_block);
+    SecureWipe(*enciphered);
+    return match;
+  }
+
+  // The clear PIN block and the PIN stay in this function and KeyPolicy::PinOffsetOfBlock, and
+  // are wiped.
+  Result<std::string> PinOffsetFromBlock(KeyRef pin_key, ByteView encrypted_pin_block,
+                                         std::string_view block_pan, KeyRef pvk,
+                                         std::string_view pan) override {
+    auto pk = Get(pin_key);
+    if (!pk.ok()) return pk.error();
+    auto vk = Get(pvk);
+    if (!vk.ok()) return vk.error();
+    if (Status ok = kPolicy.CheckPinOffsetFromBlock((*pk)->family, (*vk)->family,
+                                                    encrypted_pin_block, block_pan, pan);
+        !ok.ok()) {
+      return ok.error();
+    }
+    auto pin_cipher = crypto::BlockCipher::Des(Value(**pk));
+    if (!pin_cipher.ok()) return pin_cipher.error();
+    auto enciphered = PvkEncipher(**vk, pan);
+    if (!enciphered.ok()) return enciphered.error();
+    Bytes clear_block = pin_cipher->DecryptEcb(encrypted_pin_block);
+    auto offset = kPolicy.PinOffsetOfBlock(clear_block, block_pan, *enciphered);
+    SecureWipe(clear_block);
+    SecureWipe(*enciphered);
+    return offset;
+  }
+
  private:
+  struct Handle;
+  // 3DES-ECB(pvk, the PAN's validation data): the natural PIN's source.
+  Result<Bytes> PvkEncipher(const Handle& pvk, std::string_view pan) const {
+    auto cipher = crypto::BlockCipher::Des(Value(pvk));
+    if (!cipher.ok()) return cipher.error();
+    return cipher->EncryptEcb(internal::KeyPolicy::PinValidationData(pan));
+  }
+
   struct Handle {
     std::optional<std::size_t> stored;  // index into keys_ (never removed), or transient:
     Bytes value;

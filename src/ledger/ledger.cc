@@ -39,7 +39,8 @@ LedgerError StoreError(const store::DbError& error, std::string_view context) {
 std::optional<AccountKind> AccountKindFromName(std::string_view name) {
   for (const AccountKind kind :
        {AccountKind::kSiaFund, AccountKind::kMedical, AccountKind::kCardFloat,
-        AccountKind::kMerchant, AccountKind::kSuspense, AccountKind::kBankClearing}) {
+        AccountKind::kMerchant, AccountKind::kSuspense, AccountKind::kBankClearing,
+        AccountKind::kOverdraft}) {
     if (AccountKindName(kind) == name) return kind;
   }
   return std::nullopt;
@@ -437,6 +438,8 @@ std::string_view AccountKindName(AccountKind kind) {
       return "suspense";
     case AccountKind::kBankClearing:
       return "bank_clearing";
+    case AccountKind::kOverdraft:
+      return "overdraft";
   }
   return "?";
 }
@@ -479,6 +482,10 @@ std::string_view OutcomeName(Outcome outcome) {
 
 bool IsCardTransaction(std::string_view cause_kind) {
   return cause_kind == cause::kPurchase || cause_kind == cause::kLoad;
+}
+
+AccountId AccountId::Overdraft(std::string_view asn) {
+  return {AccountKind::kOverdraft, UpperCase(asn)};
 }
 
 AccountId AccountId::CardFloat(std::string_view asn, Wallet wallet) {
@@ -524,6 +531,11 @@ std::string ValidateAccountId(const AccountId& id) {
       }
       return "";
     }
+    case AccountKind::kOverdraft:
+      if (id.key.size() != kAsnHexDigits || !IsUpperHex(id.key)) {
+        return "account " + name + ": an overdraft's key is the card's 20 hex digit ASN";
+      }
+      return "";
   }
   return "account " + name + ": unknown kind";
 }

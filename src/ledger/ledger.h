@@ -42,6 +42,10 @@ enum class AccountKind {
   kMerchant,      // a facility's settlement account; key = merchant id
   kSuspense,      // what cannot be cleared yet: unverifiable TAC, unknown card, counter gap (one)
   kBankClearing,  // the bank's clearing account: money entering or leaving the scheme (one)
+  // What a card's holder owes the bank for ED purchases into the card's overdraw limit (the
+  // bank's credit to the cardholder, a receivable: its balance is ≤ 0); key = ASN. Repaid by
+  // the card's next loads (docs/host.md "ED overdraw").
+  kOverdraft,
 };
 std::string_view AccountKindName(AccountKind kind);  // "sia_fund", "medical", "card_float", ...
 
@@ -64,6 +68,7 @@ struct AccountId {
   }
   static AccountId Suspense() { return {AccountKind::kSuspense, ""}; }
   static AccountId BankClearing() { return {AccountKind::kBankClearing, ""}; }
+  static AccountId Overdraft(std::string_view asn);
 
   // "sia_fund", "medical/310101199001011234", "card_float/0123456789ABCDEF0123/EP", ...
   std::string ToString() const;
@@ -94,6 +99,7 @@ inline constexpr char kSuspense[] = "suspense";      // card float → suspense 
 inline constexpr char kClosure[] = "closure";        // card float → medical (card replaced)
 inline constexpr char kSettlement[] = "settlement";  // merchant → bank clearing (paid out)
 inline constexpr char kContribution[] = "contribution";  // bank clearing → SIA fund (premiums)
+inline constexpr char kOverdraft[] = "overdraft";  // overdraft → merchant (ED overdraw purchase)
 inline constexpr char kRefund[] =
     "refund";  // medical → bank clearing (closed card's account paid out)
 }  // namespace cause

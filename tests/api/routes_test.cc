@@ -17,7 +17,11 @@
 #include "access/directory.h"
 #include "api/routes.h"
 #include "audit/audit_log.h"
+#include "branch/card_scripts.h"
 #include "branch/services.h"
+#include "crypto/crypto.h"
+#include "host/host.h"
+#include "iso8583/messages.h"
 #include "test_database.h"
 #include "test_scheme.h"
 
@@ -161,6 +165,12 @@ class ApiTest : public ::testing::TestWithParam<store::Engine> {
     if (!body.is_object() || !body.contains("error")) return "<no error body: " + response.body;
     return body["error"]["code"].get<std::string>();
   }
+  static std::string HeaderOf(const HttpResponse& response, const std::string& name) {
+    for (const auto& [header, value] : response.headers) {
+      if (header == name) return value;
+    }
+    return "<no " + name + ">";
+  }
   static std::string ErrorField(const HttpResponse& response) {
     auto body = json::parse(response.body, nullptr, false);
     if (!body.is_object() || !body.contains("error") || body["error"]["field"].is_null()) {
@@ -227,8 +237,11 @@ TEST_P(ApiTest, EveryRouteButSignInNeedsAValidSession) {
     auto none = Call(route.method, path, body);
     EXPECT_EQ(none.status, 401) << route.method << " " << route.pattern;
     EXPECT_EQ(ErrorCode(none), "unauthenticated");
+    EXPECT_EQ(HeaderOf(none, "WWW-Authenticate"), "Bearer realm=\"medcard\"")
+        << route.method << " " << route.pattern;
     auto forged = Call(route.method, path, body, std::string(64, 'a'));
     EXPECT_EQ(forged.status, 401) << route.method << " " << route.pattern;
+    EXPECT_EQ(HeaderOf(forged, "WWW-Authenticate"), "Bearer realm=\"medcard\"");
   }
   EXPECT_EQ(Card()["state"], "active");
   // Only the sign-in Card() made was audited.
@@ -403,6 +416,46 @@ TEST_P(ApiTest, ReplayedRequestGetsTheFirstAnswer) {
   EXPECT_EQ(Call("POST", loss, body, token).status, 422);
 }
 
+// docs/api.md "Replays": the answer under an Idempotency-Key commits in the action's own
+// transaction. A database that refuses to record the answer (a trigger here) leaves the card,
+// the blacklist and the audit log as they were, and releases the key.
+TEST_P(ApiTest, IdempotencyRecordCommitsWithTheActionOrNothing) {
+  const std::string token = SignIn("t01");
+  const bool sqlite = GetParam() == store::Engine::kSqlite;
+  auto refused = connection_->ExecuteScript(
+      sqlite ? "CREATE TRIGGER refuse_answer BEFORE UPDATE ON api_idempotency "
+               "WHEN NEW.status <> 0 BEGIN SELECT RAISE(ABORT, 'refused'); END"
+             : "CREATE FUNCTION refuse_answer() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION "
+               "'refused'; END $$ LANGUAGE plpgsql; "
+               "CREATE TRIGGER refuse_answer BEFORE UPDATE ON api_idempotency FOR EACH ROW "
+               "WHEN (NEW.status <> 0) EXECUTE FUNCTION refuse_answer()");
+  ASSERT_TRUE(refused.ok()) << refused.error().message;
+  const std::string loss = std::string("/v1/cards/") + kAsn + "/loss";
+  const std::int64_t audit_before = AuditCount();
+  auto failed = Call("POST", loss, R"({"reason": "stolen"})", token, {{"idempotency-key", "k-1"}});
+  EXPECT_EQ(failed.status, 500) << failed.body;
+  EXPECT_EQ(AuditCount(), audit_before);  // no card.report_loss entry
+  auto blacklisted = connection_->Query("SELECT COUNT(*) FROM host_blacklist");
+  ASSERT_TRUE(blacklisted.ok()) << blacklisted.error().message;
+  EXPECT_EQ((*blacklisted)[0].Int(0), 0);
+  EXPECT_EQ(Card()["state"], "active");
+
+  ASSERT_TRUE(connection_
+                  ->ExecuteScript("DROP TRIGGER refuse_answer" +
+                                  std::string(sqlite ? "" : " ON api_idempotency"))
+                  .ok());
+  // The key was released with the 500: the retry runs once and is then answered from the record.
+  auto retried = Call("POST", loss, R"({"reason": "stolen"})", token, {{"idempotency-key", "k-1"}});
+  ASSERT_EQ(retried.status, 200) << retried.body;
+  auto stored = connection_->Query(
+      "SELECT status, response FROM api_idempotency WHERE idempotency_key = 'k-1'");
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].Int("status"), 200);
+  EXPECT_EQ((*stored)[0].Text("response"), retried.body);
+  EXPECT_EQ(Card()["state"], "lost");
+}
+
 TEST_P(ApiTest, TwoTellersOnTheSameCardOneWinsTheOtherGetsAConflict) {
   const std::int64_t version = Card()["version"];
   const std::string t01 = SignIn("t01");
@@ -503,6 +556,124 @@ TEST_P(ApiTest, CardScriptsNeedTheirAuthorityAndGiveACommand) {
   ASSERT_TRUE(records.ok());
   ASSERT_EQ(records->size(), 1u);
   EXPECT_EQ((*records)[0].entry.authorised_by, "s01");
+}
+
+// docs/branch.md "PIN reset and the online PIN": the reset gives the host the new PIN's value
+// in the same transaction as its audit entry, and the host's wrong-PIN count starts again.
+TEST_P(ApiTest, PinResetGivesTheHostTheNewPinsOnlineValueAndResetsItsTries) {
+  // Cards whose numbers give a PAN (docs/protocol.md 5.7), so the host can check PINs online.
+  constexpr char kStoredAsn[] = "01000000000000000042";  // has an online PIN value
+  constexpr char kNewAsn[] = "01000000000000000043";     // has none yet
+  NewActiveCard(kStoredAsn);
+  NewActiveCard(kNewAsn);
+  const Bytes pek = HexToBytes("4A5B6C7D8E9FA0B1C2D3E4F506172839");
+  const Bytes pvk = HexToBytes("0123456789ABCDEFFEDCBA9876543210");
+  const Bytes tmk = HexToBytes("1C2D3E4F5061728394A5B6C7D8E9FA0B");
+  const Bytes working_pin_key = HexToBytes("5D6E7F8091A2B3C4D5E6F708192A3B4C");
+  ASSERT_TRUE(key_store_->ImportTestKey("pek/WS01", pek).ok());
+  ASSERT_TRUE(key_store_->ImportTestKey("tmk/000000000301", tmk).ok());
+  const std::string token = SignIn("t01");
+  // The teller's PIN pad: a format 0 block for branch::PinBlockPan under pek/WS01.
+  auto reset = [&](const std::string& asn, const std::string& pin) {
+    const Bytes block = crypto::BlockCipher::Des(pek)->EncryptEcb(*crypto::MakePinBlock(
+        crypto::PinBlockFormat::kFormat0, pin, *branch::PinBlockPan(HexToBytes(asn))));
+    const json body = {{"challenge", "0102030405060708"},
+                       {"start_date", "2026-01-01"},
+                       {"expiry_date", "2030-12-31"},
+                       {"workstation", "WS01"},
+                       {"encrypted_pin_block", ToHex(block)},
+                       {"authorisation", {{"login", "s01"}, {"password", PasswordOf("s01")}}}};
+    return Call("POST", "/v1/cards/" + asn + "/scripts/pin-reset", body.dump(), token);
+  };
+  // A balance inquiry's PIN as a terminal sends it: under its working PIN key, for field 2's PAN.
+  host::Host host(*connection_, *key_store_);
+  auto received = key_store_->Unwrap(*key_store_->Find("tmk/000000000301"),
+                                     *crypto::EncryptKeyForTransport(tmk, working_pin_key));
+  ASSERT_TRUE(received.ok()) << received.error().message;
+  auto online = [&](const std::string& asn, const std::string& pin) -> std::string {
+    const Bytes card = HexToBytes(asn);
+    const std::string pan = *iso8583::PanFromAsn(card);
+    const Bytes block =
+        crypto::BlockCipher::Des(working_pin_key)
+            ->EncryptEcb(*crypto::MakePinBlock(crypto::PinBlockFormat::kFormat0, pin, pan));
+    auto verified = host.VerifyOnlinePin(card, pan, *received, block);
+    if (verified.ok()) return "00";
+    const auto code = static_cast<std::uint16_t>(verified.error().code);
+    return std::string{static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
+  };
+
+  // No PIN verification key anywhere: the reset works as before, the host has no value (12).
+  auto before_any_key = reset(kNewAsn, "205518");
+  ASSERT_EQ(before_any_key.status, 200) << before_any_key.body;
+  EXPECT_EQ(online(kNewAsn, "205518"), "12");
+
+  ASSERT_TRUE(key_store_->ImportTestKey(std::string(keys::kCardPinVerificationKey), pvk).ok());
+  keys::KeyRef pvk_ref = *key_store_->Find(keys::kCardPinVerificationKey);
+  // The issued card's PIN 111111; three wrong PINs block the card online (75).
+  const std::string pan = *iso8583::PanFromAsn(HexToBytes(kStoredAsn));
+  ASSERT_TRUE(host.ReplacePinVerificationValue(HexToBytes(kStoredAsn),
+                                               {std::string(keys::kCardPinVerificationKey), 1,
+                                                *key_store_->PinOffset(pvk_ref, pan, "111111")})
+                  .ok());
+  EXPECT_EQ(online(kStoredAsn, "111111"), "00");
+  EXPECT_EQ(online(kStoredAsn, "999999"), "55");
+  EXPECT_EQ(online(kStoredAsn, "999999"), "55");
+  EXPECT_EQ(online(kStoredAsn, "999999"), "75");
+  EXPECT_EQ(online(kStoredAsn, "111111"), "75");
+
+  auto response = reset(kStoredAsn, "482915");
+  ASSERT_EQ(response.status, 200) << response.body;
+  EXPECT_EQ(json::parse(response.body)["command"].get<std::string>().substr(0, 10), "842400000C");
+  // The new PIN matches; the old one is a wrong PIN counted from zero again (55, not 75).
+  EXPECT_EQ(online(kStoredAsn, "482915"), "00");
+  EXPECT_EQ(online(kStoredAsn, "111111"), "55");
+  EXPECT_EQ(online(kStoredAsn, "111111"), "55");
+  EXPECT_EQ(online(kStoredAsn, "482915"), "00");
+  // The stored value is the new PIN's offset, never the PIN.
+  auto stored =
+      connection_->Query("SELECT pin_offset, failed_tries FROM host_card_pins WHERE asn = ?",
+                         {std::string(kStoredAsn)});
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 1u);
+  EXPECT_EQ((*stored)[0].Text("pin_offset"), *key_store_->PinOffset(pvk_ref, pan, "482915"));
+  EXPECT_EQ((*stored)[0].Int("failed_tries"), 0);
+
+  // A card without a value gets one when the key store holds the card PVK.
+  ASSERT_EQ(reset(kNewAsn, "730164").status, 200);
+  EXPECT_EQ(online(kNewAsn, "730164"), "00");
+  EXPECT_EQ(online(kNewAsn, "205518"), "55");
+
+  // A block under another PIN pad key changes nothing: no script, no new value, no audit entry.
+  const std::int64_t audited = AuditCount();
+  ASSERT_TRUE(key_store_->ImportTestKey("pek/WS02", tmk).ok());
+  json other = {
+      {"challenge", "0102030405060708"},
+      {"start_date", "2026-01-01"},
+      {"expiry_date", "2030-12-31"},
+      {"workstation", "WS02"},
+      {"encrypted_pin_block", ToHex(crypto::BlockCipher::Des(pek)->EncryptEcb(*crypto::MakePinBlock(
+                                  crypto::PinBlockFormat::kFormat0, "999000",
+                                  *branch::PinBlockPan(HexToBytes(kStoredAsn)))))},
+      {"authorisation", {{"login", "s01"}, {"password", PasswordOf("s01")}}}};
+  auto refused = Call("POST", std::string("/v1/cards/") + kStoredAsn + "/scripts/pin-reset",
+                      other.dump(), token);
+  EXPECT_EQ(refused.status, 422) << refused.body;
+  EXPECT_EQ(AuditCount(), audited);
+  EXPECT_EQ(online(kStoredAsn, "482915"), "00");
+
+  // Each reset is audited with the key its online value is under (never the PIN or offset).
+  audit::Filter filter;
+  filter.action = "card.pin_reset.script";
+  auto records = audit::Read(*connection_, filter);
+  ASSERT_TRUE(records.ok());
+  ASSERT_EQ(records->size(), 3u);
+  int with_online_value = 0;
+  for (const auto& record : *records) {
+    if (record.entry.details.find("\"pvk/CARDS\"") != std::string::npos) ++with_online_value;
+    EXPECT_EQ(record.entry.details.find("482915"), std::string::npos);
+    EXPECT_EQ(record.entry.details.find("730164"), std::string::npos);
+  }
+  EXPECT_EQ(with_online_value, 2);
 }
 
 TEST_P(ApiTest, PaginationOfUsersAndTransactions) {

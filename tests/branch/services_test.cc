@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <thread>
+#include <variant>
 
 #include "branch_test_scheme.h"
 
@@ -149,6 +150,43 @@ TEST_P(ServicesTest, AnActionTheCardsStateDoesNotAllowIsUnprocessableAndChangesN
   EXPECT_EQ(card->state, CardState::kActive);
   EXPECT_EQ(card->version, 3);
   EXPECT_EQ(AuditCardEntries().size(), 3u);
+}
+
+// The API's Idempotency-Key record runs in the action's transaction: it sees the action's result
+// and the changes; when it fails, nothing of the action stays.
+TEST_P(ServicesTest, ACommitHookRunsInTheActionsTransactionAndItsFailureUndoesTheAction) {
+  const CardRecord card = NewActiveCard(kAsn);
+  const std::size_t audited = AuditCardEntries().size();
+  int calls = 0;
+  services_->SetCommitHook([&](store::Connection& c, const BranchServices::ActionResult& result) {
+    ++calls;
+    EXPECT_TRUE(c.InTransaction());
+    EXPECT_EQ(std::get<CardRecord>(result).state, CardState::kLost);
+    return Status(MakeError("the answer cannot be recorded"));
+  });
+  auto refused = services_->ReportLoss(teller_, {.asn = kAsn});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kInternal);
+  EXPECT_THAT(refused.error().message, HasSubstr("the answer cannot be recorded"));
+  EXPECT_EQ(calls, 1);
+  auto unchanged = services_->FindCard(kAsn);
+  ASSERT_TRUE(unchanged.ok());
+  EXPECT_EQ(unchanged->state, CardState::kActive);
+  EXPECT_EQ(unchanged->version, card.version);
+  EXPECT_EQ(AuditCardEntries().size(), audited);
+  auto blacklist = host_->BlacklistSince(0);
+  ASSERT_TRUE(blacklist.ok());
+  EXPECT_TRUE(blacklist->empty());
+
+  services_->SetCommitHook([&](store::Connection&, const BranchServices::ActionResult& result) {
+    ++calls;
+    EXPECT_EQ(std::get<CardRecord>(result).version, card.version + 1);
+    return Status::Ok();
+  });
+  auto lost = services_->ReportLoss(teller_, {.asn = kAsn});
+  ASSERT_TRUE(lost.ok()) << lost.error().message;
+  EXPECT_EQ(calls, 2);
+  EXPECT_EQ(AuditCardEntries().size(), audited + 1);
 }
 
 TEST_P(ServicesTest, AnActionOnAStaleVersionIsAConflictAndChangesNothing) {

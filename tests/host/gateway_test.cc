@@ -184,6 +184,7 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
     }
     EXPECT_NE(all[0].cryptogram, all[1].cryptogram);
     working_mac_key_ = *crypto::DecryptKeyFromTransport(tmk_, keys->mac_key.cryptogram);
+    working_pin_key_ = *crypto::DecryptKeyFromTransport(tmk_, keys->pin_key.cryptogram);
     key_version_ = iso8583::SecurityControl::Parse(*a.message().GetDigits(53))->key_version;
   }
   Answer Echo(std::optional<std::uint32_t> trace = {}) {
@@ -337,6 +338,7 @@ class GatewayTest : public ::testing::TestWithParam<store::Engine> {
   std::uint32_t batch_ = 1;
   std::uint16_t key_version_ = 0;
   Bytes working_mac_key_ = Bytes(16, 0);
+  Bytes working_pin_key_ = Bytes(16, 0);
 
   // A second terminal of the same merchant: Swap() makes it the one the helpers speak for.
   void AddSecondTerminal() {
@@ -459,6 +461,34 @@ TEST_P(GatewayTest, ABlockedTerminalIsRefused97UntilUnblockedAndNothingIsStored)
   SignOn();
   EXPECT_EQ(key_version_, 2);
   EXPECT_EQ(Echo().code, ResponseCode::kApproved);
+}
+
+TEST_P(GatewayTest, ABlockedTerminalsUploadLoadAndInquiryAre97AndNothingIsCleared) {
+  SignOn();
+  GatewayIssuer issuer(*this);
+  ASSERT_TRUE(Load(issuer, 5000).ok());
+  const auto purchase = Purchase(1200);
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "blocked").ok());
+  const std::int64_t answers = Count("SELECT COUNT(*) FROM host_gateway_answers");
+  Answer upload = Send(Upload({purchase}));
+  EXPECT_EQ(upload.code, ResponseCode::kTerminalNotRegistered);
+  EXPECT_FALSE(upload.has_mac);
+  EXPECT_FALSE(Load(issuer, 1000).ok());
+  EXPECT_EQ(issuer.load_answer.code, ResponseCode::kTerminalNotRegistered);
+  Message inquiry = Request(iso8583::Transaction::kBalanceInquiry);
+  ASSERT_TRUE(inquiry.SetDigits(22, "052").ok());
+  ASSERT_TRUE(inquiry.SetDigits(25, "00").ok());
+  ASSERT_TRUE(inquiry.SetText(49, "156").ok());
+  ASSERT_TRUE(inquiry.SetBytes(62, *iso8583::CardReference{asn_}.Encode()).ok());
+  EXPECT_EQ(Send(inquiry).code, ResponseCode::kTerminalNotRegistered);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM host_purchases"), 0);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM host_gateway_answers"), answers);
+  EXPECT_EQ(Balance().medical_account, 95000);  // the refused load reserved nothing
+  // Unblocked, the same upload clears.
+  ASSERT_TRUE(host_->SetTerminalStatus(terminal_number_, "active").ok());
+  EXPECT_EQ(Send(Upload({purchase})).code, ResponseCode::kApproved);
+  EXPECT_EQ(Count("SELECT COUNT(*) FROM host_purchases WHERE outcome = 'accepted'"), 1);
+  ExpectHostClean();
 }
 
 TEST_P(GatewayTest, AfterSignOffEverythingButASignOnIs77) {
@@ -871,26 +901,143 @@ TEST_P(GatewayTest, BalanceInquiryAnswersTheMedicalAccount) {
       unknown.SetBytes(62, *iso8583::CardReference{HexToBytes("11000000000000000999")}.Encode())
           .ok());
   EXPECT_EQ(Send(unknown).code, ResponseCode::kInvalidCard);
-  // With a PIN block: the host cannot verify an online PIN yet, and says so (12).
-  // (This card's ASN has 20 significant digits, so no PAN: the request names a card that has one.)
-  const Bytes card_with_pan = HexToBytes("00004100000089999985");
-  const std::string pan = iso8583::PanFromAsn(card_with_pan).value_or("");
-  Message with_pin = Request(iso8583::Transaction::kBalanceInquiry);
-  ASSERT_TRUE(with_pin.SetDigits(2, pan).ok());
-  ASSERT_TRUE(with_pin.SetDigits(22, "051").ok());
-  ASSERT_TRUE(with_pin.SetDigits(25, "00").ok());
-  ASSERT_TRUE(with_pin.SetDigits(26, "12").ok());
-  ASSERT_TRUE(with_pin.SetText(49, "156").ok());
-  ASSERT_TRUE(with_pin.SetBytes(52, Bytes(8, 0x5A)).ok());
-  ASSERT_TRUE(with_pin.SetDigits(53, *iso8583::SecurityControl{true, key_version_}.Encode()).ok());
-  ASSERT_TRUE(with_pin.SetBytes(62, *iso8583::CardReference{card_with_pan}.Encode()).ok());
-  EXPECT_EQ(Send(with_pin).code, ResponseCode::kInvalidTransaction);
   // A blacklisted card: 41.
   ASSERT_TRUE(host_->AddToBlacklist(asn_, "20261101000000").ok());
   Message lost = m;
   ASSERT_TRUE(lost.SetNumber(11, ++trace_).ok());
   EXPECT_EQ(Send(lost).code, ResponseCode::kLostCard);
 }
+
+// ---- Online PIN (9.8) -------------------------------------------------------------------------
+
+class GatewayPinTest : public GatewayTest {
+ protected:
+  static constexpr char kPan[] = "4100000089999985";
+  void SetUp() override {
+    GatewayTest::SetUp();
+    if (HasFatalFailure()) return;
+    // The issuer's PIN verification key, shared with the host (here: the same store).
+    ASSERT_TRUE(key_store_->Generate(keys::kCardPinVerificationKey).ok());
+    ASSERT_TRUE(
+        host_->RegisterCard({card_, "holder-2", kPerson, std::nullopt, PinValue(kPan, "739515")})
+            .ok());
+  }
+  std::optional<PinVerificationValue> PinValue(std::string_view pan, std::string_view pin) {
+    auto pvk = key_store_->Find(keys::kCardPinVerificationKey);
+    EXPECT_TRUE(pvk.ok());
+    auto offset = key_store_->PinOffset(*pvk, pan, pin);
+    EXPECT_TRUE(offset.ok()) << offset.error().message;
+    return PinVerificationValue{std::string(keys::kCardPinVerificationKey), 1, *offset};
+  }
+  // A balance inquiry with the PIN as the terminal's PIN pad sends it: format 0 for the PAN,
+  // under the working PIN key of the last sign-on.
+  Message Inquiry(std::string_view pin, const Bytes& asn, std::string_view pan) {
+    Message m = Request(iso8583::Transaction::kBalanceInquiry);
+    EXPECT_TRUE(m.SetDigits(2, pan).ok());
+    EXPECT_TRUE(m.SetDigits(22, "051").ok());
+    EXPECT_TRUE(m.SetDigits(25, "00").ok());
+    EXPECT_TRUE(m.SetDigits(26, "12").ok());
+    EXPECT_TRUE(m.SetText(49, "156").ok());
+    const Bytes block =
+        crypto::BlockCipher::Des(working_pin_key_)
+            ->EncryptEcb(*crypto::MakePinBlock(crypto::PinBlockFormat::kFormat0, pin, pan));
+    EXPECT_TRUE(m.SetBytes(52, block).ok());
+    EXPECT_TRUE(m.SetDigits(53, *iso8583::SecurityControl{true, key_version_}.Encode()).ok());
+    EXPECT_TRUE(m.SetBytes(62, *iso8583::CardReference{asn}.Encode()).ok());
+    return m;
+  }
+  ResponseCode Ask(std::string_view pin) { return Send(Inquiry(pin, card_, kPan)).code; }
+  std::int64_t FailedTries() {
+    return Count("SELECT failed_tries FROM host_card_pins WHERE asn = '" + ToHex(card_) + "'");
+  }
+  const Bytes card_ = HexToBytes("00004100000089999985");
+};
+
+TEST_P(GatewayPinTest, TheRightPinGetsTheBalanceAndAWrongOne55) {
+  SignOn();
+  Answer right = Send(Inquiry("739515", card_, kPan));
+  ASSERT_EQ(right.code, ResponseCode::kApproved);
+  EXPECT_EQ(iso8583::AvailableBalance::Parse(*right.message().GetText(54))->amount, 100000u);
+  Answer wrong = Send(Inquiry("739516", card_, kPan));
+  EXPECT_EQ(wrong.code, ResponseCode::kIncorrectPin);
+  EXPECT_TRUE(wrong.has_mac);
+  EXPECT_FALSE(wrong.message().Has(54));
+  EXPECT_EQ(FailedTries(), 1);
+  // A block under other keys (a terminal with stale PIN keys) is a wrong PIN too.
+  SignOn();
+  EXPECT_EQ(Ask("739515"), ResponseCode::kApproved);  // and a right PIN resets the count
+  EXPECT_EQ(FailedTries(), 0);
+  working_pin_key_ = crypto::RandomBytes(16);
+  EXPECT_EQ(Ask("739515"), ResponseCode::kIncorrectPin);
+  ExpectHostClean();
+}
+
+TEST_P(GatewayPinTest, TriesAreCountedPerCardUntil75AndAPinResetStartsAgain) {
+  SignOn();
+  std::ostringstream log;
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_st>(log)));
+  EXPECT_EQ(Ask("111111"), ResponseCode::kIncorrectPin);
+  // A retry of the same frame gets the first answer and is not counted again (9.4).
+  const Message wrong = Inquiry("222222", card_, kPan);
+  const Bytes frame = FrameOf(wrong);
+  EXPECT_EQ(Read(gateway_->Handle(frame), wrong).code, ResponseCode::kIncorrectPin);
+  EXPECT_EQ(Read(gateway_->Handle(frame), wrong).code, ResponseCode::kIncorrectPin);
+  EXPECT_EQ(FailedTries(), 2);
+  EXPECT_EQ(Ask("333333"), ResponseCode::kPinTriesExceeded);  // the third wrong PIN
+  EXPECT_EQ(Ask("739515"), ResponseCode::kPinTriesExceeded);  // the right one no longer helps
+  EXPECT_EQ(FailedTries(), 3);
+  spdlog::set_default_logger(previous);
+  EXPECT_THAT(log.str(), ::testing::HasSubstr("code=55"));
+  EXPECT_THAT(log.str(), ::testing::HasSubstr("code=75"));
+  EXPECT_THAT(log.str(), ::testing::HasSubstr("wrong PIN, 2 of 3 wrong PINs"));
+  for (const char* secret : {"111111", "222222", "333333", "739515"}) {
+    EXPECT_THAT(log.str(), ::testing::Not(::testing::HasSubstr(secret)));
+  }
+  EXPECT_THAT(log.str(), ::testing::Not(::testing::HasSubstr(ToHex(*wrong.GetBytes(52)))));
+
+  // The branch resets the PIN: a new value, the count back to 0, the old PIN wrong.
+  ASSERT_TRUE(host_->ReplacePinVerificationValue(card_, *PinValue(kPan, "864200")).ok());
+  EXPECT_EQ(FailedTries(), 0);
+  EXPECT_EQ(Ask("739515"), ResponseCode::kIncorrectPin);
+  EXPECT_EQ(Ask("864200"), ResponseCode::kApproved);
+  EXPECT_EQ(FailedTries(), 0);
+  // Another card's count is its own.
+  ASSERT_TRUE(host_
+                  ->RegisterCard({HexToBytes("00004100000089999993"), "holder-3", kPerson,
+                                  std::nullopt, PinValue("4100000089999993", "123789")})
+                  .ok());
+  EXPECT_EQ(Send(Inquiry("123789", HexToBytes("00004100000089999993"), "4100000089999993")).code,
+            ResponseCode::kApproved);
+}
+
+TEST_P(GatewayPinTest, APinForACardWithoutAValueIs12AndForAnUnknownOrLostCard14Or41) {
+  SignOn();
+  const Bytes no_value = HexToBytes("00004100000089999977");
+  ASSERT_TRUE(host_->RegisterCard({no_value, "holder-4", kPerson}).ok());
+  EXPECT_EQ(Send(Inquiry("739515", no_value, "4100000089999977")).code,
+            ResponseCode::kInvalidTransaction);
+  EXPECT_EQ(Send(Inquiry("739515", HexToBytes("00004100000089999969"), "4100000089999969")).code,
+            ResponseCode::kInvalidCard);
+  ASSERT_TRUE(host_->AddToBlacklist(card_, "20261101000000").ok());
+  EXPECT_EQ(Ask("111111"), ResponseCode::kLostCard);
+  EXPECT_EQ(FailedTries(), 0);  // a lost card's PIN is not tried
+  // The host refuses a value that is not one.
+  EXPECT_EQ(host_->ReplacePinVerificationValue(card_, {"purchase", 1, "123456"}).error().code,
+            ResponseCode::kFormatError);
+  EXPECT_EQ(host_->ReplacePinVerificationValue(no_value, {"pvk/CARDS", 1, "12a456"}).error().code,
+            ResponseCode::kFormatError);
+  EXPECT_EQ(host_
+                ->ReplacePinVerificationValue(HexToBytes("00004100000089999969"),
+                                              {"pvk/CARDS", 1, "123456"})
+                .error()
+                .code,
+            ResponseCode::kInvalidCard);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, GatewayPinTest, test_support::AllEngines(),
+                         test_support::EngineTestName);
 
 TEST_P(GatewayTest, ARetriedSignOnGetsTheSameKeys) {
   Message m = SignOnRequest();

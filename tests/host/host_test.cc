@@ -430,6 +430,171 @@ TEST_P(HostTest, APurchaseBeforeALoadUploadedAfterTheLaterOnesClosesItsGap) {
   ExpectHostClean();
 }
 
+// Offline purchases at two terminals of different merchants: each terminal uploads at its own
+// day end, so the card's later purchase may reach the host first, before anything of the card
+// was cleared (docs/host.md "Clearing rules" 5: a wallet's gaps count from serial 0).
+class HostTwoTerminalsTest : public HostTest {
+ protected:
+  void SetUp() override {
+    HostTest::SetUp();
+    ASSERT_TRUE(host_->RegisterMerchant({kOtherMerchant, "District Pharmacy", "pharmacy-7"}).ok());
+    auto terminal = host_->RegisterTerminal({other_terminal_, kOtherMerchant, other_psam_serial_});
+    ASSERT_TRUE(terminal.ok()) << terminal.error().message;
+    auto psam = test_support::NewTestPsam(other_psam_serial_, other_terminal_);
+    ASSERT_TRUE(psam.ok()) << psam.error().message;
+    other_psam_ = std::move(psam).value();
+  }
+  // A purchase at the pharmacy's terminal (the fixture's Purchase is at the hospital's).
+  terminal::PurchaseResult PurchaseAtPharmacy(std::uint32_t amount, TimeOfDay time) {
+    auto p = terminal::Purchase(*cardholder_.reader, *other_psam_.reader, cardholder_.app,
+                                {terminal::Wallet::kEd, amount, date_, time});
+    EXPECT_TRUE(p.ok()) << p.error().message;
+    return p.ok() ? *p : terminal::PurchaseResult{};
+  }
+  std::int64_t PharmacyBalance() {
+    ledger::Ledger ledger(*conn_);
+    auto account = ledger.FindAccount(ledger::AccountId::Merchant(kOtherMerchant));
+    return account.ok() && *account ? (*account)->balance : -1;
+  }
+  std::vector<std::int64_t> OpenGapSerials() {
+    auto gaps = host_->OpenGaps();
+    EXPECT_TRUE(gaps.ok());
+    std::vector<std::int64_t> serials;
+    if (gaps.ok()) {
+      for (const auto& gap : *gaps) serials.push_back(gap.offline_serial);
+    }
+    return serials;
+  }
+  void ExpectFloatIsTheCardsBalance() {
+    EXPECT_EQ(Balance().card_ed, *terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd));
+  }
+
+  static constexpr char kOtherMerchant[] = "P0007";
+  Bytes other_psam_serial_ = HexToBytes("50000000000000000302");
+  Bytes other_terminal_ = HexToBytes("000000000302");
+  test_support::TestPsam other_psam_;
+};
+
+TEST_P(HostTwoTerminalsTest, AFreshCardsLaterPurchaseUploadedFirstOpensAGapTheEarlierOneCloses) {
+  ASSERT_TRUE(Load(10000).ok());
+  const auto at_hospital = Purchase(1000, {9, 0, 0});             // offline serial 0
+  const auto at_pharmacy = PurchaseAtPharmacy(2500, {10, 0, 0});  // offline serial 1
+  ASSERT_EQ(at_hospital.card_offline_serial, 0);
+  ASSERT_EQ(at_pharmacy.card_offline_serial, 1);
+
+  EXPECT_THAT(Clear({Upload(at_pharmacy)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_EQ(PharmacyBalance(), 2500);
+  EXPECT_THAT(OpenGapSerials(), ElementsAre(0)) << "the hospital's upload is still to come";
+  EXPECT_EQ(SuspenseBalance(), 1000) << "what serial 0 took from the card waits in suspense";
+  ExpectFloatIsTheCardsBalance();
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+
+  EXPECT_THAT(Clear({Upload(at_hospital)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_EQ(MerchantBalance(), 1000);
+  EXPECT_EQ(PharmacyBalance(), 2500);
+  EXPECT_TRUE(OpenGapSerials().empty());
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(Balance().card_ed, 10000 - 3500);
+  ExpectFloatIsTheCardsBalance();
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+  // Both again, in either order: duplicates, nothing posted twice.
+  EXPECT_THAT(Clear({Upload(at_hospital), Upload(at_pharmacy)}),
+              ElementsAre(ClearingOutcome::kDuplicate, ClearingOutcome::kDuplicate));
+  EXPECT_EQ(MerchantBalance() + PharmacyBalance(), 3500);
+}
+
+TEST_P(HostTwoTerminalsTest, SeveralMissingSerialsEachStayAGapUntilItsUploadArrives) {
+  ASSERT_TRUE(Load(10000).ok());
+  const auto first = Purchase(100, {9, 0, 0});
+  const auto second = Purchase(200, {9, 30, 0});
+  const auto third = PurchaseAtPharmacy(400, {10, 0, 0});
+  EXPECT_THAT(Clear({Upload(third)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_THAT(OpenGapSerials(), ElementsAre(0, 1));
+  EXPECT_EQ(SuspenseBalance(), 300);
+  ExpectHostClean();
+  EXPECT_THAT(Clear({Upload(second)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_THAT(OpenGapSerials(), ElementsAre(0));
+  EXPECT_EQ(SuspenseBalance(), 100);
+  ExpectHostClean();
+  EXPECT_THAT(Clear({Upload(first)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_TRUE(OpenGapSerials().empty());
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(MerchantBalance(), 300);
+  EXPECT_EQ(PharmacyBalance(), 400);
+  ExpectFloatIsTheCardsBalance();
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+}
+
+// The earlier purchase made before a load: its money went to suspense at the load (in transit),
+// and the later one starts from the balance the load left, so nothing more is held for the gap.
+TEST_P(HostTwoTerminalsTest, APurchaseBeforeALoadStillClosesTheGapTheLaterTerminalOpened) {
+  ASSERT_TRUE(Load(10000).ok());
+  const auto before_load = Purchase(1000, {9, 0, 0});
+  ASSERT_TRUE(Load(500).ok());
+  EXPECT_EQ(SuspenseBalance(), 1000);
+  const auto after_load = PurchaseAtPharmacy(2000, {11, 0, 0});
+  EXPECT_THAT(Clear({Upload(after_load)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_THAT(OpenGapSerials(), ElementsAre(0));
+  EXPECT_EQ(SuspenseBalance(), 1000);
+  ExpectFloatIsTheCardsBalance();
+  ExpectHostClean();
+  EXPECT_THAT(Clear({Upload(before_load)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_TRUE(OpenGapSerials().empty());
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(MerchantBalance(), 1000);
+  EXPECT_EQ(PharmacyBalance(), 2000);
+  EXPECT_EQ(Balance().card_ed, 10000 - 1000 + 500 - 2000);
+  ExpectFloatIsTheCardsBalance();
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+}
+
+// Both purchases made before a load, uploaded after it, the later one first: both are in transit.
+TEST_P(HostTwoTerminalsTest, TwoPurchasesBeforeALoadUploadedAfterItInEitherOrderAreBothPaid) {
+  ASSERT_TRUE(Load(10000).ok());
+  const auto at_hospital = Purchase(1000, {9, 0, 0});
+  const auto at_pharmacy = PurchaseAtPharmacy(2500, {10, 0, 0});
+  ASSERT_TRUE(Load(500).ok());
+  EXPECT_EQ(SuspenseBalance(), 3500);
+  EXPECT_THAT(Clear({Upload(at_pharmacy)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_THAT(OpenGapSerials(), ElementsAre(0));
+  EXPECT_EQ(SuspenseBalance(), 1000);
+  ExpectHostClean();
+  EXPECT_THAT(Clear({Upload(at_hospital)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_TRUE(OpenGapSerials().empty());
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(MerchantBalance(), 1000);
+  EXPECT_EQ(PharmacyBalance(), 2500);
+  EXPECT_EQ(Balance().card_ed, 10000 - 3500 + 500);
+  ExpectFloatIsTheCardsBalance();
+  EXPECT_TRUE(ReviewReasons().empty());
+  ExpectHostClean();
+}
+
+// A first upload whose balance the card cannot have had is not a gap: it waits for review,
+// nothing moves and no gap is opened.
+TEST_P(HostTwoTerminalsTest, AFreshCardsFirstUploadWithAnImpossibleBalanceStillGoesToSuspense) {
+  ASSERT_TRUE(Load(10000).ok());
+  (void)Purchase(1000, {9, 0, 0});
+  auto wrong = Upload(PurchaseAtPharmacy(2500, {10, 0, 0}));
+  // The TAC does not cover balances: more than the host knows the card ever held.
+  wrong.balance_before += 5000;
+  wrong.balance_after += 5000;
+  EXPECT_THAT(Clear({wrong}), ElementsAre(ClearingOutcome::kSuspense));
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonBalanceChain));
+  EXPECT_TRUE(OpenGapSerials().empty());
+  EXPECT_EQ(PharmacyBalance(), 0);
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_EQ(Balance().card_ed, 10000);
+  ExpectHostClean();
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, HostTwoTerminalsTest, test_support::AllEngines(),
+                         test_support::EngineTestName);
+
 TEST_P(HostTest, ABlacklistedCardIsRefusedAfterItsBlacklistingTimeAndAcceptedBefore) {
   ASSERT_TRUE(Load(10000).ok());
   auto before = Upload(Purchase(100, {10, 0, 0}));
@@ -651,6 +816,176 @@ TEST_P(HostTest, TheIssuanceLogsIssuedCardsAreImportedOnceAndTornLinesSkipped) {
   EXPECT_EQ(again->cards, 1);
   ExpectHostClean();
 }
+
+TEST_P(HostTest, TheIssuersPinVerificationValueIsImportedAndAPinResetIsNotUndoneByAReimport) {
+  const auto line = [](const std::string& pin_verification) {
+    return R"({"asn":"00004100000089999985","event":"issued","format":1,"holder":"P-1",)"
+           R"("kind":"card","test":false,"pin_verification":)" +
+           pin_verification + "}\n";
+  };
+  const std::string log =
+      line(R"({"method":"ibm3624","key":"pvk/CARDS","version":1,"offset":"402913"})");
+  ASSERT_TRUE(host_->ImportIssuanceLog(log, false).ok());
+  const auto stored = [&] {
+    auto rows = conn_->Query(
+        "SELECT key_name, key_version, pin_offset, failed_tries FROM host_card_pins WHERE asn ="
+        " '00004100000089999985'");
+    EXPECT_TRUE(rows.ok());
+    if (!rows.ok() || rows->empty()) return std::string("none");
+    const store::Row& r = (*rows)[0];
+    return r.Text(0) + "/" + std::to_string(r.Int(1)) + "/" + r.Text(2) + "/" +
+           std::to_string(r.Int(3));
+  };
+  EXPECT_EQ(stored(), "pvk/CARDS/1/402913/0");
+  const Bytes asn = HexToBytes("00004100000089999985");
+  ASSERT_TRUE(host_->ReplacePinVerificationValue(asn, {"pvk/CARDS", 2, "777001"}).ok());
+  EXPECT_EQ(stored(), "pvk/CARDS/2/777001/0");
+  ASSERT_TRUE(host_->ImportIssuanceLog(log, false).ok());  // the old log again: the reset stays
+  EXPECT_EQ(stored(), "pvk/CARDS/2/777001/0");
+  for (const char* bad : {R"({"method":"visa-pvv","key":"pvk/CARDS","version":1,"offset":"4029"})",
+                          R"({"method":"ibm3624","key":"purchase","version":1,"offset":"402913"})",
+                          R"({"method":"ibm3624","key":"pvk/CARDS","version":0,"offset":"402913"})",
+                          R"({"method":"ibm3624","key":"pvk/CARDS","version":1,"offset":"40a913"})",
+                          R"({"method":"ibm3624","key":"pvk/CARDS","version":1})", R"("402913")"}) {
+    SCOPED_TRACE(bad);
+    auto refused = host_->ImportIssuanceLog(line(bad), false);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_EQ(refused.error().code, ResponseCode::kFormatError);
+    EXPECT_THAT(refused.error().message, ::testing::HasSubstr("pin_verification"));
+  }
+  EXPECT_EQ(stored(), "pvk/CARDS/2/777001/0");
+  ExpectHostClean();
+}
+
+// ---- ED overdraw --------------------------------------------------------------------------------
+
+class HostOverdrawTest : public HostTest {
+ protected:
+  // The issuer's UPDATE OVERDRAW LIMIT on the card (INITIALIZE FOR UPDATE, then MAC2 under the
+  // card's overdraw key), and the same limit told to the host.
+  void SetOverdrawLimit(std::uint32_t limit, bool tell_host = true) {
+    reader::Reader& card = *cardholder_.reader;
+    ASSERT_TRUE(terminal::SelectMedicalApplication(card).ok());
+    ASSERT_TRUE(terminal::VerifyPin(card, "123456").ok());
+    Bytes init_data{0x01};
+    Append(init_data, terminal_number_);
+    auto init =
+        reader::Send(card, iso7816::CommandApdu::Case4(0x80, 0x50, 0x04, 0x01, init_data, 0x13));
+    ASSERT_TRUE(init.ok() && init->ok());
+    const Bytes duk = *crypto::Diversify(issuance::TestKeySet::Embedded().MasterKey("overdraw"),
+                                         crypto::AsnFactor(asn_));
+    const Bytes session = *crypto::LoadSessionKey(duk, ByteView(init->data).subspan(11, 4),
+                                                  ByteView(init->data).subspan(4, 2));
+    const Bytes date_time = Concat({EncodeBcdDate(date_), EncodeBcdTime(time_)});
+    Bytes mac2_input;
+    AppendU24(mac2_input, limit);
+    mac2_input.push_back(0x07);
+    Append(mac2_input, terminal_number_);
+    Append(mac2_input, date_time);
+    Bytes update;
+    AppendU24(update, limit);
+    Append(update, date_time);
+    Append(update, *crypto::PbocMac(session, mac2_input));
+    auto updated =
+        reader::Send(card, iso7816::CommandApdu::Case4(0x80, 0x58, 0x00, 0x00, update, 4));
+    ASSERT_TRUE(updated.ok() && updated->ok());
+    auto app = terminal::SelectMedicalApplication(card);
+    ASSERT_TRUE(app.ok());
+    cardholder_.app = *app;
+    ASSERT_TRUE(terminal::VerifyPin(card, "123456").ok());
+    if (tell_host) {
+      ASSERT_TRUE(host_->SetOverdrawLimit(asn_, limit).ok());
+    }
+  }
+  std::int64_t Owed() {
+    ledger::Ledger ledger(*conn_);
+    auto account = ledger.FindAccount(ledger::AccountId::Overdraft(ToHex(asn_)));
+    EXPECT_TRUE(account.ok());
+    return account.ok() && *account ? -(*account)->balance : 0;
+  }
+};
+
+TEST_P(HostOverdrawTest, PurchasesIntoTheLimitAreClearedAsTheBanksCreditToTheCardholder) {
+  SetOverdrawLimit(5000);
+  ASSERT_TRUE(Load(3000).ok());
+  const auto first = Purchase(4000);  // 3000 from the balance, 1000 overdrawn
+  ASSERT_EQ(first.balance_before, 3000u);
+  ASSERT_EQ(first.balance_after, 0u);
+  const auto second = Purchase(2000, {10, 5, 0});  // all overdrawn
+  ASSERT_EQ(second.balance_before, 0u);
+  EXPECT_THAT(Clear({Upload(first), Upload(second)}),
+              ElementsAre(ClearingOutcome::kAccepted, ClearingOutcome::kAccepted));
+  EXPECT_EQ(MerchantBalance(), 6000);
+  EXPECT_EQ(Balance().card_ed, 0);  // the card float follows the card's balance
+  EXPECT_EQ(Owed(), 3000);          // and the cardholder owes the bank the rest
+  EXPECT_EQ(SuspenseBalance(), 0);
+  EXPECT_TRUE(ReviewReasons().empty());
+  // Uploaded again: duplicates, nothing posted twice.
+  EXPECT_THAT(Clear({Upload(first), Upload(second)}),
+              ElementsAre(ClearingOutcome::kDuplicate, ClearingOutcome::kDuplicate));
+  EXPECT_EQ(MerchantBalance(), 6000);
+  EXPECT_EQ(Owed(), 3000);
+  ExpectHostClean();
+
+  // The next load repays the overdraw first: the card's TAC covers 0 + 5000 − 3000.
+  auto load = Load(5000);
+  ASSERT_TRUE(load.ok()) << load.error().message;
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 2000u);
+  EXPECT_EQ(Balance().card_ed, 2000);
+  EXPECT_EQ(Owed(), 0);
+  EXPECT_EQ(Balance().medical_account, 100000 - 3000 - 5000);
+  const auto after_repay = Purchase(500, {11, 0, 0});
+  EXPECT_THAT(Clear({Upload(after_repay)}), ElementsAre(ClearingOutcome::kAccepted));
+  EXPECT_EQ(Balance().card_ed, 1500);
+  ExpectHostClean();
+  // A load larger than nothing owed repays nothing.
+  ASSERT_TRUE(Load(100).ok());
+  EXPECT_EQ(Balance().card_ed, 1600);
+  ExpectHostClean();
+
+  // `medcard host check` sees an overdraft the host does not account for.
+  ASSERT_TRUE(conn_
+                  ->Execute("UPDATE host_card_wallets SET overdraw_used = 2000 WHERE wallet = 'ED'"
+                            " AND asn = ?",
+                            {ToHex(asn_)})
+                  .ok());
+  auto problems = host_->CheckHost();
+  ASSERT_TRUE(problems.ok());
+  EXPECT_THAT(*problems, ElementsAre(HasSubstr("overdraw used 2000 fen, but its overdraft account"
+                                               " owes 0 fen")));
+}
+
+TEST_P(HostOverdrawTest, BeyondTheLimitTheHostKnowsOrOutOfChainItWaitsForReviewAndNothingMoves) {
+  SetOverdrawLimit(5000, /*tell_host=*/false);  // the host still believes 0
+  ASSERT_TRUE(Load(1000).ok());
+  const auto over = Purchase(2500);
+  auto cleared = host_->ClearPurchases({Upload(over)});
+  ASSERT_TRUE(cleared.ok());
+  EXPECT_EQ((*cleared)[0].outcome, ClearingOutcome::kSuspense);
+  EXPECT_EQ((*cleared)[0].reason, kReasonOverdrawLimit);
+  EXPECT_EQ(MerchantBalance(), 0);
+  EXPECT_EQ(Owed(), 0);
+  EXPECT_EQ(Balance().card_ed, 1000);
+  ExpectHostClean();
+
+  // A gap before an overdraw purchase: the host cannot tell its balance, so a reviewer decides.
+  ASSERT_TRUE(host_->SetOverdrawLimit(asn_, 5000).ok());
+  (void)Purchase(100, {10, 1, 0});  // never uploaded (the card is at −1600 after the first)
+  const auto after_gap = Purchase(200, {10, 2, 0});
+  auto reviewed = host_->ClearPurchases({Upload(after_gap)});
+  ASSERT_TRUE(reviewed.ok());
+  EXPECT_EQ((*reviewed)[0].reason, kReasonOverdrawReview);
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonOverdrawLimit, kReasonOverdrawReview));
+  EXPECT_EQ(Owed(), 0);
+  ExpectHostClean();
+  // The host's limit is checked: no negative limit, an unknown card.
+  EXPECT_EQ(host_->SetOverdrawLimit(asn_, -1).error().code, ResponseCode::kInvalidAmount);
+  EXPECT_EQ(host_->SetOverdrawLimit(HexToBytes("11000000000000000999"), 100).error().code,
+            ResponseCode::kInvalidCard);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, HostOverdrawTest, test_support::AllEngines(),
+                         test_support::EngineTestName);
 
 TEST_P(HostTest, ConcurrentCreditsToOneAccountAreAllPostedAfterRetries) {
   constexpr int kThreads = 4, kCreditsEach = 15;

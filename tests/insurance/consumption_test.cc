@@ -68,12 +68,12 @@ class ConsumptionTest : public ::testing::TestWithParam<store::Engine> {
     ASSERT_TRUE(done.ok()) << done.error().message;
   }
   void Purchase(const char* asn, int serial, Fen amount, const char* terminal, const char* time,
-                const char* outcome) {
+                const char* outcome, int type = 6) {
     auto done = bank_->Execute(
         "INSERT INTO host_purchases (asn, offline_serial, type, amount, balance_before,"
         " balance_after, terminal_number, terminal_serial, txn_time, tac, outcome, reason)"
-        " VALUES (?, ?, 6, ?, 100000, 90000, ?, 1, ?, '00000000', ?, '')",
-        {asn, serial, amount, terminal, time, outcome});
+        " VALUES (?, ?, ?, ?, 100000, 90000, ?, 1, ?, '00000000', ?, '')",
+        {asn, serial, type, amount, terminal, time, outcome});
     ASSERT_TRUE(done.ok()) << done.error().message;
   }
 
@@ -91,17 +91,32 @@ TEST_P(ConsumptionTest, TheHostExportsTheDaysClearedPurchasesWithPersonAndMercha
   auto detail = ExportConsumption(*bank_, {2026, 11, 2});
   ASSERT_TRUE(detail.ok()) << detail.error().message;
   EXPECT_THAT(detail->lines,
-              ElementsAre(ConsumptionLine{1, "1000000000000001/7", "110101199001011237", "H001",
+              ElementsAre(ConsumptionLine{1, "1000000000000001/EP/7", "110101199001011237", "H001",
                                           2500, "2026-11-02T09:15:00"},
-                          ConsumptionLine{2, "1000000000000002/3", "11010120000515234X", "H001",
+                          ConsumptionLine{2, "1000000000000002/EP/3", "11010120000515234X", "H001",
                                           40000, "2026-11-02T12:00:00"},
-                          ConsumptionLine{3, "1000000000000001/8", "110101199001011237", "P002",
+                          ConsumptionLine{3, "1000000000000001/EP/8", "110101199001011237", "P002",
                                           1050, "2026-11-02T18:01:02"}));
   EXPECT_EQ(detail->total_fen(), 43550);
   auto parsed = ParseConsumptionDetail(WriteConsumptionDetail(*detail, Key()), Key());
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   EXPECT_EQ(parsed->lines, detail->lines);
   EXPECT_EQ(parsed->day, (Date{2026, 11, 2}));
+}
+
+// ED and EP number their offline serials each from 0: one card's ED purchase 7 and EP purchase 7
+// on the same day are two lines, and the day imports.
+TEST_P(ConsumptionTest, OneCardsEdAndEpPurchasesWithTheSameSerialAreTwoLines) {
+  Purchase("1000000000000001", 7, 300, "000000000001", "20261102100000", "accepted", 5);
+  auto detail = ExportConsumption(*bank_, {2026, 11, 2});
+  ASSERT_TRUE(detail.ok()) << detail.error().message;
+  ASSERT_EQ(detail->lines.size(), 4u);
+  EXPECT_EQ(detail->lines[1].reference, "1000000000000001/ED/7");
+  EXPECT_EQ(detail->lines[0].reference, "1000000000000001/EP/7");
+  auto imported = ImportConsumption(*agency_, ExportedFile({2026, 11, 2}), Key());
+  ASSERT_TRUE(imported.ok()) << imported.error().message;
+  EXPECT_EQ(imported->count, 4);
+  EXPECT_EQ(imported->total_fen, 43850);
 }
 
 TEST_P(ConsumptionTest, ImportIsOncePerDayAndSumsPerPersonAndFacility) {

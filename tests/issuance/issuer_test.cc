@@ -182,6 +182,46 @@ TEST_F(IssuerTest, ThePinIsInNoLogAndNoCardImageInClear) {
   EXPECT_TRUE(terminal::VerifyPin(terminal_reader, "582914").ok());
 }
 
+TEST_F(IssuerTest, WithAPinVerificationKeyTheLogGetsThePinsOffsetForTheHostButNeverThePin) {
+  ASSERT_TRUE(store_->Generate(keys::kCardPinVerificationKey).ok());
+  CardIssueRequest request = Request("582914");
+  request.asn = HexToBytes("00004100000089999985");  // PAN 4100000089999985 (protocol.md 5.7)
+  auto issued = Issue(BlankCard(), request);
+  ASSERT_TRUE(issued.ok()) << issued.error().message;
+  const json r = Records().back();
+  ASSERT_TRUE(r.contains("pin_verification")) << r.dump();
+  const json& pv = r.at("pin_verification");
+  EXPECT_EQ(pv.at("method"), "ibm3624");
+  EXPECT_EQ(pv.at("key"), "pvk/CARDS");
+  EXPECT_EQ(pv.at("version"), 1);
+  const std::string offset = pv.at("offset");
+  ASSERT_EQ(offset.size(), 6u);
+  EXPECT_NE(offset, "582914");
+  // The bank's check: a PIN pad block of the right PIN matches the offset, a wrong one does not.
+  keys::KeyRef pvk = *store_->Find(keys::kCardPinVerificationKey);
+  ASSERT_TRUE(store_->ImportTestKey("pek/T1", HexToBytes("0123456789ABCDEFFEDCBA9876543210")).ok());
+  keys::KeyRef pek = *store_->Find("pek/T1");
+  const auto block = [&](std::string_view pin) {
+    return crypto::BlockCipher::Des(HexToBytes("0123456789ABCDEFFEDCBA9876543210"))
+        ->EncryptEcb(
+            *crypto::MakePinBlock(crypto::PinBlockFormat::kFormat0, pin, "4100000089999985"));
+  };
+  EXPECT_TRUE(*store_->VerifyPin(pek, block("582914"), "4100000089999985", pvk, offset));
+  EXPECT_FALSE(*store_->VerifyPin(pek, block("582915"), "4100000089999985", pvk, offset));
+  EXPECT_FALSE(Contains(FileText(log_->path()), View(Bytes{'5', '8', '2', '9', '1', '4'})));
+  // A card whose ASN gives no PAN is never asked for an online PIN: no value.
+  auto no_pan = Issue(BlankCard(), Request());
+  ASSERT_TRUE(no_pan.ok()) << no_pan.error().message;
+  EXPECT_FALSE(Records().back().contains("pin_verification"));
+}
+
+TEST_F(IssuerTest, WithoutAPinVerificationKeyTheLogHasNoPinVerificationValue) {
+  CardIssueRequest request = Request();
+  request.asn = HexToBytes("00004100000089999985");
+  ASSERT_TRUE(Issue(BlankCard(), request).ok());
+  EXPECT_FALSE(Records().back().contains("pin_verification"));
+}
+
 TEST_F(IssuerTest, AProductionStoreIssuesUnmarkedCardsThatLoadPayAndClearThroughTheStore) {
   UseStore(testing::CeremonyKeyStore(dir_ / "production", 7));
   std::shared_ptr<card::Card> card = BlankCard();

@@ -221,6 +221,18 @@ class ShortAnsweringStore final : public keys::KeyStore {
                                     keys::KeyRef d, ByteView c) override {
     return inner_.TranslatePinForCard(p, b, pan, d, c);
   }
+  Result<std::string> PinOffset(keys::KeyRef k, std::string_view pan,
+                                std::string_view pin) override {
+    return inner_.PinOffset(k, pan, pin);
+  }
+  Result<bool> VerifyPin(keys::KeyRef p, ByteView b, std::string_view pan, keys::KeyRef k,
+                         std::string_view offset) override {
+    return inner_.VerifyPin(p, b, pan, k, offset);
+  }
+  Result<std::string> PinOffsetFromBlock(keys::KeyRef p, ByteView b, std::string_view block_pan,
+                                         keys::KeyRef k, std::string_view pan) override {
+    return inner_.PinOffsetFromBlock(p, b, block_pan, k, pan);
+  }
   Result<Bytes> Wrap(keys::KeyRef w, keys::KeyRef k) override {
     return Cut(inner_.Wrap(w, k), wrap_size);
   }

@@ -988,5 +988,221 @@ TEST_P(KeyStoreSuite, PinKeys_NeverDecryptDeriveOrTravelExceptTheDpukToItsCard) 
   EXPECT_FALSE(store_->Wrap(*store_->Find("tmk/000000000001"), dpuk).ok());
 }
 
+// ---- Online PIN verification (PinOffset, VerifyPin) -----------------------------------------
+
+// IBM 3624 computed here from the PVK in clear: natural PIN = 3DES(PVK, the PAN's rightmost 16
+// digits as BCD) decimalised; offset = PIN − natural PIN, digit by digit mod 10.
+std::string ExpectedOffset(const Bytes& pvk, std::string_view pan, std::string_view pin) {
+  std::string digits = std::string(16 - std::min<std::size_t>(16, pan.size()), '0') +
+                       std::string(pan.substr(pan.size() > 16 ? pan.size() - 16 : 0));
+  const Bytes enciphered = crypto::BlockCipher::Des(pvk)->EncryptEcb(HexToBytes(digits));
+  const std::string hex = ToHex(enciphered);
+  std::string offset;
+  for (std::size_t i = 0; i < pin.size(); ++i) {
+    const int natural = std::stoi(std::string(1, hex[i]), nullptr, 16) % 10;
+    offset += static_cast<char>('0' + ((pin[i] - '0') - natural + 10) % 10);
+  }
+  return offset;
+}
+
+TEST_P(KeyStoreSuite, PinVerification_PvkNamesAndTheOffsetIsIbm3624) {
+  EXPECT_TRUE(IsValidKeyName("pvk/CARDS"));
+  EXPECT_TRUE(IsPinVerificationKeyName(kCardPinVerificationKey));
+  EXPECT_FALSE(IsValidKeyName("pvk/"));
+  EXPECT_FALSE(IsValidKeyName("pvk/cards"));
+  const Bytes pvk = RandomKey();
+  ImportKnownKey("pvk/CARDS", pvk);
+  ReopenStore();
+  KeyRef ref = *store_->Find("pvk/CARDS");
+  for (const char* pin : {"123456", "9871", "987123987123"}) {
+    SCOPED_TRACE(pin);
+    auto offset = store_->PinOffset(ref, kPinPan, pin);
+    ASSERT_TRUE(offset.ok()) << offset.error().message;
+    EXPECT_EQ(*offset, ExpectedOffset(pvk, kPinPan, pin));
+  }
+  // Another card, another offset for the same PIN (the PAN is the validation data).
+  EXPECT_EQ(*store_->PinOffset(ref, "4100000089999985", "123456"),
+            ExpectedOffset(pvk, "4100000089999985", "123456"));
+  for (const auto& [pan, pin] : {std::pair<std::string, std::string>{kPinPan, "123"},
+                                 {kPinPan, "1234567890123"},
+                                 {kPinPan, "12a456"},
+                                 {"1234567", "123456"},
+                                 {"12345678901234567890", "123456"}}) {
+    auto refused = store_->PinOffset(ref, pan, pin);
+    ASSERT_FALSE(refused.ok()) << pan << " " << pin;
+    EXPECT_THAT(refused.error().message, ::testing::Not(HasSubstr(pin)));
+  }
+}
+
+TEST_P(KeyStoreSuite, PinVerification_TheRightPinMatchesUnderAWorkingPinKeyOrAPek) {
+  const Bytes pvk = RandomKey();
+  KeyRef pvk_ref = ImportKnownKey("pvk/CARDS", pvk);
+  const std::string offset = *store_->PinOffset(pvk_ref, kPinPan, "739515");
+  // A terminal's working PIN key as the host holds it: unwrapped under the terminal's TMK.
+  const Bytes tmk = RandomKey();
+  KeyRef tmk_ref = ImportKnownKey("tmk/000000000301", tmk);
+  const Bytes working_pin_key = RandomKey();
+  KeyRef received = *store_->Unwrap(tmk_ref, *crypto::EncryptKeyForTransport(tmk, working_pin_key));
+  const Bytes pek = RandomKey();
+  KeyRef pek_ref = ImportKnownKey("pek/T1", pek);
+  struct Case {
+    std::string what;
+    KeyRef pin_key;
+    Bytes block;
+    std::string offset;
+    std::string pan;
+    bool match;
+  };
+  const Case cases[] = {
+      {"right PIN, working key", received, PinPadBlock(working_pin_key, "739515", kPinPan), offset,
+       kPinPan, true},
+      {"right PIN, PEK", pek_ref, PinPadBlock(pek, "739515", kPinPan), offset, kPinPan, true},
+      {"wrong PIN", received, PinPadBlock(working_pin_key, "739516", kPinPan), offset, kPinPan,
+       false},
+      {"shorter PIN", received, PinPadBlock(working_pin_key, "7395", kPinPan), offset, kPinPan,
+       false},
+      {"block under another key", received, PinPadBlock(RandomKey(), "739515", kPinPan), offset,
+       kPinPan, false},
+      {"block for another card", received,
+       PinPadBlock(working_pin_key, "739515", "1000000000000000430"), offset, kPinPan, false},
+      {"another offset", received, PinPadBlock(working_pin_key, "739515", kPinPan),
+       offset == "000000" ? "000001" : "000000", kPinPan, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    auto verified = store_->VerifyPin(c.pin_key, c.block, c.pan, pvk_ref, c.offset);
+    ASSERT_TRUE(verified.ok()) << verified.error().message;
+    EXPECT_EQ(*verified, c.match);
+  }
+}
+
+TEST_P(KeyStoreSuite, PinVerification_PvkOnlyVerifiesAndWrongArgumentsAreErrors) {
+  KeyRef pvk = ImportKnownKey("pvk/CARDS", RandomKey());
+  const Bytes pek = RandomKey();
+  KeyRef pek_ref = ImportKnownKey("pek/T1", pek);
+  KeyRef purchase = ImportKnownKey("purchase", RandomKey());
+  KeyRef transport = ImportKnownKey("transport", RandomKey());
+  const Bytes block = PinPadBlock(pek, "739515", kPinPan);
+  const std::string offset = *store_->PinOffset(pvk, kPinPan, "739515");
+  ASSERT_TRUE(*store_->VerifyPin(pek_ref, block, kPinPan, pvk, offset));
+  // 3DES under the PVK of a card's validation data is its natural PIN: never for the caller.
+  const Bytes data = crypto::RandomBytes(8);
+  EXPECT_FALSE(store_->Encrypt(pvk, data).ok());
+  EXPECT_FALSE(store_->Mac(pvk, data).ok());
+  EXPECT_FALSE(store_->Decrypt(pvk, data).ok());
+  EXPECT_FALSE(store_->DeriveSessionKey(pvk, data).ok());
+  EXPECT_FALSE(store_->DeriveTacKey(pvk).ok());
+  auto wrapped = store_->Wrap(*store_->Diversify(transport, data), pvk);
+  ASSERT_FALSE(wrapped.ok());
+  EXPECT_THAT(wrapped.error().message, HasSubstr("never wrapped"));
+  // Only a PVK makes or checks offsets; only a working PIN key or a PEK carries the block.
+  EXPECT_FALSE(store_->PinOffset(purchase, kPinPan, "739515").ok());
+  EXPECT_FALSE(store_->PinOffset(pek_ref, kPinPan, "739515").ok());
+  EXPECT_FALSE(store_->VerifyPin(pek_ref, block, kPinPan, purchase, offset).ok());
+  EXPECT_FALSE(store_->VerifyPin(purchase, block, kPinPan, pvk, offset).ok());
+  EXPECT_FALSE(store_->VerifyPin(transport, block, kPinPan, pvk, offset).ok());
+  EXPECT_FALSE(store_->VerifyPin(pek_ref, ByteView(block).first(7), kPinPan, pvk, offset).ok());
+  EXPECT_FALSE(store_->VerifyPin(pek_ref, block, "12345", pvk, offset).ok());
+  EXPECT_FALSE(store_->VerifyPin(pek_ref, block, kPinPan, pvk, "12x456").ok());
+  EXPECT_FALSE(store_->VerifyPin(pek_ref, block, kPinPan, pvk, "123").ok());
+}
+
+// ---- A new PIN's offset from its PIN block (PinOffsetFromBlock, a branch PIN reset) ---------
+
+TEST_P(KeyStoreSuite, PinOffsetFromBlock_EqualsPinOffsetOfTheSamePinAndVerifiesOnline) {
+  const Bytes pvk = RandomKey();
+  ImportKnownKey("pvk/CARDS", pvk);
+  const Bytes pek = RandomKey();
+  ImportKnownKey("pek/BRANCH01", pek);
+  ReopenStore();
+  KeyRef pvk_ref = *store_->Find("pvk/CARDS");
+  KeyRef pek_ref = *store_->Find("pek/BRANCH01");
+  for (const char* pin : {"654321", "9871", "987123987123"}) {
+    SCOPED_TRACE(pin);
+    auto offset = store_->PinOffsetFromBlock(pek_ref, PinPadBlock(pek, pin, kPinPan), kPinPan,
+                                             pvk_ref, kPinPan);
+    ASSERT_TRUE(offset.ok()) << offset.error().message;
+    EXPECT_EQ(*offset, *store_->PinOffset(pvk_ref, kPinPan, pin));
+    EXPECT_EQ(*offset, ExpectedOffset(pvk, kPinPan, pin));
+    // The value the host stores then verifies that PIN, and only that PIN, online.
+    EXPECT_TRUE(
+        *store_->VerifyPin(pek_ref, PinPadBlock(pek, pin, kPinPan), kPinPan, pvk_ref, *offset));
+    EXPECT_FALSE(*store_->VerifyPin(pek_ref, PinPadBlock(pek, "111111", kPinPan), kPinPan, pvk_ref,
+                                    *offset));
+  }
+  // A PIN pad that forms its block with another PAN than the terminals send: the block is read
+  // with the block's PAN, the offset is the card number's.
+  const char kBlockPan[] = "0000000000000000420";
+  auto two_pans = store_->PinOffsetFromBlock(pek_ref, PinPadBlock(pek, "654321", kBlockPan),
+                                             kBlockPan, pvk_ref, kPinPan);
+  ASSERT_TRUE(two_pans.ok()) << two_pans.error().message;
+  EXPECT_EQ(*two_pans, ExpectedOffset(pvk, kPinPan, "654321"));
+  // Another card: the same PIN has another offset.
+  const char kOtherPan[] = "4100000089999985";
+  EXPECT_EQ(*store_->PinOffsetFromBlock(pek_ref, PinPadBlock(pek, "654321", kOtherPan), kOtherPan,
+                                        pvk_ref, kOtherPan),
+            ExpectedOffset(pvk, kOtherPan, "654321"));
+}
+
+TEST_P(KeyStoreSuite, PinOffsetFromBlock_RefusesWrongKeysAndGarbledBlocksWithoutShowingThePin) {
+  KeyRef pvk = ImportKnownKey("pvk/CARDS", RandomKey());
+  const Bytes pek = RandomKey();
+  KeyRef pek_ref = ImportKnownKey("pek/BRANCH01", pek);
+  KeyRef purchase = ImportKnownKey("purchase", RandomKey());
+  KeyRef transport = ImportKnownKey("transport", RandomKey());
+  const Bytes tmk = RandomKey();
+  KeyRef tmk_ref = ImportKnownKey("tmk/000000000301", tmk);
+  const Bytes working_pin_key = RandomKey();
+  KeyRef received = *store_->Unwrap(tmk_ref, *crypto::EncryptKeyForTransport(tmk, working_pin_key));
+  const std::string pin = "582047";
+  const Bytes block = PinPadBlock(pek, pin, kPinPan);
+  ASSERT_TRUE(store_->PinOffsetFromBlock(pek_ref, block, kPinPan, pvk, kPinPan).ok());
+  Bytes garbled = block;
+  garbled[3] ^= 0x5A;
+  const struct {
+    std::string what;
+    Result<std::string> result;
+    std::string says;
+  } cases[] = {
+      {"a PVK as the PIN key", store_->PinOffsetFromBlock(pvk, block, kPinPan, pvk, kPinPan),
+       "pek/"},
+      {"an issuer key as the PIN key",
+       store_->PinOffsetFromBlock(purchase, block, kPinPan, pvk, kPinPan), "pek/"},
+      {"a transport key as the PIN key",
+       store_->PinOffsetFromBlock(transport, block, kPinPan, pvk, kPinPan), "pek/"},
+      // A terminal's working PIN key verifies PINs; only a teller's PIN pad sets one.
+      {"a working PIN key",
+       store_->PinOffsetFromBlock(received, PinPadBlock(working_pin_key, pin, kPinPan), kPinPan,
+                                  pvk, kPinPan),
+       "pek/"},
+      {"an issuer key as the PVK",
+       store_->PinOffsetFromBlock(pek_ref, block, kPinPan, purchase, kPinPan), "pvk/"},
+      {"a PEK as the PVK", store_->PinOffsetFromBlock(pek_ref, block, kPinPan, pek_ref, kPinPan),
+       "pvk/"},
+      {"a garbled block", store_->PinOffsetFromBlock(pek_ref, garbled, kPinPan, pvk, kPinPan),
+       "format 0"},
+      {"a block under another PEK",
+       store_->PinOffsetFromBlock(pek_ref, PinPadBlock(RandomKey(), pin, kPinPan), kPinPan, pvk,
+                                  kPinPan),
+       "format 0"},
+      {"a block for another card",
+       store_->PinOffsetFromBlock(pek_ref, block, "1000000000000000430", pvk, kPinPan), "format 0"},
+      {"7 bytes",
+       store_->PinOffsetFromBlock(pek_ref, ByteView(block).first(7), kPinPan, pvk, kPinPan),
+       "8 bytes"},
+      {"a block PAN that is too short",
+       store_->PinOffsetFromBlock(pek_ref, block, "12345", pvk, kPinPan), "8..19 digits"},
+      {"a card number with a letter",
+       store_->PinOffsetFromBlock(pek_ref, block, kPinPan, pvk, "10000000A0000000420"),
+       "8..19 digits"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    ASSERT_FALSE(c.result.ok());
+    EXPECT_THAT(c.result.error().message, HasSubstr(c.says));
+    EXPECT_THAT(c.result.error().message, ::testing::Not(HasSubstr(pin)));
+  }
+}
+
 }  // namespace
 }  // namespace medcard::keys::testing

@@ -1,0 +1,98 @@
+// The whole scheme's day in one process (issue 8, docs/demo.md): the agency registers a
+// generated city's units and people and runs the month; its signed allocation batch is imported
+// by the bank host, which credits the medical accounts; the bank issues TEST cards and PSAMs
+// (the published test key set), registers merchants and terminals and opens them at a branch;
+// the host's terminal gateway listens on loopback and every POS signs on over real ISO 8583/TCP;
+// cardholders load online and spend a day at hospitals and pharmacies, with the day's
+// exceptions (a wrong PIN, an insufficient balance, a card reported lost at a branch and refused
+// at the POS after the blacklist download, a card pulled mid-purchase and recovered); at day end
+// every terminal uploads and settles, the host checks its ledger, and the agency imports the
+// day's consumption detail. Then a reconciliation proves every fen the agency allocated is on a
+// card, in a medical account or with a merchant.
+//
+//   demo::ScenarioOptions options;
+//   options.data_dir = "medcard-demo";
+//   auto report = demo::RunScenario(options);   // an error: a step could not run at all
+//   if (report.ok() && report->clean()) ...     // else report->problems says what is wrong
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+#include "demo/city.h"
+
+namespace medcard::demo {
+
+struct ScenarioOptions {
+  std::string data_dir;  // created; the scenario's own subdirectories in it are replaced
+  // Empty: SQLite databases in the data directory (bank/medcard.db, agency/agency.db). A URL
+  // (postgresql://...): an EMPTY database; the bank's and the agency's tables live side by side.
+  std::string bank_database_url;
+  std::string agency_database_url;
+  // Of the TEST key stores made in the data directory (they hold only published test keys and
+  // the generated TEST terminal master keys).
+  std::string passphrase = "medcard demo: test keys only";
+  CityOptions city;
+  // The first terminal's card and PSAM readers are pcscd's vpcd slots 0 and 1 (pcscd with
+  // vsmartcard-vpcd running; nothing else may use the slots meanwhile); the others in-process.
+  bool pcsc = false;
+  // One line per step as it happens (the CLI prints them unless --quiet); may be empty.
+  std::function<void(const std::string&)> progress;
+};
+
+// What happened, step by step, in counts and fen.
+struct ScenarioReport {
+  std::string data_dir;
+  std::string day;  // the POS's business day, YYYY-MM-DD (UTC+8)
+
+  // Agency: registry and the month.
+  std::string month;  // YYYY-MM
+  std::int64_t units = 0, people = 0, retirees = 0;
+  std::int64_t contributions_fen = 0;  // employer + employee
+  std::int64_t allocated_fen = 0;      // the batch's total
+  std::int64_t batch_lines = 0;
+  // Bank: the batch imported.
+  std::int64_t credited_lines = 0, credited_fen = 0, refused_lines = 0;
+  // Bank: issuance.
+  std::int64_t cards = 0, psams = 0, merchants = 0, terminals = 0;
+  // The day at the POS.
+  std::int64_t sign_ons = 0;
+  std::int64_t pcsc_insertions = 0;  // cards put into the vpcd slot (ScenarioOptions::pcsc)
+  std::int64_t loads = 0, loaded_fen = 0;
+  std::int64_t ed_purchases = 0, ed_fen = 0, ep_purchases = 0, ep_fen = 0;
+  bool wrong_pin_refused = false;
+  bool insufficient_balance_refused = false;
+  std::string lost_card;           // ASN
+  bool lost_card_refused = false;  // refused at the POS as blacklisted, after the download
+  std::string torn_card;           // ASN
+  std::int64_t torn_amount_fen = 0;
+  int torn_recoveries = 0;         // recoveries that completed the torn purchase (1 when right)
+  std::int64_t torn_uploaded = 0;  // times the host accepted the torn purchase (1 when right)
+  // Day end.
+  std::int64_t terminals_settled = 0, settlement_exceptions = 0;
+  std::int64_t purchases_uploaded = 0, uploaded_fen = 0;
+  std::int64_t suspense_items = 0;
+  std::vector<std::string> host_check_problems;
+  std::string merchant_settlement_csv, terminal_settlement_csv;  // paths written
+  // Agency: the consumption detail.
+  std::int64_t consumption_lines = 0, consumption_fen = 0;
+  // Agency: an inpatient claim from a grade-3 hospital, adjudicated, approved and paid.
+  std::string claim_person;
+  std::string claim_state;  // "paid" when all went through
+  std::int64_t claim_billed_fen = 0, claim_pooled_fund_fen = 0, claim_personal_account_fen = 0,
+               claim_self_pay_fen = 0;
+
+  // Reconciliation, in fen: allocated = medical accounts + card floats + merchants + suspense,
+  // card floats = what the cards themselves hold, merchants = what the PSAMs signed.
+  std::int64_t medical_fen = 0, card_float_fen = 0, on_cards_fen = 0, merchant_fen = 0,
+               suspense_fen = 0, psam_signed_fen = 0;
+  std::vector<std::string> problems;  // empty: the day reconciles to the fen
+  bool clean() const { return problems.empty(); }
+};
+
+Result<ScenarioReport> RunScenario(const ScenarioOptions& options);
+
+}  // namespace medcard::demo
