@@ -716,94 +716,92 @@ void Api::AddCardRoutes() {
   // and what it read from SFI 15; the answer is the one C-APDU to send next.
   auto script_route = [&](std::string name, std::string operation, branch::ScriptKind kind,
                           const Schema* schema) {
-    card_route("POST", "/v1/cards/{asn}/scripts/" + name, schema, operation,
-               [this, kind, operation](Context& context, branch::BranchServices& services,
-                                       const branch::Actor& actor, const std::string& asn) {
-                 auto card = services.FindCard(asn);
-                 if (!card) return ErrorResponse(card.error());
-                 const JsonRequest& body = *context.body;
-                 branch::ScriptContext script_context;
-                 script_context.kind = kind;
-                 script_context.asn = *FromHex(asn);
-                 script_context.challenge = *FromHex(body.String("challenge"));
-                 script_context.start_date = ParseDay(body.String("start_date"));
-                 script_context.expiry_date = ParseDay(body.String("expiry_date"));
-                 std::optional<Date> new_expiry;
-                 if (auto day = body.OptionalString("new_expiry")) new_expiry = ParseDay(*day);
-                 std::string pin_key;
-                 Bytes pin_block;
-                 if (auto workstation = body.OptionalString("workstation")) {
-                   // docs/keys.md: pek/<1 to 32 of A-Z 0-9 ->.
-                   pin_key = "pek/" + *workstation;
-                   if (!keys::IsPinEncryptionKeyName(pin_key)) {
-                     return ErrorResponse(400, "invalid", "1 to 32 of A-Z 0-9 -", "workstation");
-                   }
-                 }
-                 if (auto block = body.OptionalString("encrypted_pin_block")) {
-                   pin_block = *FromHex(*block);
-                 }
-                 branch::CardScriptBuilder builder(*services_.key_store);
-                 auto script = builder.Build(script_context, new_expiry, pin_key, pin_block);
-                 if (!script) {
-                   return ErrorResponse(422, "unprocessable", script.error().message);
-                 }
-                 // Who asked for the script is audited. A PIN reset also gives the host's
-                 // online PIN the new PIN's value, made in the key store from the same block, in
-                 // the audit entry's transaction (docs/api.md "Card scripts", docs/branch.md).
-                 auto audited = store::RunTransaction(
-                     context.connection, store::TransactionMode::kWrite,
-                     [&](store::Connection& c) -> store::DbStatus {
-                       audit::Entry entry;
-                       entry.actor = actor.login;
-                       entry.authorised_by = actor.authorised_by;
-                       entry.action = operation + ".script";
-                       entry.target = "card:" + asn;
-                       entry.from = actor.from;
-                       std::optional<host::PinVerificationValue> pin_value;
-                       if (kind == branch::ScriptKind::kPinReset) {
-                         auto value = branch::NewPinVerificationValue(
-                             c, *services_.key_store, script_context.asn, pin_key, pin_block);
-                         if (!value.ok()) {
-                           return store::MakeDbError(store::ErrorKind::kOther,
-                                                     value.error().message);
-                         }
-                         pin_value = *value;
-                         entry.details = json{{"online_pin",
-                                               pin_value ? json{{"key", pin_value->key_name},
-                                                                {"version", pin_value->key_version}}
-                                                         : json(nullptr)}}
-                                             .dump();
-                       }
-                       auto appended = audit::Append(c, entry);
-                       if (!appended) {
-                         return store::MakeDbError(store::ErrorKind::kOther,
-                                                   appended.error().message);
-                       }
-                       if (pin_value) {
-                         host::Host host(c, *services_.key_store);
-                         auto replaced =
-                             host.ReplacePinVerificationValue(script_context.asn, *pin_value);
-                         if (!replaced) {
-                           return store::MakeDbError(replaced.error().retryable
-                                                         ? store::ErrorKind::kRetryable
-                                                         : store::ErrorKind::kOther,
-                                                     replaced.error().message);
-                         }
-                       }
-                       return store::Done{};
-                     });
-                 if (!audited) return Internal(audited.error());
-                 json answer = {{"kind", branch::ScriptKindName(script->kind)},
-                                {"command", ToHex(script->command)}};
-                 answer["new_expiry"] = nullptr;
-                 if (script->new_expiry) {
-                   char day[11];
-                   std::snprintf(day, sizeof day, "%04d-%02d-%02d", script->new_expiry->year,
-                                 script->new_expiry->month, script->new_expiry->day);
-                   answer["new_expiry"] = day;
-                 }
-                 return Ok(answer);
-               });
+    card_route(
+        "POST", "/v1/cards/{asn}/scripts/" + name, schema, operation,
+        [this, kind, operation](Context& context, branch::BranchServices& services,
+                                const branch::Actor& actor, const std::string& asn) {
+          auto card = services.FindCard(asn);
+          if (!card) return ErrorResponse(card.error());
+          const JsonRequest& body = *context.body;
+          branch::ScriptContext script_context;
+          script_context.kind = kind;
+          script_context.asn = *FromHex(asn);
+          script_context.challenge = *FromHex(body.String("challenge"));
+          script_context.start_date = ParseDay(body.String("start_date"));
+          script_context.expiry_date = ParseDay(body.String("expiry_date"));
+          std::optional<Date> new_expiry;
+          if (auto day = body.OptionalString("new_expiry")) new_expiry = ParseDay(*day);
+          std::string pin_key;
+          Bytes pin_block;
+          if (auto workstation = body.OptionalString("workstation")) {
+            // docs/keys.md: pek/<1 to 32 of A-Z 0-9 ->.
+            pin_key = "pek/" + *workstation;
+            if (!keys::IsPinEncryptionKeyName(pin_key)) {
+              return ErrorResponse(400, "invalid", "1 to 32 of A-Z 0-9 -", "workstation");
+            }
+          }
+          if (auto block = body.OptionalString("encrypted_pin_block")) {
+            pin_block = *FromHex(*block);
+          }
+          branch::CardScriptBuilder builder(*services_.key_store);
+          auto script = builder.Build(script_context, new_expiry, pin_key, pin_block);
+          if (!script) {
+            return ErrorResponse(422, "unprocessable", script.error().message);
+          }
+          // Who asked for the script is audited. A PIN reset also gives the host's
+          // online PIN the new PIN's value, made in the key store from the same block, in
+          // the audit entry's transaction (docs/api.md "Card scripts", docs/branch.md).
+          auto audited = store::RunTransaction(
+              context.connection, store::TransactionMode::kWrite,
+              [&](store::Connection& c) -> store::DbStatus {
+                audit::Entry entry;
+                entry.actor = actor.login;
+                entry.authorised_by = actor.authorised_by;
+                entry.action = operation + ".script";
+                entry.target = "card:" + asn;
+                entry.from = actor.from;
+                std::optional<host::PinVerificationValue> pin_value;
+                if (kind == branch::ScriptKind::kPinReset) {
+                  auto value = branch::NewPinVerificationValue(
+                      c, *services_.key_store, script_context.asn, pin_key, pin_block);
+                  if (!value.ok()) {
+                    return store::MakeDbError(store::ErrorKind::kOther, value.error().message);
+                  }
+                  pin_value = *value;
+                  entry.details =
+                      json{{"online_pin", pin_value ? json{{"key", pin_value->key_name},
+                                                           {"version", pin_value->key_version}}
+                                                    : json(nullptr)}}
+                          .dump();
+                }
+                auto appended = audit::Append(c, entry);
+                if (!appended) {
+                  return store::MakeDbError(store::ErrorKind::kOther, appended.error().message);
+                }
+                if (pin_value) {
+                  host::Host host(c, *services_.key_store);
+                  auto replaced = host.ReplacePinVerificationValue(script_context.asn, *pin_value);
+                  if (!replaced) {
+                    return store::MakeDbError(replaced.error().retryable
+                                                  ? store::ErrorKind::kRetryable
+                                                  : store::ErrorKind::kOther,
+                                              replaced.error().message);
+                  }
+                }
+                return store::Done{};
+              });
+          if (!audited) return Internal(audited.error());
+          json answer = {{"kind", branch::ScriptKindName(script->kind)},
+                         {"command", ToHex(script->command)}};
+          answer["new_expiry"] = nullptr;
+          if (script->new_expiry) {
+            char day[11];
+            std::snprintf(day, sizeof day, "%04d-%02d-%02d", script->new_expiry->year,
+                          script->new_expiry->month, script->new_expiry->day);
+            answer["new_expiry"] = day;
+          }
+          return Ok(answer);
+        });
   };
   static const Schema unblock_script =
       Schema()

@@ -20,8 +20,8 @@ using test_support::CliRun;
 using test_support::ReadText;
 using ::testing::HasSubstr;
 
-const fs::path kExamplePolicy = fs::path(MEDCARD_SOURCE_DIR) /
-                                "config" / "policy" / "beijing-example.json";
+const fs::path kExamplePolicy =
+    fs::path(MEDCARD_SOURCE_DIR) / "config" / "policy" / "beijing-example.json";
 
 // A retiree aged 72, first admission, grade 3, in Beijing-like terms (worked in the test).
 constexpr char kClaim[] = R"({

@@ -21,8 +21,7 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
 fs::path ExamplePolicyPath() {
-  return fs::path(MEDCARD_SOURCE_DIR) / "config" / "policy" /
-         "beijing-example.json";
+  return fs::path(MEDCARD_SOURCE_DIR) / "config" / "policy" / "beijing-example.json";
 }
 
 nlohmann::json ExampleJson() {

@@ -17,8 +17,8 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
 Policy Example() {
-  auto policy = LoadPolicyFile(fs::path(MEDCARD_SOURCE_DIR) /
-                               "config" / "policy" / "beijing-example.json");
+  auto policy =
+      LoadPolicyFile(fs::path(MEDCARD_SOURCE_DIR) / "config" / "policy" / "beijing-example.json");
   EXPECT_TRUE(policy.ok()) << policy.error().message;
   return *policy;
 }
