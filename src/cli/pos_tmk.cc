@@ -17,6 +17,7 @@
 
 #include "cli/commands.h"
 #include "cli/host_session.h"
+#include "cli/key_delivery.h"
 #include "host/host.h"
 #include "keys/pboc.h"
 
@@ -26,59 +27,6 @@ namespace {
 using nlohmann::json;
 
 Error DeliveryError(const std::string& what) { return MakeError("TMK delivery: " + what); }
-
-std::string NowUtc() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
-Result<Bytes> HexField(const json& object, const char* name, std::size_t size) {
-  if (!object.contains(name) || !object[name].is_string()) {
-    return DeliveryError("\"" + std::string(name) + "\" missing or not a string");
-  }
-  auto bytes = FromHex(object[name].get<std::string>());
-  if (!bytes || bytes->size() != size) {
-    return DeliveryError("\"" + std::string(name) + "\" must be " + std::to_string(size * 2) +
-                         " hex digits");
-  }
-  return *bytes;
-}
-
-// The latest version of `name` in `store` and its KCV; version 0 when there is none.
-Result<std::pair<std::uint8_t, std::string>> Latest(keys::KeyStore& store, std::string_view name) {
-  auto listed = store.List();
-  if (!listed.ok()) return listed.error();
-  std::pair<std::uint8_t, std::string> latest{0, ""};
-  for (const keys::KeyInfo& k : *listed) {
-    if (k.name == name && k.version > latest.first) latest = {k.version, k.kcv};
-  }
-  return latest;
-}
-
-// Written with mode 0600 and fsynced: nothing in it is secret, but it names a terminal's key.
-Status WriteDeliveryFile(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return MakeError("cannot create " + path + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      return MakeError("cannot write " + path + ": " + std::strerror(error));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return MakeError("cannot sync " + path);
-  return Status::Ok();
-}
 
 struct ExportOptions {
   std::string data_dir, terminal_number, out;
@@ -150,16 +98,16 @@ Result<TmkDelivery> TmkDelivery::Parse(std::string_view text) {
     return DeliveryError("\"wrapping_key\" must be \"tkek\"");
   }
   TmkDelivery d;
-  auto number = HexField(object, "terminal_number", 6);
+  auto number = DeliveryHexField(object, "terminal_number", 6, "TMK delivery");
   if (!number.ok()) return number.error();
   d.terminal_number = *number;
-  auto cryptogram = HexField(object, "tmk_cryptogram", 16);
+  auto cryptogram = DeliveryHexField(object, "tmk_cryptogram", 16, "TMK delivery");
   if (!cryptogram.ok()) return cryptogram.error();
   d.cryptogram = *cryptogram;
-  auto tmk_kcv = HexField(object, "tmk_kcv", 3);
+  auto tmk_kcv = DeliveryHexField(object, "tmk_kcv", 3, "TMK delivery");
   if (!tmk_kcv.ok()) return tmk_kcv.error();
   d.tmk_kcv = *tmk_kcv;
-  auto tkek_kcv = HexField(object, "tkek_kcv", 3);
+  auto tkek_kcv = DeliveryHexField(object, "tkek_kcv", 3, "TMK delivery");
   if (!tkek_kcv.ok()) return tkek_kcv.error();
   d.tkek_kcv = *tkek_kcv;
   if (!object.contains("tmk_version") || !object["tmk_version"].is_number_unsigned() ||
@@ -193,7 +141,7 @@ Result<TmkDelivery> ReadTmkDelivery(const std::string& path) {
 Result<TmkDelivery> ExportTmk(keys::KeyStore& store, ByteView terminal_number) {
   TmkDelivery d;
   d.terminal_number.assign(terminal_number.begin(), terminal_number.end());
-  auto latest = Latest(store, d.key_name());
+  auto latest = LatestKeyVersion(store, d.key_name());
   if (!latest.ok()) return latest.error();
   if (latest->first == 0) {
     return MakeError("no " + d.key_name() + " in " + store.Describe() +
@@ -220,7 +168,7 @@ Result<TmkDelivery> ExportTmk(keys::KeyStore& store, ByteView terminal_number) {
   d.tmk_kcv = *tmk_kcv;
   d.tkek_kcv = *tkek_kcv;
   d.test_keys = store.test_only();
-  d.created = NowUtc();
+  d.created = UtcNowIso8601();
   return d;
 }
 
@@ -243,7 +191,7 @@ Result<std::uint8_t> ImportTmk(keys::KeyStore& store, const TmkDelivery& deliver
                          ", this terminal's tkek has KCV " + ToHex(*tkek_kcv) +
                          " (the key ceremonies used different components)");
   }
-  auto latest = Latest(store, delivery.key_name());
+  auto latest = LatestKeyVersion(store, delivery.key_name());
   if (!latest.ok()) return latest.error();
   if (latest->first != 0 && latest->second == ToHex(delivery.tmk_kcv)) return latest->first;
   auto info =

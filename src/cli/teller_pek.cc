@@ -16,6 +16,7 @@
 #include "branch/card_scripts.h"
 #include "cli/commands.h"
 #include "cli/host_session.h"
+#include "cli/key_delivery.h"
 #include "crypto/crypto.h"
 #include "keys/pboc.h"
 
@@ -26,62 +27,9 @@ using nlohmann::json;
 
 Error DeliveryError(const std::string& what) { return MakeError("PEK delivery: " + what); }
 
-std::string NowUtc() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &utc);
-  return text;
-}
-
 // docs/keys.md: pek/<1 to 32 upper-case letters, digits or ->.
 bool IsWorkstationName(std::string_view name) {
   return keys::IsPinEncryptionKeyName("pek/" + std::string(name));
-}
-
-Result<Bytes> HexField(const json& object, const char* name, std::size_t size) {
-  if (!object.contains(name) || !object[name].is_string()) {
-    return DeliveryError("\"" + std::string(name) + "\" missing or not a string");
-  }
-  auto bytes = FromHex(object[name].get<std::string>());
-  if (!bytes || bytes->size() != size) {
-    return DeliveryError("\"" + std::string(name) + "\" must be " + std::to_string(size * 2) +
-                         " hex digits");
-  }
-  return *bytes;
-}
-
-// The latest version of `name` in `store` and its KCV; version 0 when there is none.
-Result<std::pair<std::uint8_t, std::string>> Latest(keys::KeyStore& store, std::string_view name) {
-  auto listed = store.List();
-  if (!listed.ok()) return listed.error();
-  std::pair<std::uint8_t, std::string> latest{0, ""};
-  for (const keys::KeyInfo& k : *listed) {
-    if (k.name == name && k.version > latest.first) latest = {k.version, k.kcv};
-  }
-  return latest;
-}
-
-// Mode 0600, fsynced: nothing in it is secret, but it names a workstation's key.
-Status WriteDeliveryFile(const std::string& path, const std::string& text) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return MakeError("cannot create " + path + ": " + std::strerror(errno));
-  std::size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      return MakeError("cannot write " + path + ": " + std::strerror(error));
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  const bool synced = ::fsync(fd) == 0;
-  ::close(fd);
-  if (!synced) return MakeError("cannot sync " + path);
-  return Status::Ok();
 }
 
 Error TkekMissing(const Error& error, std::string_view where) {
@@ -130,13 +78,13 @@ Result<PekDelivery> PekDelivery::Parse(std::string_view text) {
     return DeliveryError("\"workstation\" must be 1 to 32 of A-Z 0-9 -");
   }
   d.workstation = object["workstation"].get<std::string>();
-  auto cryptogram = HexField(object, "pek_cryptogram", 16);
+  auto cryptogram = DeliveryHexField(object, "pek_cryptogram", 16, "PEK delivery");
   if (!cryptogram.ok()) return cryptogram.error();
   d.cryptogram = *cryptogram;
-  auto pek_kcv = HexField(object, "pek_kcv", 3);
+  auto pek_kcv = DeliveryHexField(object, "pek_kcv", 3, "PEK delivery");
   if (!pek_kcv.ok()) return pek_kcv.error();
   d.pek_kcv = *pek_kcv;
-  auto tkek_kcv = HexField(object, "tkek_kcv", 3);
+  auto tkek_kcv = DeliveryHexField(object, "tkek_kcv", 3, "PEK delivery");
   if (!tkek_kcv.ok()) return tkek_kcv.error();
   d.tkek_kcv = *tkek_kcv;
   if (!object.contains("pek_version") || !object["pek_version"].is_number_unsigned() ||
@@ -174,7 +122,7 @@ Result<PekDelivery> ExportPek(keys::KeyStore& store, std::string_view workstatio
   auto tkek = store.Find(keys::kTerminalKeyExchangeKey);
   if (!tkek.ok()) return TkekMissing(tkek.error(), "at the bank");
   keys::ScopedKey tkek_ref(store, *tkek);
-  auto latest = Latest(store, d.key_name());
+  auto latest = LatestKeyVersion(store, d.key_name());
   if (!latest.ok()) return latest.error();
   if (generated != nullptr) *generated = latest->first == 0;
   if (latest->first == 0) {
@@ -196,7 +144,7 @@ Result<PekDelivery> ExportPek(keys::KeyStore& store, std::string_view workstatio
   d.pek_kcv = *pek_kcv;
   d.tkek_kcv = *tkek_kcv;
   d.test_keys = store.test_only();
-  d.created = NowUtc();
+  d.created = UtcNowIso8601();
   return d;
 }
 
@@ -215,7 +163,7 @@ Result<std::uint8_t> ImportPek(keys::KeyStore& store, const PekDelivery& deliver
                          ", this workstation's tkek has KCV " + ToHex(*tkek_kcv) +
                          " (the key ceremonies used different components)");
   }
-  auto latest = Latest(store, delivery.key_name());
+  auto latest = LatestKeyVersion(store, delivery.key_name());
   if (!latest.ok()) return latest.error();
   if (latest->first != 0 && latest->second == ToHex(delivery.pek_kcv)) return latest->first;
   auto info =
