@@ -7,6 +7,7 @@
 //   blacklist   add | remove | list
 //   report      settlement per merchant and day; branch: cards per branch and day
 //   check       the ledger's and the host's invariants (read-only)
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -62,10 +63,15 @@ void ParseListen(const std::string& listen, HostConfig& config) {
   config.port = static_cast<std::uint16_t>(number);
 }
 
-void RunHostInit(const HostInitOptions& options) {
+void RunHostInit(const HostInitOptions& given) {
+  HostInitOptions options = given;
   std::error_code ec;
   fs::create_directories(options.data_dir, ec);
   if (ec) throw CommandFailed("cannot create " + options.data_dir + ": " + ec.message());
+  // host.json names the database and the key store by absolute path, so every later command
+  // (and a service started in /) finds them whatever its working directory.
+  options.data_dir = fs::absolute(options.data_dir).lexically_normal().string();
+  if (options.data_dir.size() > 1 && options.data_dir.back() == '/') options.data_dir.pop_back();
   const std::string config_path = HostConfigPath(options.data_dir);
   HostConfig config = DefaultHostConfig(options.data_dir);
   const bool existing = fs::exists(config_path);
@@ -163,16 +169,32 @@ struct TerminalAddOptions {
   std::string terminal_number, psam_serial, terminal_id;
 };
 
+// The merchant id is what the terminal sends in field 42 (ans 15, docs/protocol.md): exactly
+// 15 printable characters, or no POS could ever be installed for it.
+void CheckMerchantId(const std::string& id) {
+  const bool printable =
+      std::all_of(id.begin(), id.end(), [](char c) { return c > ' ' && c < 127; });
+  if (id.size() != 15 || !printable) {
+    throw CommandFailed(
+        "--merchant must be 15 printable characters (ISO 8583 field 42), e.g. "
+        "898110001000001; got \"" +
+            id + "\"",
+        2);
+  }
+}
+
 void RunTerminalAdd(const TerminalAddOptions& options) {
-  HostSession session = OpenHostSession(options.data_dir);
-  host::Host& host = session.host();
-  HostCheck(host.RegisterMerchant({options.merchant_id, options.merchant_name, options.grade}),
-            "registering merchant " + options.merchant_id);
+  // Every argument is checked before anything is registered.
+  CheckMerchantId(options.merchant_id);
   host::TerminalRegistration terminal{
       .terminal_number = HexArgument(options.terminal_number, 6, "--terminal-no"),
       .merchant_id = options.merchant_id,
       .psam_serial = HexArgument(options.psam_serial, 10, "--psam-serial")};
   terminal.terminal_id = options.terminal_id;
+  HostSession session = OpenHostSession(options.data_dir);
+  host::Host& host = session.host();
+  HostCheck(host.RegisterMerchant({options.merchant_id, options.merchant_name, options.grade}),
+            "registering merchant " + options.merchant_id);
   HostCheck(host.RegisterTerminal(terminal), "registering the terminal");
   auto tmk = session.key_store().Find("tmk/" + ToHex(terminal.terminal_number));
   std::string kcv = "?";

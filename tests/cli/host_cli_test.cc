@@ -57,7 +57,8 @@ class HostCliTest : public ::testing::Test {
     CliRun init = Medcard("host init --test-keys --data " + data_);
     ASSERT_EQ(init.exit_code, 0) << init.err;
     CliRun add = Host(
-        "terminals add --merchant H0001 --merchant-name 'City Hospital' --grade hospital-3A "
+        "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' --grade "
+        "hospital-3A "
         "--terminal-no 112233445566 --psam-serial 00000000000000000001");
     ASSERT_EQ(add.exit_code, 0) << add.err;
   }
@@ -91,10 +92,12 @@ TEST_F(HostCliTest, InitCreatesDatabaseKeyStoreAndConfiguration) {
 TEST_F(HostCliTest, TerminalsAddMakesTheTerminalMasterKeyAndIsIdempotent) {
   InitWithTerminal();
   CliRun again = Host(
-      "terminals add --merchant H0001 --merchant-name 'City Hospital' --grade hospital-3A "
+      "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' --grade "
+      "hospital-3A "
       "--terminal-no 112233445566 --psam-serial 00000000000000000001");
   ASSERT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_THAT(again.out, HasSubstr("terminal 112233445566 registered for merchant H0001"));
+  EXPECT_THAT(again.out,
+              HasSubstr("terminal 112233445566 registered for merchant 898110000000001"));
   EXPECT_THAT(again.out, HasSubstr("tmk/112233445566"));
   EXPECT_THAT(again.out, HasSubstr("KCV "));
 
@@ -104,7 +107,7 @@ TEST_F(HostCliTest, TerminalsAddMakesTheTerminalMasterKeyAndIsIdempotent) {
 
   // The same terminal number for another PSAM is refused, and changes nothing.
   CliRun clash = Host(
-      "terminals add --merchant H0001 --merchant-name 'City Hospital' "
+      "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' "
       "--terminal-no 112233445566 --psam-serial 00000000000000000002");
   EXPECT_EQ(clash.exit_code, 1);
   EXPECT_THAT(clash.err, HasSubstr("exists already"));
@@ -113,7 +116,7 @@ TEST_F(HostCliTest, TerminalsAddMakesTheTerminalMasterKeyAndIsIdempotent) {
 TEST_F(HostCliTest, BadArgumentsAreRefusedWithUsageErrors) {
   InitWithTerminal();
   CliRun short_number = Host(
-      "terminals add --merchant H0002 --merchant-name Pharmacy --terminal-no 1122 "
+      "terminals add --merchant 898110000000002 --merchant-name Pharmacy --terminal-no 1122 "
       "--psam-serial 00000000000000000009");
   EXPECT_EQ(short_number.exit_code, 2);
   EXPECT_THAT(short_number.err, HasSubstr("--terminal-no must be 12 hex digits"));
@@ -127,6 +130,45 @@ TEST_F(HostCliTest, BadArgumentsAreRefusedWithUsageErrors) {
   EXPECT_EQ(bad_date.exit_code, 2);
   CliRun list = Host("blacklist list");
   EXPECT_THAT(list.out, HasSubstr("0 card(s)"));
+}
+
+TEST_F(HostCliTest, AMerchantIdThatIsNotFifteenCharactersIsRefusedAndNothingIsRegistered) {
+  ASSERT_EQ(Medcard("host init --test-keys --data " + data_).exit_code, 0);
+  for (const char* id : {"H0001", "8981100000000011", "'898110 0000001'"}) {
+    CliRun add = Host(std::string("terminals add --merchant ") + id +
+                      " --merchant-name 'City Hospital' --terminal-no 112233445566 "
+                      "--psam-serial 00000000000000000001");
+    EXPECT_EQ(add.exit_code, 2) << id;
+    EXPECT_THAT(add.err, HasSubstr("--merchant must be 15 printable characters")) << id;
+  }
+  // A bad terminal number is refused before the (good) merchant is registered.
+  CliRun bad_number = Host(
+      "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' "
+      "--terminal-no 11 --psam-serial 00000000000000000001");
+  EXPECT_EQ(bad_number.exit_code, 2);
+  CliRun list = Host("terminals list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, Not(HasSubstr("112233445566")));
+  EXPECT_THAT(list.out, Not(HasSubstr("City Hospital")));
+}
+
+TEST_F(HostCliTest, InitWithARelativeDirectoryWritesAbsolutePathsSoOtherDirectoriesWork) {
+  // medcard runs in dir_, so "--data relative-host" is dir_/relative-host.
+  CliRun init = test_support::RunCli(
+      {.binary = "sh -c 'cd \"" + dir_.string() + "\" && exec " + MEDCARD_CLI + " \"$@\"' medcard",
+       .environment = "MEDCARD_KEYSTORE_TEST_KDF=fast MEDCARD_KEYSTORE_PASSPHRASE='host cli test' ",
+       .args = "host init --test-keys --data relative-host",
+       .input = std::nullopt},
+      dir_);
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  const fs::path absolute = dir_ / "relative-host";
+  const std::string config = ReadText(absolute / "host.json");
+  EXPECT_THAT(config, HasSubstr((absolute / "medcard.db").string()));
+  EXPECT_THAT(config, HasSubstr("\"" + (absolute / "keys").string() + "\""));
+  // From the test's own working directory (not dir_), by the absolute path.
+  CliRun check = Medcard("host check --data " + absolute.string());
+  EXPECT_EQ(check.exit_code, 0) << check.err;
+  EXPECT_THAT(check.out, HasSubstr("ledger consistent"));
 }
 
 TEST_F(HostCliTest, CommandsOnADirectoryWithoutAHostSaySo) {
@@ -199,7 +241,7 @@ TEST_F(HostCliTest, TerminalsAreListedBlockedAndUnblocked) {
   CliRun list = Host("terminals list");
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, HasSubstr("1 terminal(s)"));
-  EXPECT_THAT(list.out, HasSubstr("112233445566  33445566  H0001"));
+  EXPECT_THAT(list.out, HasSubstr("112233445566  33445566  898110000000001"));
   EXPECT_THAT(list.out, HasSubstr("00000000000000000001  active   City Hospital"));
 
   CliRun block = Host("terminals block 112233445566");
