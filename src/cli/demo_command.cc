@@ -5,7 +5,9 @@
 // an insufficient balance, a lost card and a torn purchase; every terminal settles; the agency
 // imports the consumption detail; then the reconciliation. Exit 0 only when it is clean to the
 // fen. Without --no-serve the bank host then keeps running (`medcard host run` on the demo's
-// data) until Ctrl-C, for `medcard teller` to try against it.
+// data) until Ctrl-C, for `medcard teller` to try against it. With --purchases the same day runs
+// at city scale (docs/demo.md "City scale") and the report adds each phase's wall time, the
+// throughput and the latency percentiles.
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -14,6 +16,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/commands.h"
@@ -35,9 +38,69 @@ struct Options {
   std::string listen, api_listen;  // for the host afterwards; empty: host.json's defaults
   std::uint64_t seed = 1;
   int cards = 12;
+  std::int64_t purchases = 0;  // 0: the scripted day
+  int terminals = 5;
+  int workers = 0;  // 0 and not given: the default, DefaultWorkers()
+  bool workers_given = false;
   bool quiet = false;
   bool no_serve = false;
 };
+
+int DefaultWorkers() {
+  const unsigned cores = std::thread::hardware_concurrency();
+  return cores > 0 ? static_cast<int>(cores) : 2;
+}
+
+std::string Fixed(double value, int decimals) {
+  char text[64];
+  std::snprintf(text, sizeof text, "%.*f", decimals, value);
+  return text;
+}
+
+std::string Millis(std::int64_t us) { return Fixed(static_cast<double>(us) / 1000.0, 2) + " ms"; }
+
+std::string Padded(std::string text, std::size_t width, bool right = false) {
+  if (text.size() < width) text.insert(right ? 0 : text.size(), width - text.size(), ' ');
+  return text;
+}
+
+// The city-scale figures (ScenarioReport's measurements).
+void PrintMeasurements(const demo::ScenarioReport& r) {
+  auto line = [](const std::string& text) { std::printf("%s\n", text.c_str()); };
+  auto count = [](std::int64_t n) { return std::to_string(n); };
+  line("  scale     " + count(r.cards) + " cards (" + count(r.branch_cards) + " at the branch, " +
+       count(r.bureau_cards) + " by the card bureau), " + count(r.terminals) + " terminals, " +
+       count(r.workers) + " POS driver threads; " + count(r.purchase_attempts) +
+       " purchase attempts: " + count(r.ed_purchases + r.ep_purchases) + " made, " +
+       count(r.purchases_refused) + " refused");
+  line("  timing    " + Padded("phase", 18) + Padded("wall", 11, true) + Padded("items", 10, true) +
+       "  " + Padded("per second", 12, true) + "   host handler wall / CPU");
+  for (const demo::PhaseTiming& p : r.phases) {
+    std::string text = "            " + Padded(p.name, 18) +
+                       Padded(Fixed(static_cast<double>(p.wall_us) / 1e6, 2) + " s", 11, true) +
+                       Padded(p.items > 0 ? count(p.items) : std::string("-"), 10, true) + "  " +
+                       Padded(p.items > 0 ? Fixed(p.per_second(), 1) : std::string("-"), 12, true);
+    if (p.host_wall_us > 0) {
+      text += "   " + Fixed(static_cast<double>(p.host_wall_us) / 1e6, 2) + " s / " +
+              Fixed(static_cast<double>(p.host_cpu_us) / 1e6, 2) + " s";
+    }
+    if (!p.unit.empty() && p.items > 0) text += "   (" + p.unit + ")";
+    line(text);
+  }
+  line("            " + Padded("total", 18) +
+       Padded(Fixed(static_cast<double>(r.total_wall_us) / 1e6, 2) + " s", 11, true));
+  auto latency = [&](const std::string& what, const demo::LatencySummary& s) {
+    line("            " + Padded(what, 18) + "n=" + count(s.count) + "  p50 " + Millis(s.p50_us) +
+         "  p95 " + Millis(s.p95_us) + "  p99 " + Millis(s.p99_us) + "  max " + Millis(s.max_us));
+  };
+  line("  latency   (wall clock per operation, at the POS)");
+  latency("online load", r.load_latency);
+  latency("offline purchase", r.purchase_latency);
+  latency("day end/terminal", r.day_end_latency);
+  line("  clearing  " + count(r.purchases_uploaded) +
+       " purchases uploaded, settled and cleared at the host: " + Fixed(r.cleared_per_second, 1) +
+       " per second of the day end");
+}
 
 void PrintReport(const demo::ScenarioReport& r) {
   auto line = [](const std::string& text) { std::printf("%s\n", text.c_str()); };
@@ -81,6 +144,7 @@ void PrintReport(const demo::ScenarioReport& r) {
        FormatFen(r.medical_fen) + " + on cards " + FormatFen(r.on_cards_fen) + " + merchants " +
        FormatFen(r.merchant_fen) + " + suspense " + FormatFen(r.suspense_fen));
   line("  files     " + r.merchant_settlement_csv + ", " + r.terminal_settlement_csv);
+  if (r.city_scale) PrintMeasurements(r);
   if (r.clean()) {
     line("reconciliation: clean — every fen accounted for");
   } else {
@@ -140,11 +204,38 @@ bool VpcdAvailable() {
 }
 
 void RunDemo(const Options& o) {
-  const bool vpcd = o.readers != "inproc" && VpcdAvailable();
+  if (o.purchases != 0 && o.readers == "pcsc") {
+    throw CommandFailed(
+        "--readers pcsc: not with --purchases (the city-scale day's readers are "
+        "in-process)",
+        2);
+  }
+  const bool vpcd = o.readers != "inproc" && o.purchases == 0 && VpcdAvailable();
   if (o.readers == "pcsc" && !vpcd) {
     throw CommandFailed("--readers pcsc: pcscd with the vsmartcard-vpcd readers is not running", 2);
   }
   if (o.cards < 4) throw CommandFailed("--cards: at least 4 (the day's exceptions need them)", 2);
+  if (o.cards > 989'999) throw CommandFailed("--cards: at most 989999", 2);
+  if (o.terminals < 1 || o.terminals > 9'999) {
+    throw CommandFailed("--terminals: 1 to 9999", 2);
+  }
+  if (o.workers < 0 || (o.workers == 0 && o.workers_given)) {
+    throw CommandFailed("--workers: at least 1", 2);
+  }
+  const bool scale = o.purchases != 0;
+  if (o.purchases < 0 || (scale && o.purchases < 3)) {
+    throw CommandFailed(
+        "--purchases: 0 (the scripted day) or at least 3 (the day's exceptions make three)", 2);
+  }
+  if (o.purchases > demo::kMaxPurchasesPerCard * o.cards) {
+    const std::int64_t needed =
+        (o.purchases + demo::kMaxPurchasesPerCard - 1) / demo::kMaxPurchasesPerCard;
+    throw CommandFailed("--purchases " + std::to_string(o.purchases) + " needs at least " +
+                            std::to_string(needed) + " cards (--cards): at most " +
+                            std::to_string(demo::kMaxPurchasesPerCard) +
+                            " purchases per cardholder a day",
+                        2);
+  }
   demo::ScenarioOptions scenario;
   scenario.data_dir = o.dir;
   scenario.bank_database_url = scenario.agency_database_url = o.db;
@@ -155,10 +246,42 @@ void RunDemo(const Options& o) {
   scenario.pcsc = vpcd;
   scenario.city.seed = o.seed;
   scenario.city.cards = o.cards;
-  scenario.city.people = std::max(24, o.cards * 2);
-  scenario.city.units = std::max(4, o.cards / 6);
+  demo::SetTerminals(scenario.city, o.terminals);
+  if (scale) {
+    // City scale: the cardholders and a few insured people without a card (enrolling twice as
+    // many people as cards would only cost time); units of about fifty.
+    scenario.city.people = o.cards + std::max(4, o.cards / 100);
+    scenario.city.units = std::max(4, scenario.city.people / 50);
+  } else {
+    scenario.city.people = std::max(24, o.cards * 2);
+    scenario.city.units = std::max(4, o.cards / 6);
+  }
+  scenario.purchases = o.purchases;
+  scenario.workers = o.workers > 0 ? o.workers : DefaultWorkers();
   if (!o.quiet) {
-    scenario.progress = [](const std::string& line) { std::printf("%s\n", line.c_str()); };
+    static bool bar_open = false;  // a progress bar is on the current line
+    scenario.progress = [](const std::string& line) {
+      if (bar_open) std::printf("\n");
+      bar_open = false;
+      std::printf("%s\n", line.c_str());
+      std::fflush(stdout);
+    };
+    // On a terminal: a progress bar for the long steps, redrawn in place.
+    if (::isatty(STDOUT_FILENO) == 1) {
+      scenario.step_progress = [](const demo::StepProgress& p) {
+        constexpr std::int64_t kWidth = 30;
+        const std::int64_t filled = p.total > 0 ? p.done * kWidth / p.total : kWidth;
+        const std::int64_t percent = p.total > 0 ? p.done * 100 / p.total : 100;
+        std::printf("\r%-20s [%s%s] %3lld%%  %lld/%lld", p.step.c_str(),
+                    std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                    std::string(static_cast<std::size_t>(kWidth - filled), '.').c_str(),
+                    static_cast<long long>(percent), static_cast<long long>(p.done),
+                    static_cast<long long>(p.total));
+        bar_open = p.done < p.total;
+        if (!bar_open) std::printf("\n");
+        std::fflush(stdout);
+      };
+    }
   }
   // The terminal server's connection log is for `host run`; the demo tells its own story.
   spdlog::set_level(spdlog::level::warn);
@@ -179,6 +302,15 @@ void AddDemoCommand(CLI::App& app) {
   cmd->add_option("--dir", options.dir, "data directory (created; its demo data is replaced)");
   cmd->add_option("--seed", options.seed, "the city's seed (the same seed, the same city)");
   cmd->add_option("--cards", options.cards, "cards issued (>= 4; default 12)");
+  cmd->add_option("--purchases", options.purchases,
+                  "city scale: the day's purchase attempts (>= 3, at most 20 per card); "
+                  "0: the scripted day (default)");
+  cmd->add_option("--terminals", options.terminals,
+                  "merchants, one POS terminal each: 3 in 5 hospitals, the rest pharmacies "
+                  "(default 5)");
+  cmd->add_option("--workers", options.workers,
+                  "city scale: POS driver threads (default: the machine's cores)")
+      ->each([](const std::string&) { options.workers_given = true; });
   cmd->add_option("--db", options.db,
                   "an EMPTY PostgreSQL database (postgresql://...) for the bank and the agency; "
                   "default SQLite in --dir");

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <unordered_set>
 
 namespace medcard::demo {
 namespace {
@@ -86,6 +87,11 @@ char IdentityCheckCharacter(std::string_view first17) {
   return kCheck[sum % 11];
 }
 
+void SetTerminals(CityOptions& options, int terminals) {
+  options.pharmacies = terminals * 2 / 5;
+  options.hospitals = terminals - options.pharmacies;
+}
+
 City GenerateCity(const CityOptions& options) {
   Random random(options.seed);
   City city;
@@ -99,6 +105,7 @@ City GenerateCity(const CityOptions& options) {
     city.units.push_back(std::move(unit));
   }
 
+  std::unordered_set<std::string> ssns;
   for (int p = 0; p < options.people; ++p) {
     Person person;
     // Every eighth person (from the fourth on) is retired: a few retirees in any city.
@@ -106,11 +113,17 @@ City GenerateCity(const CityOptions& options) {
     const int year = person.retired ? random.Between(1940, 1961) : random.Between(1967, 2003);
     const int month = random.Between(1, 12);
     person.birth_date = Date{year, month, random.Between(1, DaysIn(year, month))};
-    // The sequence number is the person's index: no two people share a number.
-    const std::string first17 = std::string(random.Pick(kDistricts)) + Padded(year, 4) +
-                                Padded(month, 2) + Padded(person.birth_date.day, 2) +
-                                Padded(p % 1000, 3);
+    // The sequence number is the person's index (mod 1000): below 1000 people no two share a
+    // number. Beyond, two born the same day in the same district may: the next free sequence
+    // number then (no random draw, so the rest of the city stays the same).
+    const std::string born = std::string(random.Pick(kDistricts)) + Padded(year, 4) +
+                             Padded(month, 2) + Padded(person.birth_date.day, 2);
+    std::string first17 = born + Padded(p % 1000, 3);
+    for (int next = 1; ssns.contains(first17) && next < 1000; ++next) {
+      first17 = born + Padded((p + next) % 1000, 3);
+    }
     person.ssn = first17 + IdentityCheckCharacter(first17);
+    ssns.insert(first17);
     person.name = std::string(random.Pick(kFamilyNames)) + " " + random.Pick(kGivenNames);
     person.unit_code = city.units.empty()
                            ? std::string()
@@ -149,7 +162,7 @@ City GenerateCity(const CityOptions& options) {
     const int n = static_cast<int>(t) + 1;
     terminal.merchant_id = city.merchants[t].id;
     terminal.terminal_id = "POS" + Padded(n, 5);
-    terminal.terminal_number = HexToBytes("0000001100" + Padded(n, 2));
+    terminal.terminal_number = HexToBytes("00000011" + Padded(n, 4));
     terminal.psam_serial = HexToBytes("5000000000000011" + Padded(n, 4));
     terminal.tmk = random.TakeBytes(16);
     city.terminals.push_back(std::move(terminal));
@@ -159,7 +172,7 @@ City GenerateCity(const CityOptions& options) {
   for (int c = 0; c < cards; ++c) {
     Card card;
     card.person_ssn = city.people[static_cast<std::size_t>(c)].ssn;
-    card.asn = HexToBytes("1100000000000001" + Padded(c + 1, 4));
+    card.asn = HexToBytes("11000000000000" + Padded(10000 + c + 1, 6));
     card.pin = Digits(random, 6);
     city.cards.push_back(std::move(card));
   }

@@ -27,6 +27,10 @@ struct CityOptions {
   int pharmacies = 2;
 };
 
+// `terminals` merchants (one terminal each), as a city has them: three in five hospitals (of the
+// three grades in turn), the rest pharmacies; 5 gives the default 3 + 2. REQUIRES: terminals >= 1.
+void SetTerminals(CityOptions& options, int terminals);
+
 // The pooling area every unit of the demo city belongs to: the example policy's
 // (config/policy/beijing-example.json).
 inline constexpr char kDemoArea[] = "110000";
@@ -57,6 +61,8 @@ struct Merchant {
   std::string facility_code;  // for hospital visit records: "H01", "P01"
 };
 
+// Numbers are counters: up to 9,999 terminals (terminal number 00000011nnnn, PSAM serial
+// 5000000000000011nnnn) and 989,999 cards (ASN 11000000000000nnnnnn from 010001 on).
 struct Terminal {
   std::string merchant_id;
   std::string terminal_id;  // field 41: 8 characters

@@ -5,11 +5,11 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "audit/audit_log.h"
@@ -17,6 +17,7 @@
 #include "common/money.h"
 #include "crypto/crypto.h"
 #include "demo/embedded_policy.h"
+#include "demo/slot_medium.h"
 #include "host/gateway.h"
 #include "host/host.h"
 #include "insurance/allocation_batch.h"
@@ -59,6 +60,12 @@ Error StepError(const std::string& what, const R& result) {
 std::int64_t NowUs() {
   using namespace std::chrono;
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+// For the measurements: a monotonic clock, µs.
+std::int64_t SteadyUs() {
+  using namespace std::chrono;
+  return duration_cast<microseconds>(steady_clock::now().time_since_epoch()).count();
 }
 
 // The POS's and the branches' local time (UTC+8, docs/branch.md) of a UTC instant, whatever
@@ -155,6 +162,7 @@ struct Station {
   std::unique_ptr<TearingReader> card_reader;  // in-process
   std::unique_ptr<pos::Terminal> pos;
   std::int64_t psam_signed_fen = 0;
+  std::size_t worker = 0;  // the one POS driver thread that uses this terminal
   bool pcsc() const { return pcsc_card_reader != nullptr; }
 };
 
@@ -164,12 +172,46 @@ struct Holder {
   std::shared_ptr<card::Card> chip;
   std::string asn;               // hex
   std::uint32_t ed = 0, ep = 0;  // what the scenario expects the card to hold
+  // What the card itself holds, read (PIN verified) for the reconciliation.
+  bool read = false;
+  std::uint32_t card_ed = 0, card_ep = 0;
 };
+
+// One POS driver thread's counts and latencies, added to the report after the join.
+struct Tally {
+  std::int64_t sign_ons = 0, loads = 0, loaded_fen = 0;
+  std::int64_t ed_purchases = 0, ed_fen = 0, ep_purchases = 0, ep_fen = 0, attempts = 0;
+  std::int64_t skipped = 0;  // visits where neither wallet could pay anything
+  std::int64_t purchases_uploaded = 0, uploaded_fen = 0, terminals_settled = 0;
+  LatencyRecorder load_latency, purchase_latency, day_end_latency;
+};
+
+// ISO 8601 UTC, to the second, of a UTC instant.
+std::string IsoUtc(std::int64_t utc_us) {
+  using namespace std::chrono;
+  const sys_time<microseconds> at{microseconds{utc_us}};
+  const sys_days day = floor<days>(at);
+  const year_month_day ymd{day};
+  const hh_mm_ss<seconds> time{floor<seconds>(at - day)};
+  char text[32];
+  std::snprintf(text, sizeof text, "%04d-%02u-%02uT%02d:%02d:%02dZ", static_cast<int>(ymd.year()),
+                static_cast<unsigned>(ymd.month()), static_cast<unsigned>(ymd.day()),
+                static_cast<int>(time.hours().count()), static_cast<int>(time.minutes().count()),
+                static_cast<int>(time.seconds().count()));
+  return text;
+}
 
 class Scenario {
  public:
   explicit Scenario(const ScenarioOptions& options)
-      : options_(options), city_(GenerateCity(options.city)) {}
+      : options_(options),
+        city_(GenerateCity(options.city)),
+        scale_(options.purchases > 0),
+        workers_(scale_ ? static_cast<std::size_t>(std::clamp<std::int64_t>(
+                              options.workers, 1,
+                              std::max<std::int64_t>(1, std::ssize(city_.terminals))))
+                        : 1),
+        worker_stations_(workers_) {}
   ~Scenario() {
     // The POS links go before the server, the server before the gateway it calls.
     stations_.clear();
@@ -179,13 +221,28 @@ class Scenario {
   }
 
   Result<ScenarioReport> Run() {
-    for (auto step : {&Scenario::Prepare, &Scenario::AgencyMonth, &Scenario::BankImport,
-                      &Scenario::IssueAndRegister, &Scenario::OpenTerminals, &Scenario::Loads,
-                      &Scenario::TheDay, &Scenario::DayEnd, &Scenario::AfterDayEnd,
-                      &Scenario::Consumption, &Scenario::InpatientClaim}) {
-      if (Status done = (this->*step)(); !done.ok()) return done.error();
+    report_.city_scale = scale_;
+    report_.workers = static_cast<std::int64_t>(workers_);
+    const std::int64_t started = SteadyUs();
+    struct Phase {
+      const char* name;
+      Status (Scenario::*run)();
+    };
+    for (const Phase& phase :
+         {Phase{"setup", &Scenario::Prepare}, Phase{"agency month", &Scenario::AgencyMonth},
+          Phase{"bank import", &Scenario::BankImport},
+          Phase{"issuance", &Scenario::IssueAndRegister},
+          Phase{"sign-on", &Scenario::OpenTerminals}, Phase{"loads", &Scenario::Loads},
+          Phase{"purchases", &Scenario::TheDay}, Phase{"day end", &Scenario::DayEnd},
+          Phase{"host check", &Scenario::AfterDayEnd}, Phase{"consumption", &Scenario::Consumption},
+          Phase{"inpatient claim", &Scenario::InpatientClaim},
+          Phase{"reconciliation", &Scenario::Reconcile}}) {
+      if (Status done = Measure(phase.name, phase.run); !done.ok()) return done.error();
     }
-    Reconcile();
+    report_.total_wall_us = SteadyUs() - started;
+    report_.load_latency = load_latency_.Summary();
+    report_.purchase_latency = purchase_latency_.Summary();
+    report_.day_end_latency = day_end_latency_.Summary();
     return report_;
   }
 
@@ -194,9 +251,110 @@ class Scenario {
     if (options_.progress) options_.progress(line);
   }
 
+  // ---- Measurements and the POS driver threads ------------------------------------------------
+  // Runs one phase, recording its wall time, the items it set (items_, unit_) and the time the
+  // host's request handler spent meanwhile.
+  Status Measure(const char* name, Status (Scenario::*run)()) {
+    items_ = 0;
+    unit_.clear();
+    const server::Stats before = server_ ? server_->stats() : server::Stats{};
+    const std::int64_t start = SteadyUs();
+    Status done = (this->*run)();
+    PhaseTiming timing{.name = name, .wall_us = SteadyUs() - start, .items = items_, .unit = unit_};
+    if (server_) {
+      const server::Stats after = server_->stats();
+      timing.host_wall_us =
+          static_cast<std::int64_t>(after.handler_wall_us - before.handler_wall_us);
+      timing.host_cpu_us = static_cast<std::int64_t>(after.handler_cpu_us - before.handler_cpu_us);
+    }
+    report_.phases.push_back(std::move(timing));
+    return done;
+  }
+
+  // Runs body(w) for every worker w — on its own thread when there are several, else on this
+  // one — with a progress meter over `total` items (body calls Advance). Once a worker failed the
+  // others stop at their next item (Stopped()); the first worker's error is returned.
+  Status ForEachWorker(const std::string& step, std::int64_t total,
+                       const std::function<Status(std::size_t)>& body) {
+    meter_step_ = step;
+    meter_total_ = total;
+    meter_done_ = 0;
+    meter_last_us_ = SteadyUs();
+    stop_ = false;
+    Report(0);
+    std::vector<Status> results(workers_);
+    if (workers_ == 1) {
+      results[0] = body(0);
+    } else {
+      std::vector<std::thread> threads;
+      for (std::size_t w = 0; w < workers_; ++w) {
+        threads.emplace_back([&, w] {
+          results[w] = body(w);
+          if (!results[w].ok()) stop_ = true;
+        });
+      }
+      for (auto& t : threads) t.join();
+    }
+    Report(meter_done_.load());
+    for (Status& result : results) {
+      if (!result.ok()) return result;
+    }
+    return Status::Ok();
+  }
+  bool Stopped() const { return stop_.load(std::memory_order_relaxed); }
+  // Thread-safe; reports at most every 100 ms.
+  void Advance(std::int64_t n = 1) {
+    const std::int64_t done = meter_done_.fetch_add(n) + n;
+    if (!options_.step_progress) return;
+    const std::int64_t now = SteadyUs();
+    std::int64_t last = meter_last_us_.load();
+    if (now - last < 100'000 || !meter_last_us_.compare_exchange_strong(last, now)) return;
+    Report(done);
+  }
+  void Report(std::int64_t done) {
+    if (!options_.step_progress) return;
+    std::lock_guard lock(meter_mutex_);
+    options_.step_progress({meter_step_, done, meter_total_});
+  }
+  // A worker's counts into the report, after the join.
+  void Absorb(Tally& t) {
+    report_.sign_ons += t.sign_ons;
+    report_.loads += t.loads;
+    report_.loaded_fen += t.loaded_fen;
+    report_.ed_purchases += t.ed_purchases;
+    report_.ed_fen += t.ed_fen;
+    report_.ep_purchases += t.ep_purchases;
+    report_.ep_fen += t.ep_fen;
+    report_.purchase_attempts += t.attempts;
+    skipped_purchases_ += t.skipped;
+    report_.purchases_uploaded += t.purchases_uploaded;
+    report_.uploaded_fen += t.uploaded_fen;
+    report_.terminals_settled += t.terminals_settled;
+    load_latency_.Merge(t.load_latency);
+    purchase_latency_.Merge(t.purchase_latency);
+    day_end_latency_.Merge(t.day_end_latency);
+    t = Tally{};
+  }
+  // The cards of worker w, in order.
+  template <typename F>
+  Status ForEachHolderOf(std::size_t w, std::size_t first, F&& f) {
+    std::size_t c = first + (w + workers_ - first % workers_) % workers_;
+    for (; c < holders_.size(); c += workers_) {
+      if (Stopped()) return Status::Ok();
+      if (Status done = f(c); !done.ok()) return done;
+      Advance();
+    }
+    return Status::Ok();
+  }
+
   // ---- The data directory, the databases and the key stores -----------------------------------
   Status Prepare() {
     if (options_.data_dir.empty()) return MakeError("no data directory");
+    if (scale_ && (options_.purchases < kExceptionPurchases ||
+                   options_.purchases > kMaxPurchasesPerCard * std::ssize(city_.cards))) {
+      return MakeError("city scale: from 3 purchases to " + std::to_string(kMaxPurchasesPerCard) +
+                       " per card");
+    }
     const fs::path dir = options_.data_dir;
     std::error_code ec;
     for (const char* sub : {"bank", "agency", "pos", "cards"}) fs::remove_all(dir / sub, ec);
@@ -231,14 +389,22 @@ class Scenario {
       auto imported = bank_keys_->ImportTestKey(role, test_keys.MasterKey(role));
       if (!imported.ok()) return StepError("bank key store", imported);
     }
-    auto pos_keys = keys::CreateSoftwareKeyStore((dir / "pos" / "keys").string(),
-                                                 options_.passphrase, /*test_only=*/true);
-    if (!pos_keys.ok()) return StepError("POS key store", pos_keys);
-    pos_keys_ = std::move(pos_keys).value();
-    for (const Terminal& t : city_.terminals) {
+    // Each POS driver thread's terminals' TMKs in its own store (a software KeyStore is used by
+    // one thread at a time; each real POS has its own secure element anyway).
+    for (std::size_t w = 0; w < workers_; ++w) {
+      const fs::path path = dir / "pos" / ("keys-" + std::to_string(w));
+      auto pos_keys =
+          keys::CreateSoftwareKeyStore(path.string(), options_.passphrase, /*test_only=*/true);
+      if (!pos_keys.ok()) return StepError("POS key store", pos_keys);
+      pos_keys_.push_back(std::move(pos_keys).value());
+    }
+    for (std::size_t i = 0; i < city_.terminals.size(); ++i) {
+      const Terminal& t = city_.terminals[i];
       const std::string name = "tmk/" + ToHex(t.terminal_number);
       if (auto r = bank_keys_->ImportTestKey(name, t.tmk); !r.ok()) return StepError(name, r);
-      if (auto r = pos_keys_->ImportTestKey(name, t.tmk); !r.ok()) return StepError(name, r);
+      if (auto r = pos_keys_[i % workers_]->ImportTestKey(name, t.tmk); !r.ok()) {
+        return StepError(name, r);
+      }
     }
 
     const std::string bank_url = options_.bank_database_url.empty()
@@ -301,6 +467,8 @@ class Scenario {
     }
     report_.units = static_cast<std::int64_t>(city_.units.size());
     report_.people = static_cast<std::int64_t>(city_.people.size());
+    items_ = report_.people;
+    unit_ = "people";
 
     auto policy = insurance::ParsePolicyJson(kEmbeddedExamplePolicy);
     if (!policy.ok()) return StepError("the example policy", policy);
@@ -345,6 +513,7 @@ class Scenario {
         ++report_.credited_lines;
         report_.credited_fen += line.allocation.amount_fen;
         allocated_people_.push_back(line.allocation.person_id);
+        credited_[line.allocation.person_id] += line.allocation.amount_fen;
       } else {
         ++report_.refused_lines;
       }
@@ -352,6 +521,8 @@ class Scenario {
     const std::string ack_text = insurance::WriteAcknowledgement(*ack, *batch_key_);
     auto reconciled = insurance::ReconcileAcknowledgement(*agency_conn_, ack_text, *batch_key_);
     if (!reconciled.ok()) return StepError("the agency's reconciliation", reconciled);
+    items_ = report_.batch_lines;
+    unit_ = "lines";
     Say("bank: batch imported, " + std::to_string(report_.credited_lines) +
         " medical accounts credited " + FormatFen(report_.credited_fen) + ", " +
         std::to_string(report_.refused_lines) + " refused; the agency reconciled the " +
@@ -377,29 +548,39 @@ class Scenario {
       auto station = std::make_unique<Station>();
       station->city_terminal = &t;
       station->merchant = &city_.merchants[i];
+      station->worker = i % workers_;
       const fs::path station_dir = dir / "pos" / t.terminal_id;
       fs::create_directories(station_dir);
-      auto medium = nvm::OpenFileMedium((station_dir / "psam.img").string());
+      // At city scale the PSAM images are not fsync'd: hundreds of PSAMs, each with its own
+      // EEPROM in reality, would queue on this machine's one disk.
+      auto medium = nvm::OpenFileMedium((station_dir / "psam.img").string(),
+                                        scale_ ? nvm::SyncMode::kNone : nvm::SyncMode::kFsync);
       if (!medium.ok()) return StepError("PSAM image", medium);
       auto psam = issuance::IssueTestPsam(test_keys, std::move(medium).value(), t.psam_serial,
                                           t.terminal_number);
       if (!psam.ok()) return StepError("issuing the PSAM of " + t.terminal_id, psam);
       station->psam = std::move(psam).value();
+      worker_stations_[station->worker].push_back(station.get());
       stations_.push_back(std::move(station));
     }
     report_.merchants = static_cast<std::int64_t>(city_.merchants.size());
     report_.terminals = report_.psams = static_cast<std::int64_t>(city_.terminals.size());
 
+    holders_.resize(city_.cards.size());
+    for (std::size_t c = 0; c < city_.cards.size(); ++c) {
+      holders_[c].card = &city_.cards[c];
+      holders_[c].person = &city_.people[c];  // people[i] holds cards[i]
+      holders_[c].asn = ToHex(city_.cards[c].asn);
+    }
+    // The day's exceptions use the first four cards; at city scale the first kBranchCards go
+    // through the branch, the rest through the card bureau.
+    const std::size_t at_branch =
+        scale_ ? std::min(kBranchCards, holders_.size()) : holders_.size();
     branch::BranchServices branch(*bank_conn_, *bank_keys_, BranchOptions());
     const branch::Actor teller{.login = "demo-teller", .from = "127.0.0.1", .branch = kBranch};
-    std::map<std::string, const Person*> people;
-    for (const Person& p : city_.people) people[p.ssn] = &p;
-    for (std::size_t c = 0; c < city_.cards.size(); ++c) {
-      const Card& card = city_.cards[c];
-      Holder holder;
-      holder.card = &card;
-      holder.person = people[card.person_ssn];
-      holder.asn = ToHex(card.asn);
+    for (std::size_t c = 0; c < at_branch; ++c) {
+      Holder& holder = holders_[c];
+      const Card& card = *holder.card;
       auto medium = nvm::OpenFileMedium((dir / "cards" / (holder.asn + ".img")).string());
       if (!medium.ok()) return StepError("card image", medium);
       auto chip = issuance::IssueTestCard(test_keys, std::move(medium).value(),
@@ -414,12 +595,80 @@ class Scenario {
       if (!issued.ok()) return StepError("registering card " + holder.asn, issued);
       auto active = branch.Activate(teller, {.asn = holder.asn});
       if (!active.ok()) return StepError("activating card " + holder.asn, active);
-      holders_.push_back(std::move(holder));
+    }
+    report_.branch_cards = static_cast<std::int64_t>(at_branch);
+    if (at_branch < holders_.size()) {
+      if (Status bureau = BureauIssuance(at_branch); !bureau.ok()) return bureau;
     }
     report_.cards = static_cast<std::int64_t>(holders_.size());
-    Say("bank: " + std::to_string(report_.cards) + " TEST cards issued and activated at branch " +
-        kBranch + "; " + std::to_string(report_.merchants) + " merchants, " +
+    items_ = report_.cards;
+    unit_ = "cards";
+    Say("bank: " + std::to_string(report_.cards) + " TEST cards issued and activated (" +
+        std::to_string(report_.branch_cards) + " at branch " + kBranch +
+        (report_.bureau_cards > 0
+             ? ", " + std::to_string(report_.bureau_cards) +
+                   " by the card bureau: in memory, one issuance log imported by the host"
+             : std::string()) +
+        "); " + std::to_string(report_.merchants) + " merchants, " +
         std::to_string(report_.terminals) + " terminals with TEST PSAMs registered");
+    return Status::Ok();
+  }
+
+  // A card bureau's mass issuance (docs/issuance.md "The issuance log"): the cards from `first`
+  // on are personalised in memory by the workers, and the host registers them all from the
+  // bureau's issuance log in one transaction (Host::ImportIssuanceLog, test cards accepted).
+  Status BureauIssuance(std::size_t first) {
+    const auto& test_keys = issuance::TestKeySet::Embedded();
+    const std::int64_t count = std::ssize(holders_) - static_cast<std::int64_t>(first);
+    Status issued = ForEachWorker("issuing cards", count, [&](std::size_t w) {
+      return ForEachHolderOf(w, first, [&](std::size_t c) -> Status {
+        Holder& holder = holders_[c];
+        auto chip =
+            issuance::IssueTestCard(test_keys, std::make_unique<SlotMedium>(),
+                                    issuance::TestHolder(holder.card->asn, holder.card->pin));
+        if (!chip.ok()) return StepError("issuing card " + holder.asn, chip);
+        holder.chip = std::move(chip).value();
+        return Status::Ok();
+      });
+    });
+    if (!issued.ok()) return issued;
+
+    // The records as the issuance station writes them (never a key or a PIN); TestHolder's
+    // validity; the master keys' check values.
+    std::string keys = "[";
+    for (const std::string& role : issuance::TestKeySet::RequiredRoles()) {
+      auto kcv = crypto::Kcv(test_keys.MasterKey(role));
+      if (!kcv.ok()) return StepError("key check value", kcv);
+      keys += std::string(keys.size() > 1 ? "," : "") + R"({"kcv":")" + ToHex(*kcv) +
+              R"(","name":")" + role + R"(","version":1})";
+    }
+    keys += "]";
+    const std::string time = IsoUtc(clock_us_.load());
+    const card::HolderData validity = issuance::TestHolder(holders_[first].card->asn, "");
+    const std::string valid = R"(","valid_from":")" + validity.start_date.ToString() +
+                              R"(","valid_to":")" + validity.expiry_date.ToString() + "\"}\n";
+    std::string log;
+    log.reserve(static_cast<std::size_t>(count) * (300 + keys.size()));
+    for (std::size_t c = first; c < holders_.size(); ++c) {
+      const Holder& h = holders_[c];
+      const Bytes& asn = h.card->asn;
+      log += R"({"asn":")" + h.asn + R"(","chip_serial":")" + ToHex(crypto::AsnFactor(asn)) +
+             R"(","date":")" + day_.ToString() + R"(","event":"issued","format":1,"holder":")" +
+             h.person->ssn + R"(","key_version":1,"keys":)" + keys +
+             R"(,"kind":"card","operator":"demo-bureau","store":"test-keyset:embedded",)" +
+             R"("test":true,"time":")" + time + valid;
+    }
+    const fs::path file = fs::path(options_.data_dir) / "cards" / "issuance-log.jsonl";
+    if (Status w = WriteText(file, log); !w.ok()) return w;
+    std::error_code ec;
+    fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write, ec);
+    auto imported = host_->ImportIssuanceLog(log, /*accept_test_cards=*/true);
+    if (!imported.ok()) return StepError("importing the issuance log", imported);
+    if (imported->cards != count) {
+      return MakeError("the host registered " + std::to_string(imported->cards) + " of the " +
+                       std::to_string(count) + " cards of the issuance log");
+    }
+    report_.bureau_cards = count;
     return Status::Ok();
   }
 
@@ -431,6 +680,9 @@ class Scenario {
     server::Options server_options;
     server_options.address = "127.0.0.1";
     server_options.port = 0;
+    // The terminals stay connected all day, as on a leased line: at city scale the purchases
+    // (offline) take longer than the server's default idle timeout.
+    server_options.idle_timeout = std::chrono::hours(24);
     auto server = server::Server::Start(server_options, [this](std::span<const Bytes> frames) {
       std::lock_guard lock(key_store_mutex_);
       std::vector<host::GatewayReply> answers = gateway_->HandleGroup(frames);
@@ -443,8 +695,29 @@ class Scenario {
     server_ = std::move(server).value();
     port_ = server_->port();
 
+    std::vector<Tally> tallies(workers_);
+    Status opened = ForEachWorker("signing on", std::ssize(stations_), [&](std::size_t w) {
+      for (Station* s : worker_stations_[w]) {
+        if (Stopped()) break;
+        if (Status open = OpenTerminal(*s, tallies[w]); !open.ok()) return open;
+        Advance();
+      }
+      return Status::Ok();
+    });
+    for (Tally& t : tallies) Absorb(t);
+    if (!opened.ok()) return opened;
+    items_ = report_.sign_ons;
+    unit_ = "sign-ons";
+    Say("host: terminal gateway listening on 127.0.0.1:" + std::to_string(port_) + "; " +
+        std::to_string(report_.sign_ons) + " POS signed on over ISO 8583/TCP");
+    return Status::Ok();
+  }
+
+  // One POS: journal, TCP link with the worker's key store, readers, sign-on.
+  Status OpenTerminal(Station& station, Tally& tally) {
+    Station* s = &station;
     const fs::path dir = options_.data_dir;
-    for (auto& s : stations_) {
+    {
       const Terminal& t = *s->city_terminal;
       auto journal = pos::Journal::Open((dir / "pos" / t.terminal_id / "journal.db").string());
       if (!journal.ok()) return StepError("journal of " + t.terminal_id, journal);
@@ -463,10 +736,10 @@ class Scenario {
       if (!state.ok()) return StepError("journal of " + t.terminal_id, state);
       pos::Journal* journal_ptr = s->journal.get();
       s->link = std::make_unique<terminal::HostLink>(
-          link, *s->transport, *pos_keys_, *state,
+          link, *s->transport, *pos_keys_[s->worker], *state,
           [journal_ptr](const terminal::LinkState& st) { (void)journal_ptr->SaveLinkState(st); });
       reader::Reader* card_reader = nullptr;
-      if (options_.pcsc && s.get() == stations_.front().get()) {
+      if (options_.pcsc && s == stations_.front().get()) {
         if (Status opened = OpenPcscReaders(*s); !opened.ok()) return opened;
         card_reader = s->pcsc_card_reader.get();
       } else {
@@ -487,10 +760,8 @@ class Scenario {
         return MakeError("sign-on of " + t.terminal_id +
                          " refused: " + std::string(iso8583::ResponseCodeText(signed_on->code)));
       }
-      ++report_.sign_ons;
+      ++tally.sign_ons;
     }
-    Say("host: terminal gateway listening on 127.0.0.1:" + std::to_string(port_) + "; " +
-        std::to_string(report_.sign_ons) + " POS signed on over ISO 8583/TCP");
     return Status::Ok();
   }
 
@@ -537,104 +808,180 @@ class Scenario {
   }
   Station& StationFor(std::size_t n) { return *stations_[n % stations_.size()]; }
 
+  // Worker w's terminal for a cardholder's visit (n: any number the visit is known by). In the
+  // scripted day (one worker) it is StationFor(n).
+  Station& StationOf(std::size_t w, std::size_t n) {
+    const std::vector<Station*>& mine = worker_stations_[w];
+    return *mine[n % mine.size()];
+  }
+
   Status Loads() {
-    for (std::size_t c = 0; c < holders_.size(); ++c) {
-      Holder& h = holders_[c];
-      auto balances = host_->BalanceInquiry(h.card->asn);
-      if (!balances.ok()) return StepError("balance of " + h.asn, balances);
-      // Most of the medical account to the passbook (ED), a tenth to the purse (EP), whole yuan.
-      const auto available = balances->medical_account;
-      const auto ed = static_cast<std::uint32_t>(available * 6 / 10 / 100 * 100);
-      const auto ep = static_cast<std::uint32_t>(available / 10 / 100 * 100);
-      Station& s = StationFor(c);
-      clock_us_ += kMinuteUs;
-      if (Status in = Insert(s, h); !in.ok()) return in;
-      for (auto [wallet, amount] : {std::pair{Wallet::kEd, ed}, std::pair{Wallet::kEp, ep}}) {
-        if (amount == 0) continue;
-        auto loaded = s.pos->LoadOnline(wallet, amount, h.card->pin);
-        if (!loaded.ok()) {
-          Remove(s);
-          return StepError("online load of " + h.asn, loaded);
+    // Between 08:00 and 09:00: a minute per cardholder in the scripted day, the hour shared out
+    // at city scale.
+    const std::int64_t step =
+        scale_ ? std::max<std::int64_t>(1, kHourUs / (std::ssize(holders_) + 1)) : kMinuteUs;
+    std::vector<Tally> tallies(workers_);
+    Status loaded = ForEachWorker("online loads", std::ssize(holders_), [&](std::size_t w) {
+      return ForEachHolderOf(w, 0, [&](std::size_t c) -> Status {
+        Holder& h = holders_[c];
+        // The medical account holds what the batch credited (nothing else has moved it yet).
+        const auto credited = credited_.find(h.person->ssn);
+        const std::int64_t available = credited == credited_.end() ? 0 : credited->second;
+        // Most of it to the passbook (ED), a tenth to the purse (EP), whole yuan.
+        const auto ed = static_cast<std::uint32_t>(available * 6 / 10 / 100 * 100);
+        const auto ep = static_cast<std::uint32_t>(available / 10 / 100 * 100);
+        Station& s = StationOf(w, c / workers_);
+        clock_us_ += step;
+        if (Status in = Insert(s, h); !in.ok()) return in;
+        for (auto [wallet, amount] : {std::pair{Wallet::kEd, ed}, std::pair{Wallet::kEp, ep}}) {
+          if (amount == 0) continue;
+          const std::int64_t start = SteadyUs();
+          auto load = s.pos->LoadOnline(wallet, amount, h.card->pin);
+          tallies[w].load_latency.Add(SteadyUs() - start);
+          if (!load.ok()) {
+            Remove(s);
+            return StepError("online load of " + h.asn, load);
+          }
+          (wallet == Wallet::kEd ? h.ed : h.ep) = load->balance_after;
+          ++tallies[w].loads;
+          tallies[w].loaded_fen += amount;
         }
-        (wallet == Wallet::kEd ? h.ed : h.ep) = loaded->balance_after;
-        ++report_.loads;
-        report_.loaded_fen += amount;
-      }
-      Remove(s);
-    }
+        Remove(s);
+        return Status::Ok();
+      });
+    });
+    for (Tally& t : tallies) Absorb(t);
+    if (!loaded.ok()) return loaded;
+    items_ = report_.loads;
+    unit_ = "loads";
     Say("cardholders: " + std::to_string(report_.loads) + " online loads, " +
         FormatFen(report_.loaded_fen) + " from medical accounts to cards (MAC1/MAC2/TAC)");
     return Status::Ok();
   }
 
-  // A purchase that should go through; false when the card refused it for want of money.
-  Status Buy(Station& s, Holder& h, Wallet wallet, std::uint32_t amount) {
+  // A purchase that should go through.
+  Status Buy(Station& s, Holder& h, Wallet wallet, std::uint32_t amount, Tally& tally) {
     clock_us_ += step_us_;
     if (Status in = Insert(s, h); !in.ok()) return in;
+    const std::int64_t start = SteadyUs();
     auto receipt = s.pos->Purchase(
         {wallet, amount, wallet == Wallet::kEd ? std::optional(h.card->pin) : std::nullopt});
+    tally.purchase_latency.Add(SteadyUs() - start);
     Remove(s);
+    ++tally.attempts;
     if (!receipt.ok()) return StepError("purchase by " + h.asn, receipt);
     (wallet == Wallet::kEd ? h.ed : h.ep) = receipt->balance_after;
     if (wallet == Wallet::kEd) {
-      ++report_.ed_purchases;
-      report_.ed_fen += amount;
+      ++tally.ed_purchases;
+      tally.ed_fen += amount;
     } else {
-      ++report_.ep_purchases;
-      report_.ep_fen += amount;
+      ++tally.ep_purchases;
+      tally.ep_fen += amount;
     }
     return Status::Ok();
   }
 
   // A purchase the terminal must refuse with `expected`; nothing moves.
+  // on_the_day: one of the day's purchase attempts (counted, and refused when it is).
   Result<bool> Refused(Station& s, Holder& h, const pos::PurchaseOrder& order,
-                       pos::ErrorKind expected) {
+                       pos::ErrorKind expected, bool on_the_day = true) {
     clock_us_ += kMinuteUs;
     if (Status in = Insert(s, h); !in.ok()) return in.error();
     auto receipt = s.pos->Purchase(order);
     Remove(s);
+    if (on_the_day && !receipt.ok()) ++report_.purchases_refused;
     if (receipt.ok()) return false;
     return receipt.error().kind == expected;
   }
 
-  Status TheDay() {
-    if (holders_.size() < 4) return MakeError("the demo needs at least 4 cards (--cards)");
-    // 09:00 to about 15:00: everyone but the torn-purchase card visits two or three merchants,
-    // in the terminals' order. (The host clears a card's purchases in the order they arrive; the
-    // day ends run in the terminals' order, so a card's purchases arrive in its serial order.
-    // A card's first upload arriving after a later one goes to suspense as a balance chain
-    // break: reported for src/host.)
-    clock_us_ = day_start_us() + kHourUs;
+  // 09:00 to about 15:00: everyone but the torn-purchase card visits merchants, in any order
+  // (the host clears a card's purchases whichever terminal uploads first), paying from the
+  // purse (EP, no PIN) on about a third of the visits and from the passbook (ED, PIN) on the
+  // rest, so one card often pays from both in a day.
+  Status ScriptedPurchases() {
+    // Two or three visits per cardholder.
     step_us_ = std::min<std::int64_t>(
         3 * kMinuteUs, 6 * kHourUs / static_cast<std::int64_t>(3 * holders_.size() + 1));
+    Tally tally;
     for (std::size_t c = 0; c < holders_.size(); ++c) {
       if (c == kTornHolder) continue;
       Holder& h = holders_[c];
-      std::vector<std::size_t> visits;
       for (std::size_t visit = 0; visit < 2 + c % 2; ++visit) {
-        visits.push_back((c * 3 + visit * 5 + city_.seed % 7) % stations_.size());
-      }
-      std::sort(visits.begin(), visits.end());
-      for (std::size_t visit = 0; visit < visits.size(); ++visit) {
-        Station& s = StationFor(visits[visit]);
-        // A third of the cardholders pay from the purse (EP, no PIN), the rest from the
-        // passbook. Never both on one card in a day: the consumption detail's reference is
-        // "<ASN>/<offline serial>" and each wallet counts its own serials from 0, so an ED and an
-        // EP purchase of one card can share a reference and the agency refuses the day's file
-        // (reported for src/insurance/consumption.cc).
-        const Wallet wallet = c % 3 == 1 ? Wallet::kEp : Wallet::kEd;
+        Station& s = StationFor((c * 3 + visit * 5 + city_.seed % 7) % stations_.size());
+        const Wallet wallet = (c + visit) % 3 == 1 ? Wallet::kEp : Wallet::kEd;
         const std::uint32_t held = wallet == Wallet::kEd ? h.ed : h.ep;
         // 3.00 .. 62.00 yuan, never more than the wallet holds.
         const auto wanted =
             static_cast<std::uint32_t>(300 + ((c * 7 + visit * 13 + city_.seed) % 60) * 100);
         const std::uint32_t amount = std::min(wanted, held / 3);
         if (amount == 0) continue;
-        if (Status bought = Buy(s, h, wallet, amount); !bought.ok()) return bought;
+        if (Status bought = Buy(s, h, wallet, amount, tally); !bought.ok()) {
+          Absorb(tally);
+          return bought;
+        }
       }
     }
+    Absorb(tally);
+    return Status::Ok();
+  }
+
+  // City scale: the day's purchase attempts but the exceptions' three, shared out over every
+  // cardholder but the torn-purchase card; each worker's cardholders visit its terminals in
+  // rounds (everyone's first visit, then everyone's second...), so a card's purchases reach
+  // several terminals and arrive at the host out of order.
+  Status ScalePurchases() {
+    const std::int64_t attempts = options_.purchases - kExceptionPurchases;
+    const std::int64_t payers = std::ssize(holders_) - 1;
+    const std::int64_t base = attempts / payers, extra = attempts % payers;
+    auto visits_of = [&](std::size_t c) {
+      const auto rank = static_cast<std::int64_t>(c < kTornHolder ? c : c - 1);
+      return base + (rank < extra ? 1 : 0);
+    };
+    step_us_ = std::max<std::int64_t>(1, 6 * kHourUs / (attempts + 1));
+    std::vector<Tally> tallies(workers_);
+    Status done = ForEachWorker("purchases", attempts, [&](std::size_t w) -> Status {
+      Tally& tally = tallies[w];
+      for (std::int64_t round = 0; round <= base; ++round) {
+        for (std::size_t c = w; c < holders_.size(); c += workers_) {
+          if (Stopped()) return Status::Ok();
+          const std::int64_t visits = visits_of(c);
+          if (c == kTornHolder || round >= visits) continue;
+          Holder& h = holders_[c];
+          const auto r = static_cast<std::size_t>(round);
+          Station& s = StationOf(w, c / workers_ * 3 + r * 7 + city_.seed % 7);
+          Wallet wallet = (c + r) % 3 == 1 ? Wallet::kEp : Wallet::kEd;
+          // 3.00 .. 62.00 yuan, and at most the wallet's share of the visits still to come, so
+          // every visit can pay.
+          const auto wanted =
+              static_cast<std::uint32_t>(300 + ((c * 7 + r * 13 + city_.seed) % 60) * 100);
+          const auto share = static_cast<std::uint32_t>(visits - round + 1);
+          std::uint32_t amount = std::min(wanted, (wallet == Wallet::kEd ? h.ed : h.ep) / share);
+          if (amount == 0) {
+            wallet = wallet == Wallet::kEd ? Wallet::kEp : Wallet::kEd;
+            amount = std::min(wanted, (wallet == Wallet::kEd ? h.ed : h.ep) / share);
+          }
+          if (amount == 0) {
+            ++tally.skipped;
+          } else if (Status bought = Buy(s, h, wallet, amount, tally); !bought.ok()) {
+            return bought;
+          }
+          Advance();
+        }
+      }
+      return Status::Ok();
+    });
+    for (Tally& t : tallies) Absorb(t);
+    return done;
+  }
+
+  Status TheDay() {
+    if (holders_.size() < 4) return MakeError("the demo needs at least 4 cards (--cards)");
+    clock_us_ = day_start_us() + kHourUs;
+    if (Status made = scale_ ? ScalePurchases() : ScriptedPurchases(); !made.ok()) return made;
     Say("the day: " + std::to_string(report_.ed_purchases) + " ED purchases (PIN) " +
         FormatFen(report_.ed_fen) + ", " + std::to_string(report_.ep_purchases) + " EP purchases " +
         FormatFen(report_.ep_fen));
+    report_.purchase_attempts += kExceptionPurchases;
 
     // A wrong PIN: refused by the card, which counts it.
     {
@@ -708,21 +1055,43 @@ class Scenario {
       Say("branch " + std::string(kBranch) + ": card " + h.asn + " reported lost → " +
           std::string(branch::CardStateName(lost->state)) + ", on the blacklist");
     }
+    items_ = report_.purchase_attempts;
+    unit_ = "purchase attempts";
     return Status::Ok();
   }
 
   // ---- Day end at every terminal ----------------------------------------------------------------
   Status DayEnd() {
     clock_us_ = day_start_us() + 10 * kHourUs;  // 18:00
-    for (auto& s : stations_) {
-      clock_us_ += kMinuteUs;
-      auto report = s->pos->DayEnd();
-      if (!report.ok()) return StepError("day end of " + s->city_terminal->terminal_id, report);
-      report_.purchases_uploaded += static_cast<std::int64_t>(report->purchases_uploaded);
-      report_.uploaded_fen += static_cast<std::int64_t>(report->totals.purchase_amount);
-      s->psam_signed_fen += static_cast<std::int64_t>(report->totals.purchase_amount);
-      if (report->psam_cleared) ++report_.terminals_settled;
-    }
+    // A minute per terminal; at city scale at most two hours for them all.
+    const std::int64_t step =
+        std::min(kMinuteUs, 2 * kHourUs / (static_cast<std::int64_t>(stations_.size()) + 1));
+    const std::int64_t start = SteadyUs();
+    std::vector<Tally> tallies(workers_);
+    Status ended = ForEachWorker("day end", std::ssize(stations_), [&](std::size_t w) -> Status {
+      for (Station* s : worker_stations_[w]) {
+        if (Stopped()) break;
+        clock_us_ += step;
+        const std::int64_t began = SteadyUs();
+        auto report = s->pos->DayEnd();
+        tallies[w].day_end_latency.Add(SteadyUs() - began);
+        if (!report.ok()) return StepError("day end of " + s->city_terminal->terminal_id, report);
+        tallies[w].purchases_uploaded += static_cast<std::int64_t>(report->purchases_uploaded);
+        tallies[w].uploaded_fen += static_cast<std::int64_t>(report->totals.purchase_amount);
+        s->psam_signed_fen += static_cast<std::int64_t>(report->totals.purchase_amount);
+        if (report->psam_cleared) ++tallies[w].terminals_settled;
+        Advance();
+      }
+      return Status::Ok();
+    });
+    for (Tally& t : tallies) Absorb(t);
+    if (!ended.ok()) return ended;
+    const std::int64_t wall_us = SteadyUs() - start;
+    report_.cleared_per_second = wall_us > 0 ? static_cast<double>(report_.purchases_uploaded) *
+                                                   1e6 / static_cast<double>(wall_us)
+                                             : 0.0;
+    items_ = report_.purchases_uploaded;
+    unit_ = "purchases cleared";
     for (auto& s : stations_) {
       auto settlements = host_->Settlements(s->city_terminal->terminal_number);
       if (!settlements.ok()) return StepError("settlements", settlements);
@@ -743,8 +1112,8 @@ class Scenario {
     clock_us_ = day_start_us() + 24 * kHourUs + 30 * kMinuteUs;  // 08:30 the next morning
     {
       Holder& h = holders_[kLostHolder];
-      auto refused =
-          Refused(StationFor(3), h, {Wallet::kEd, 500, h.card->pin}, pos::ErrorKind::kBlacklisted);
+      auto refused = Refused(StationFor(3), h, {Wallet::kEd, 500, h.card->pin},
+                             pos::ErrorKind::kBlacklisted, /*on_the_day=*/false);
       if (!refused.ok()) return refused.error();
       report_.lost_card_refused = *refused;
       Say(std::string("exception: the lost card ") + h.asn + " tried at " +
@@ -757,6 +1126,8 @@ class Scenario {
     auto queue = host_->ReviewQueue();
     if (!queue.ok()) return StepError("review queue", queue);
     report_.suspense_items = static_cast<std::int64_t>(queue->size());
+    items_ = std::ssize(stations_);
+    unit_ = "terminals";
 
     const fs::path dir = options_.data_dir;
     auto merchant_csv = host_->MerchantSettlementCsv();
@@ -799,6 +1170,8 @@ class Scenario {
     if (!imported.ok()) return StepError("importing the consumption detail", imported);
     report_.consumption_lines = imported->count;
     report_.consumption_fen = imported->total_fen;
+    items_ = report_.consumption_lines;
+    unit_ = "lines";
     for (const auto& line : detail->lines) {
       if (line.reference.rfind(report_.torn_card + "/", 0) == 0 &&
           line.amount_fen == report_.torn_amount_fen) {
@@ -891,34 +1264,50 @@ class Scenario {
     if (!holds) report_.problems.push_back(problem);
   }
 
-  void Reconcile() {
+  Status Reconcile() {
     ScenarioReport& r = report_;
     for (const std::string& person : allocated_people_) {
       r.medical_fen += Balance(ledger::AccountId::Medical(person));
     }
+    // Every card read (PIN verified) by the workers, each its own cards.
+    (void)ForEachWorker("reading the cards", std::ssize(holders_), [&](std::size_t w) {
+      return ForEachHolderOf(w, 0, [&](std::size_t c) {
+        Holder& h = holders_[c];
+        reader::InProcessReader direct("reconciliation reader", h.chip.get());
+        h.read = direct.Connect().ok() && terminal::SelectMedicalApplication(direct).ok() &&
+                 terminal::VerifyPin(direct, h.card->pin).ok();
+        if (h.read) {
+          auto e = terminal::GetBalance(direct, Wallet::kEd);
+          auto p = terminal::GetBalance(direct, Wallet::kEp);
+          h.card_ed = e.ok() ? *e : 0;
+          h.card_ep = p.ok() ? *p : 0;
+        }
+        return Status::Ok();
+      });
+    });
+    // At most kCardProblems cards named; the rest counted.
+    constexpr std::int64_t kCardProblems = 20;
+    std::int64_t wrong_cards = 0;
     for (Holder& h : holders_) {
       const std::int64_t ed = Balance(ledger::AccountId::CardFloat(h.asn, ledger::Wallet::kEd));
       const std::int64_t ep = Balance(ledger::AccountId::CardFloat(h.asn, ledger::Wallet::kEp));
       r.card_float_fen += ed + ep;
-      reader::InProcessReader direct("reconciliation reader", h.chip.get());
-      std::uint32_t card_ed = 0, card_ep = 0;
-      const bool read = direct.Connect().ok() && terminal::SelectMedicalApplication(direct).ok() &&
-                        terminal::VerifyPin(direct, h.card->pin).ok();
-      if (read) {
-        auto e = terminal::GetBalance(direct, Wallet::kEd);
-        auto p = terminal::GetBalance(direct, Wallet::kEp);
-        card_ed = e.ok() ? *e : 0;
-        card_ep = p.ok() ? *p : 0;
-      }
-      Expect(read, "card " + h.asn + ": could not be read");
-      r.on_cards_fen += static_cast<std::int64_t>(card_ed) + card_ep;
-      Expect(card_ed == ed && card_ep == ep,
-             "card " + h.asn + " holds ED " + FormatFen(card_ed) + " EP " + FormatFen(card_ep) +
+      r.on_cards_fen += static_cast<std::int64_t>(h.card_ed) + h.card_ep;
+      const bool right =
+          h.read && h.card_ed == ed && h.card_ep == ep && h.card_ed == h.ed && h.card_ep == h.ep;
+      if (right || ++wrong_cards > kCardProblems) continue;
+      Expect(h.read, "card " + h.asn + ": could not be read");
+      Expect(h.card_ed == ed && h.card_ep == ep,
+             "card " + h.asn + " holds ED " + FormatFen(h.card_ed) + " EP " + FormatFen(h.card_ep) +
                  ", the host's float says ED " + FormatFen(ed) + " EP " + FormatFen(ep));
-      Expect(card_ed == h.ed && card_ep == h.ep,
-             "card " + h.asn + " holds ED " + FormatFen(card_ed) + " EP " + FormatFen(card_ep) +
+      Expect(h.card_ed == h.ed && h.card_ep == h.ep,
+             "card " + h.asn + " holds ED " + FormatFen(h.card_ed) + " EP " + FormatFen(h.card_ep) +
                  ", its receipts say ED " + FormatFen(h.ed) + " EP " + FormatFen(h.ep));
     }
+    Expect(wrong_cards <= kCardProblems,
+           std::to_string(wrong_cards - kCardProblems) + " more cards disagree likewise");
+    items_ = std::ssize(holders_);
+    unit_ = "cards read";
     for (const Merchant& m : city_.merchants)
       r.merchant_fen += Balance(ledger::AccountId::Merchant(m.id));
     r.suspense_fen = Balance(ledger::AccountId::Suspense());
@@ -969,11 +1358,24 @@ class Scenario {
     if (books.ok()) {
       for (const auto& p : *books) r.problems.push_back("agency books: " + p);
     }
+    Expect(r.purchase_attempts - r.purchases_refused == r.ed_purchases + r.ep_purchases,
+           std::to_string(r.purchase_attempts) + " purchase attempts, " +
+               std::to_string(r.purchases_refused) + " refused, but " +
+               std::to_string(r.ed_purchases + r.ep_purchases) + " made");
+    Expect(!scale_ || r.purchase_attempts == options_.purchases,
+           std::to_string(r.purchase_attempts) + " purchase attempts, " +
+               std::to_string(options_.purchases) + " asked for");
+    Expect(skipped_purchases_ == 0,
+           std::to_string(skipped_purchases_) + " visits could not pay: both wallets were empty");
+    return Status::Ok();
   }
 
   // Which cards play the day's exceptions.
   static constexpr std::size_t kWrongPinHolder = 0, kPoorHolder = 1, kTornHolder = 2,
                                kLostHolder = 3;
+  // The day's purchase attempts the exceptions make: the wrong PIN, the purchase over the
+  // balance, the torn purchase (the lost card is tried the next morning).
+  static constexpr std::int64_t kExceptionPurchases = 3;
 
   std::int64_t day_start_us() const { return day_start_us_; }
   branch::BranchOptions BranchOptions() {
@@ -983,10 +1385,13 @@ class Scenario {
   }
 
   const ScenarioOptions& options_;
-  std::atomic<std::int64_t> clock_us_{0};  // the simulated host clock, UTC µs
-  std::int64_t day_start_us_ = 0;          // 08:00 local time of the business day
-  std::int64_t step_us_ = kMinuteUs;       // between two purchases
   City city_;
+  const bool scale_;           // ScenarioOptions::purchases > 0
+  const std::size_t workers_;  // POS driver threads (1 in the scripted day)
+  std::vector<std::vector<Station*>> worker_stations_;  // each worker's terminals, in order
+  std::atomic<std::int64_t> clock_us_{0};               // the simulated host clock, UTC µs
+  std::int64_t day_start_us_ = 0;                       // 08:00 local time of the business day
+  std::int64_t step_us_ = kMinuteUs;                    // between two purchases
   ScenarioReport report_;
   Date day_;
   insurance::YearMonth month_;
@@ -994,8 +1399,21 @@ class Scenario {
   std::optional<insurance::BatchKey> batch_key_;
   std::string batch_text_;
   std::vector<std::string> allocated_people_;
+  std::unordered_map<std::string, std::int64_t> credited_;  // person → fen the batch credited
 
-  std::unique_ptr<keys::KeyStore> bank_keys_, pos_keys_;
+  // Measurements and progress.
+  std::int64_t items_ = 0;  // the current phase's
+  std::string unit_;
+  LatencyRecorder load_latency_, purchase_latency_, day_end_latency_;
+  std::int64_t skipped_purchases_ = 0;
+  std::string meter_step_;
+  std::int64_t meter_total_ = 0;
+  std::atomic<std::int64_t> meter_done_{0}, meter_last_us_{0};
+  std::mutex meter_mutex_;
+  std::atomic<bool> stop_{false};
+
+  std::unique_ptr<keys::KeyStore> bank_keys_;
+  std::vector<std::unique_ptr<keys::KeyStore>> pos_keys_;  // one per worker
   std::mutex
       key_store_mutex_;  // the bank's key store: the gateway's thread and this one take turns
   std::unique_ptr<store::Database> bank_db_, agency_db_;

@@ -10,6 +10,12 @@
 // day's consumption detail. Then a reconciliation proves every fen the agency allocated is on a
 // card, in a medical account or with a merchant.
 //
+// City scale (ScenarioOptions::purchases > 0, docs/demo.md "City scale"): the same day as a load
+// test of the real host over its real protocol — cards issued in memory and registered through
+// one issuance log, the cardholders' visits spread over the terminals, driven by worker threads
+// that each own a share of the terminals and the cards; the report then carries each phase's
+// wall time and the latency percentiles.
+//
 //   demo::ScenarioOptions options;
 //   options.data_dir = "medcard-demo";
 //   auto report = demo::RunScenario(options);   // an error: a step could not run at all
@@ -23,8 +29,15 @@
 
 #include "common/result.h"
 #include "demo/city.h"
+#include "demo/latency.h"
 
 namespace medcard::demo {
+
+// How far a long step is (issuance, loads, purchases, day end, reading the cards).
+struct StepProgress {
+  std::string step;  // "issuing cards", ...
+  std::int64_t done = 0, total = 0;
+};
 
 struct ScenarioOptions {
   std::string data_dir;  // created; the scenario's own subdirectories in it are replaced
@@ -41,6 +54,37 @@ struct ScenarioOptions {
   bool pcsc = false;
   // One line per step as it happens (the CLI prints them unless --quiet); may be empty.
   std::function<void(const std::string&)> progress;
+  // A long step's progress: at its start (done 0), at most every 100 ms, and at its end
+  // (done == total). Called from the scenario's worker threads, one call at a time. May be empty.
+  std::function<void(const StepProgress&)> step_progress;
+
+  // City scale: the day's purchase attempts at the POS, the three of the exceptions included
+  // (the wrong PIN and the purchase over the balance are refused, the torn one is recovered), so
+  // M - 2 purchases are made. At least 3, at most kMaxPurchasesPerCard per card. 0: the scripted
+  // day (every cardholder visits two or three merchants, one thread).
+  std::int64_t purchases = 0;
+  // City scale: POS driver threads (at most one per terminal). Worker w drives the terminals
+  // t % workers == w and the cardholders c % workers == w, who visit only its terminals, so no
+  // terminal and no card is ever used by two threads at once.
+  int workers = 2;
+};
+
+inline constexpr std::int64_t kMaxPurchasesPerCard = 20;
+// The first cards go through the branch (application, issue, activation, audit); at city scale
+// the rest come from the card bureau's mass issuance, one issuance log imported by the host.
+inline constexpr std::size_t kBranchCards = 12;
+
+// One phase of the day: its wall time and how many items it handled.
+struct PhaseTiming {
+  std::string name;  // "agency month", "bank import", "issuance", ...
+  std::int64_t wall_us = 0;
+  std::int64_t items = 0;
+  std::string unit;  // what the items are: "people", "cards", "loads", ...
+  // The host's request handler during the phase (the gateway's thread): wall and CPU time.
+  std::int64_t host_wall_us = 0, host_cpu_us = 0;
+  double per_second() const {
+    return wall_us > 0 ? static_cast<double>(items) * 1e6 / static_cast<double>(wall_us) : 0.0;
+  }
 };
 
 // What happened, step by step, in counts and fen.
@@ -56,13 +100,18 @@ struct ScenarioReport {
   std::int64_t batch_lines = 0;
   // Bank: the batch imported.
   std::int64_t credited_lines = 0, credited_fen = 0, refused_lines = 0;
-  // Bank: issuance.
+  // Bank: issuance. cards = branch_cards + bureau_cards.
   std::int64_t cards = 0, psams = 0, merchants = 0, terminals = 0;
+  std::int64_t branch_cards = 0;  // applied for, issued and activated at branch B001
+  std::int64_t bureau_cards = 0;  // city scale: issued in memory, registered by issuance log
   // The day at the POS.
   std::int64_t sign_ons = 0;
   std::int64_t pcsc_insertions = 0;  // cards put into the vpcd slot (ScenarioOptions::pcsc)
   std::int64_t loads = 0, loaded_fen = 0;
   std::int64_t ed_purchases = 0, ed_fen = 0, ep_purchases = 0, ep_fen = 0;
+  // Purchase attempts at the POS on the day (the exceptions' included) and those the card or
+  // the terminal refused (the wrong PIN, the purchase over the balance).
+  std::int64_t purchase_attempts = 0, purchases_refused = 0;
   bool wrong_pin_refused = false;
   bool insufficient_balance_refused = false;
   std::string lost_card;           // ASN
@@ -91,6 +140,19 @@ struct ScenarioReport {
                suspense_fen = 0, psam_signed_fen = 0;
   std::vector<std::string> problems;  // empty: the day reconciles to the fen
   bool clean() const { return problems.empty(); }
+
+  // Measurements (wall clock; noisy on a shared machine).
+  bool city_scale = false;          // ScenarioOptions::purchases > 0
+  std::int64_t workers = 1;         // POS driver threads used
+  std::vector<PhaseTiming> phases;  // in the day's order
+  std::int64_t total_wall_us = 0;
+  // Around pos::Terminal::LoadOnline (the host over ISO 8583/TCP: MAC1 → MAC2, TAC
+  // confirmation), pos::Terminal::Purchase (offline, card + PSAM + journal; the cardholders'
+  // purchases, not the exceptions') and pos::Terminal::DayEnd (upload, settlement, blacklist
+  // download) of one terminal.
+  LatencySummary load_latency, purchase_latency, day_end_latency;
+  // Purchases uploaded and cleared at the host per second of the day end's wall time.
+  double cleared_per_second = 0;
 };
 
 Result<ScenarioReport> RunScenario(const ScenarioOptions& options);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <tuple>
 
 #include "insurance/registry.h"
 
@@ -98,6 +99,60 @@ TEST(DemoCityTest, TheFirstPeopleHoldTheCardsAndCardsNeverOutnumberPeople) {
     EXPECT_EQ(city.cards[i].asn.size(), 10u);
     EXPECT_EQ(city.cards[i].pin.size(), 6u);
     EXPECT_TRUE(asns.insert(city.cards[i].asn).second);
+  }
+}
+
+TEST(DemoCityTest, TerminalsAreThreeInFiveHospitalsTheRestPharmacies) {
+  for (auto [terminals, hospitals, pharmacies] :
+       {std::tuple{5, 3, 2}, std::tuple{1, 1, 0}, std::tuple{20, 12, 8},
+        std::tuple{500, 300, 200}}) {
+    CityOptions options;
+    SetTerminals(options, terminals);
+    EXPECT_EQ(options.hospitals, hospitals) << terminals;
+    EXPECT_EQ(options.pharmacies, pharmacies) << terminals;
+  }
+}
+
+// City scale: beyond 999 people, 99 terminals and 9,999 cards the numbers stay unique and well
+// formed, and the small city's numbers are what they always were.
+TEST(DemoCityTest, AtCityScaleEveryNumberIsUniqueAndTheSmallCitysUnchanged) {
+  CityOptions options{.seed = 5, .people = 30000, .cards = 12000};
+  SetTerminals(options, 250);
+  const City city = GenerateCity(options);
+  std::set<std::string> ssns;
+  for (const Person& p : city.people) {
+    ASSERT_TRUE(insurance::IsValidSocialSecurityNumber(p.ssn)) << p.ssn;
+    EXPECT_EQ(insurance::BirthDateOfSsn(p.ssn), p.birth_date) << p.ssn;
+    EXPECT_TRUE(ssns.insert(p.ssn).second) << "duplicate " << p.ssn;
+  }
+  std::set<Bytes> asns, factors;
+  for (const Card& c : city.cards) {
+    ASSERT_EQ(c.asn.size(), 10u);
+    EXPECT_TRUE(asns.insert(c.asn).second);
+    factors.insert(Bytes(c.asn.begin() + 2, c.asn.end()));  // the key diversification factor
+  }
+  EXPECT_EQ(factors.size(), city.cards.size());
+  EXPECT_EQ(ToHex(city.cards.front().asn), "11000000000000010001");
+  EXPECT_EQ(ToHex(city.cards.back().asn), "11000000000000022000");
+  ASSERT_EQ(city.terminals.size(), 250u);
+  std::set<Bytes> numbers, serials;
+  std::set<std::string> ids, merchants;
+  for (const Terminal& t : city.terminals) {
+    ASSERT_EQ(t.terminal_number.size(), 6u);
+    ASSERT_EQ(t.psam_serial.size(), 10u);
+    EXPECT_TRUE(numbers.insert(t.terminal_number).second);
+    EXPECT_TRUE(serials.insert(t.psam_serial).second);
+    EXPECT_TRUE(ids.insert(t.terminal_id).second);
+    EXPECT_TRUE(merchants.insert(t.merchant_id).second);
+    EXPECT_EQ(t.merchant_id.size(), 15u);
+  }
+  EXPECT_EQ(ToHex(city.terminals.front().terminal_number), "000000110001");
+  EXPECT_EQ(ToHex(city.terminals.back().terminal_number), "000000110250");
+  EXPECT_EQ(ToHex(city.terminals.front().psam_serial), "50000000000000110001");
+  // The first 1000 people's identity numbers do not depend on how many more there are.
+  const City small = GenerateCity({.seed = 5, .people = 24, .cards = 12});
+  for (std::size_t i = 0; i < small.people.size(); ++i) {
+    EXPECT_EQ(small.people[i].ssn, city.people[i].ssn);
   }
 }
 

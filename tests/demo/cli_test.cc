@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "cli_run.h"
@@ -60,8 +61,10 @@ TEST_F(DemoCliTest, TheDayReconcilesAndTheReportSaysSo) {
   EXPECT_THAT(run.out, HasSubstr("claim     inpatient, "));
   EXPECT_THAT(run.out, HasSubstr("billed 5900.00: pooled fund "));
   EXPECT_THAT(run.out, HasSubstr("reconciliation: clean — every fen accounted for"));
-  // --quiet: the report only, not the step-by-step story; and no server log.
+  // --quiet: the report only, not the step-by-step story; and no server log. The scripted day:
+  // no city-scale figures.
   EXPECT_THAT(run.out, Not(HasSubstr("exception: ")));
+  EXPECT_THAT(run.out, Not(HasSubstr("  timing ")));
   EXPECT_THAT(run.err, Not(HasSubstr("server:")));
   EXPECT_TRUE(fs::exists(data / "merchant-settlement.csv"));
   EXPECT_TRUE(fs::exists(data / "terminal-settlement.csv"));
@@ -84,6 +87,51 @@ TEST_F(DemoCliTest, OptionsItCannotHonourAreRefusedWithExitStatus2) {
   EXPECT_THAT(few.err, HasSubstr("--cards: at least 4"));
   const CliRun bad = Demo("--no-serve --readers magic --dir " + data);
   EXPECT_EQ(bad.exit_code, 2);
+  for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
+           {"--purchases -1", "--purchases: 0 (the scripted day) or at least 3"},
+           {"--purchases 2", "--purchases: 0 (the scripted day) or at least 3"},
+           {"--terminals 0", "--terminals: 1 to 9999"},
+           {"--workers 0 --purchases 100", "--workers: at least 1"},
+           {"--purchases 3000",
+            "--purchases 3000 needs at least 150 cards (--cards): at most 20 "
+            "purchases per cardholder a day"},
+           {"--cards 40 --purchases 801", "needs at least 41 cards"},
+           {"--purchases 100 --readers pcsc", "--readers pcsc: not with --purchases"}}) {
+    const CliRun refused = Demo("--no-serve --dir " + data + " " + args);
+    EXPECT_EQ(refused.exit_code, 2) << args << ": " << refused.out << refused.err;
+    EXPECT_THAT(refused.err, HasSubstr(message)) << args;
+  }
+  EXPECT_FALSE(fs::exists(data));  // refused before anything was made
+}
+
+TEST_F(DemoCliTest, AtCityScaleTheReportCarriesTimingsThroughputAndLatencies) {
+  const fs::path data = dir_ / "data";
+  const CliRun run = Demo(
+      "--no-serve --quiet --readers inproc --cards 40 --purchases 400 "
+      "--terminals 6 --workers 2 --seed 3 --dir " +
+      data.string());
+  ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
+  EXPECT_THAT(run.out, HasSubstr("40 TEST cards, 6 terminals (6 merchants), 6 sign-ons"));
+  EXPECT_THAT(run.out, HasSubstr("scale     40 cards (12 at the branch, 28 by the card bureau), "
+                                 "6 terminals, 2 POS driver threads; 400 purchase attempts: 398 "
+                                 "made, 2 refused"));
+  EXPECT_THAT(run.out, HasSubstr("timing    phase"));
+  for (const char* phase : {"agency month", "bank import", "issuance", "sign-on", "loads",
+                            "purchases", "day end", "host check", "reconciliation", "total"}) {
+    EXPECT_THAT(run.out, HasSubstr(std::string("            ") + phase)) << phase;
+  }
+  EXPECT_THAT(run.out, HasSubstr("online load       n=80  p50 "));
+  EXPECT_THAT(run.out, HasSubstr("offline purchase  n=397  p50 "));
+  EXPECT_THAT(run.out, HasSubstr("day end/terminal  n=6  p50 "));
+  EXPECT_THAT(run.out, HasSubstr("clearing  398 purchases uploaded, settled and cleared at the "
+                                 "host: "));
+  EXPECT_THAT(run.out, HasSubstr("6/6 terminals settled, 0 exceptions, 0 in suspense; host check "
+                                 "clean"));
+  EXPECT_THAT(run.out, HasSubstr("reconciliation: clean — every fen accounted for"));
+  // Not a terminal: no progress bars, and --quiet: no story either.
+  EXPECT_THAT(run.out, Not(HasSubstr("\r")));
+  EXPECT_THAT(run.out, Not(HasSubstr("agency: ")));
+  EXPECT_TRUE(fs::exists(data / "cards" / "issuance-log.jsonl"));
 }
 
 // `medcard ARGS...` as a child process, stdout and stderr into `output`; returns its pid.

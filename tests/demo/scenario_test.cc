@@ -6,10 +6,16 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
+#include <mutex>
+#include <set>
+#include <sstream>
 
 #include "test_database.h"
 
@@ -82,6 +88,11 @@ TEST_P(DemoScenarioTest, EveryAllocatedFenIsOnACardInAMedicalAccountOrWithAMerch
   EXPECT_EQ(r.terminals_settled, 4);
   EXPECT_EQ(r.settlement_exceptions, 0);
   EXPECT_TRUE(r.host_check_problems.empty());
+  // The wrong PIN and the purchase over the balance were refused; every other attempt paid.
+  EXPECT_EQ(r.purchases_refused, 2);
+  EXPECT_EQ(r.ed_purchases + r.ep_purchases, r.purchase_attempts - 2);
+  EXPECT_FALSE(r.city_scale);
+  EXPECT_EQ(r.workers, 1);
 }
 
 TEST_P(DemoScenarioTest, TheAgencyAdjudicatesAndPaysAnInpatientClaimToTheFen) {
@@ -128,6 +139,20 @@ TEST_P(DemoScenarioTest, TheSettlementCsvsAreWrittenInTheDataDirectory) {
   EXPECT_THAT(terminals, HasSubstr(",acknowledged\n"));
   EXPECT_EQ(fs::path(run->merchant_settlement_csv).parent_path(), fs::path(options.data_dir));
 
+  // A card paid from its passbook and its purse on the same day, and the agency took both
+  // purchases: the consumption detail's references name the wallet (<ASN>/<ED|EP>/<serial>).
+  std::map<std::string, std::set<std::string>> wallets;  // ASN → wallets it paid from
+  std::istringstream detail(
+      ReadText(fs::path(options.data_dir) / "agency" / ("consumption-" + run->day + ".jsonl")));
+  for (std::string line; std::getline(detail, line);) {
+    const auto at = line.find(R"("reference":")");
+    if (at == std::string::npos) continue;
+    const std::string reference = line.substr(at + 13, line.find('"', at + 13) - at - 13);
+    wallets[reference.substr(0, 20)].insert(reference.substr(21, 2));
+  }
+  EXPECT_THAT(wallets, ::testing::Contains(
+                           ::testing::Pair(::testing::_, std::set<std::string>{"ED", "EP"})));
+
   // Run again in the same directory (SQLite: the databases are in it): a fresh day, the same
   // figures (the seed's city).
   if (GetParam() == store::Engine::kSqlite) {
@@ -141,6 +166,145 @@ TEST_P(DemoScenarioTest, TheSettlementCsvsAreWrittenInTheDataDirectory) {
 
 INSTANTIATE_TEST_SUITE_P(Engines, DemoScenarioTest, test_support::AllEngines(),
                          test_support::EngineTestName);
+
+// City scale (ScenarioOptions::purchases, docs/demo.md "City scale") on SQLite, small enough for
+// CI: 300 cards, 3,000 purchase attempts, 20 terminals, two POS driver threads.
+TEST(DemoScaleTest, ACityScaleDayReconcilesAndMeasuresEveryPhase) {
+  ::setenv("MEDCARD_KEYSTORE_TEST_KDF", "fast", 1);
+  ScenarioOptions options;
+  options.data_dir = test_support::NewTempDir("medcard-demo-scale");
+  options.city = {.seed = 6, .units = 6, .people = 304, .cards = 300};
+  SetTerminals(options.city, 20);
+  options.purchases = 3000;
+  options.workers = 2;
+  std::mutex mutex;
+  std::map<std::string, std::vector<StepProgress>> progress;
+  options.step_progress = [&](const StepProgress& p) {
+    std::lock_guard lock(mutex);
+    progress[p.step].push_back(p);
+  };
+  auto run = RunScenario(options);
+  ::unsetenv("MEDCARD_KEYSTORE_TEST_KDF");
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  const ScenarioReport& r = *run;
+  for (const auto& p : r.problems) ADD_FAILURE() << p;
+  EXPECT_TRUE(r.clean());
+
+  EXPECT_TRUE(r.city_scale);
+  EXPECT_EQ(r.workers, 2);
+  EXPECT_EQ(r.cards, 300);
+  EXPECT_EQ(r.branch_cards, 12);  // the rest by the card bureau's issuance log
+  EXPECT_EQ(r.bureau_cards, 288);
+  EXPECT_EQ(r.terminals, 20);
+  EXPECT_EQ(r.merchants, 20);
+  EXPECT_EQ(r.sign_ons, 20);
+  EXPECT_EQ(r.loads, 600);
+  // 3,000 attempts: 2,997 by the cardholders, the wrong PIN, the purchase over the balance (both
+  // refused) and the torn purchase (recovered): 2,998 made, uploaded, cleared, sent to the agency.
+  EXPECT_EQ(r.purchase_attempts, 3000);
+  EXPECT_EQ(r.purchases_refused, 2);
+  EXPECT_EQ(r.ed_purchases + r.ep_purchases, 2998);
+  EXPECT_GT(r.ep_purchases, 500);
+  EXPECT_EQ(r.purchases_uploaded, 2998);
+  EXPECT_EQ(r.consumption_lines, 2998);
+  EXPECT_TRUE(r.wrong_pin_refused);
+  EXPECT_TRUE(r.insufficient_balance_refused);
+  EXPECT_TRUE(r.lost_card_refused);
+  EXPECT_EQ(r.torn_recoveries, 1);
+  EXPECT_EQ(r.torn_uploaded, 1);
+  EXPECT_EQ(r.terminals_settled, 20);
+  EXPECT_EQ(r.settlement_exceptions, 0);
+  EXPECT_EQ(r.suspense_items, 0);
+  EXPECT_TRUE(r.host_check_problems.empty());
+  EXPECT_EQ(r.medical_fen + r.card_float_fen + r.merchant_fen + r.suspense_fen, r.allocated_fen);
+  EXPECT_EQ(r.merchant_fen, r.ed_fen + r.ep_fen);
+  EXPECT_EQ(r.on_cards_fen, r.card_float_fen);
+
+  // The latencies: one sample per load, per cardholder purchase (not the exceptions'), per
+  // terminal's day end.
+  EXPECT_EQ(r.load_latency.count, 600);
+  EXPECT_EQ(r.purchase_latency.count, 2997);
+  EXPECT_EQ(r.day_end_latency.count, 20);
+  for (const LatencySummary& s : {r.load_latency, r.purchase_latency, r.day_end_latency}) {
+    EXPECT_GT(s.p50_us, 0);
+    EXPECT_LE(s.p50_us, s.p95_us);
+    EXPECT_LE(s.p95_us, s.p99_us);
+    EXPECT_LE(s.p99_us, s.max_us);
+    EXPECT_LE(s.max_us, s.total_us);
+  }
+  // Every phase, in the day's order, with its wall time; the items of the busy ones.
+  std::vector<std::string> names;
+  std::int64_t phases_us = 0;
+  std::map<std::string, PhaseTiming> by_name;
+  for (const PhaseTiming& p : r.phases) {
+    names.push_back(p.name);
+    phases_us += p.wall_us;
+    by_name[p.name] = p;
+    EXPECT_GT(p.wall_us, 0) << p.name;
+  }
+  EXPECT_THAT(names,
+              ::testing::ElementsAre("setup", "agency month", "bank import", "issuance", "sign-on",
+                                     "loads", "purchases", "day end", "host check", "consumption",
+                                     "inpatient claim", "reconciliation"));
+  EXPECT_LE(phases_us, r.total_wall_us);
+  EXPECT_EQ(by_name["agency month"].items, 304);
+  EXPECT_EQ(by_name["issuance"].items, 300);
+  EXPECT_EQ(by_name["loads"].items, 600);
+  EXPECT_EQ(by_name["purchases"].items, 3000);
+  EXPECT_EQ(by_name["day end"].items, 2998);
+  EXPECT_GT(by_name["loads"].host_wall_us, 0);  // the host's handler answered the loads
+  EXPECT_GT(by_name["day end"].host_wall_us, 0);
+  EXPECT_GT(r.cleared_per_second, 0.0);
+  // Cleared per second of the day end's uploads, at least the phase's rate (which also counts
+  // reading back the settlements).
+  EXPECT_GE(r.cleared_per_second * 1.0001, by_name["day end"].per_second());
+
+  // Progress for each long step, ending at its total.
+  for (const auto& [step, total] :
+       std::map<std::string, std::int64_t>{{"issuing cards", 288},
+                                           {"online loads", 300},
+                                           {"purchases", 2997},
+                                           {"day end", 20},
+                                           {"reading the cards", 300}}) {
+    ASSERT_TRUE(progress.contains(step)) << step;
+    EXPECT_EQ(progress[step].front().done, 0) << step;
+    EXPECT_EQ(progress[step].back().done, total) << step;
+    EXPECT_EQ(progress[step].back().total, total) << step;
+  }
+
+  // The card bureau's issuance log (mode 0600; no PIN field), and image files only for the
+  // branch's cards: the bureau's are in memory.
+  const fs::path log = fs::path(options.data_dir) / "cards" / "issuance-log.jsonl";
+  const std::string text = ReadText(log);
+  EXPECT_EQ(std::count(text.begin(), text.end(), '\n'), 288);
+  EXPECT_THAT(text, HasSubstr(R"("event":"issued","format":1,"holder":")"));
+  EXPECT_THAT(text, ::testing::Not(HasSubstr(R"("pin")")));
+  struct stat st {};
+  ASSERT_EQ(::stat(log.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  int images = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(options.data_dir) / "cards")) {
+    images += entry.path().extension() == ".img" ? 1 : 0;
+  }
+  EXPECT_EQ(images, 12);
+  // Each worker's POS key store.
+  EXPECT_TRUE(fs::exists(fs::path(options.data_dir) / "pos" / "keys-0"));
+  EXPECT_TRUE(fs::exists(fs::path(options.data_dir) / "pos" / "keys-1"));
+}
+
+TEST(DemoScaleTest, PurchaseCountsTheDayCannotMakeAreRefusedBeforeAnythingIsTouched) {
+  const fs::path dir = fs::path(test_support::NewTempDir("medcard-demo-scale-refused")) / "d";
+  for (std::int64_t purchases : {std::int64_t{2}, std::int64_t{121}}) {  // 6 cards: at most 120
+    ScenarioOptions options;
+    options.data_dir = dir.string();
+    options.city = {.seed = 1, .units = 2, .people = 8, .cards = 6};
+    options.purchases = purchases;
+    auto run = RunScenario(options);
+    ASSERT_FALSE(run.ok()) << purchases;
+    EXPECT_THAT(run.error().message, HasSubstr("city scale: from 3 purchases to 20 per card"));
+    EXPECT_FALSE(fs::exists(dir));
+  }
+}
 
 }  // namespace
 }  // namespace medcard::demo
