@@ -41,6 +41,13 @@ HostError FromError(const ledger::LedgerError& error,
   return e;
 }
 
+// Appends one row's values to a multi-row statement's parameters, each constructed in place (a
+// braced list of Values would copy every text once more).
+template <typename... V>
+void AppendValues(store::Params& params, V&&... values) {
+  (params.emplace_back(std::forward<V>(values)), ...);
+}
+
 // "YYYYMMDDhhmmss": sorts as time does.
 std::string Timestamp(const Date& d, const TimeOfDay& t) {
   char text[32];
@@ -651,9 +658,17 @@ HostResult<LoadAuthorisation> Host::AuthoriseLoad(const LoadRequest& request) {
 HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace, ByteView tac) {
   const std::string terminal = ToHex(terminal_number);
   return InTransaction([&]() -> HostResult<Done> {
-    auto load =
-        connection_.Query("SELECT * FROM host_loads WHERE terminal_number = ? AND trace = ?",
-                          {terminal, static_cast<std::int64_t>(trace)});
+    // The load with, in the same statement, its card's ED overdraw used and the ledger's card
+    // state of the load's wallet (what ConfirmLoad needs of them, read once).
+    auto load = connection_.Query(
+        "SELECT l.*, w.overdraw_used AS ed_overdraw_used, s.asn AS known_asn,"
+        " s.balance AS known_balance, s.online_serial AS known_online_serial"
+        " FROM host_loads l"
+        " LEFT JOIN host_card_wallets w ON w.asn = l.asn AND w.wallet = 'ED'"
+        " LEFT JOIN ledger_card_state s ON s.asn = l.asn"
+        "   AND s.wallet = CASE WHEN l.type = 1 THEN 'ED' ELSE 'EP' END"
+        " WHERE l.terminal_number = ? AND l.trace = ?",
+        {terminal, static_cast<std::int64_t>(trace)});
     if (!load.ok()) return FromError(load.error());
     if (load->empty()) {
       return Fail(ResponseCode::kUnableToLocateRecord, "no load " + LoadId(terminal, trace));
@@ -672,11 +687,8 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
     // its TAC covers the balance after that.
     std::int64_t repaid = 0;
     if (wallet == ledger::Wallet::kEd && !reversed) {
-      auto used = connection_.Query(
-          "SELECT overdraw_used FROM host_card_wallets WHERE asn = ? AND wallet = 'ED'", {asn});
-      if (!used.ok()) return FromError(used.error());
-      if (!used->empty()) {
-        repaid = std::min<std::int64_t>(request.amount, (*used)[0].Int(0));
+      if (auto used = row.OptionalInt("ed_overdraw_used")) {
+        repaid = std::min<std::int64_t>(request.amount, *used);
       }
     }
     Status verified =
@@ -691,12 +703,12 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
     // leaves the card float for suspense now, so that the float stays the card's balance; their
     // upload pays it from there to the merchant (ClearPurchases: "in transit"). Only when the
     // known state is not from a later load of the card (a late confirmation).
-    auto known = ledger_.FindCardState(asn, wallet);
-    if (!known.ok()) return FromError(known.error());
-    const std::int64_t known_balance = *known ? (*known)->balance : 0;
+    const bool known = !row.IsNull("known_asn");
+    const std::int64_t known_balance = known ? row.Int("known_balance") : 0;
+    const std::optional<std::int64_t> known_online_serial = row.OptionalInt("known_online_serial");
     const std::int64_t in_transit = known_balance - static_cast<std::int64_t>(request.old_balance);
     const bool known_is_older =
-        *known && (!(*known)->online_serial || *(*known)->online_serial <= request.online_serial);
+        known && (!known_online_serial || *known_online_serial <= request.online_serial);
     if (known_is_older && in_transit > 0) {
       const std::string transit_id = "transit/" + LoadId(terminal, trace);
       auto held =
@@ -1033,10 +1045,7 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
                          std::int64_t to) {
       for (std::int64_t s = from; s < to; ++s) {
         gaps[WalletKey(asn, wallet) + "/" + std::to_string(s)] = GapState::kOpen;
-        for (store::Value v :
-             {store::Value(asn), store::Value(wallet), store::Value(s), store::Value(now)}) {
-          gaps_opened.push_back(std::move(v));
-        }
+        AppendValues(gaps_opened, asn, wallet, s, now);
       }
     };
 
@@ -1235,24 +1244,15 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
 
       results[i] = {reason.empty() ? ClearingOutcome::kAccepted : ClearingOutcome::kSuspense,
                     reason};
-      for (store::Value v :
-           {store::Value(n.asn), store::Value(serial), store::Value(upload.type),
-            store::Value(upload.amount), store::Value(upload.balance_before),
-            store::Value(upload.balance_after), store::Value(n.terminal),
-            store::Value(upload.terminal_serial), store::Value(n.when),
-            store::Value(ToHex(upload.tac)), store::Value(ClearingOutcomeName(results[i].outcome)),
-            store::Value(reason)}) {
-        purchase_rows.push_back(std::move(v));
-      }
+      AppendValues(purchase_rows, n.asn, serial, upload.type, upload.amount, upload.balance_before,
+                   upload.balance_after, n.terminal, upload.terminal_serial, n.when,
+                   ToHex(upload.tac), ClearingOutcomeName(results[i].outcome), reason);
       if (!reason.empty()) {
         // A blacklisted card's purchase is the one refusal whose money left the card float (or
         // was in suspense already): the reviewer pays or refunds it.
         const bool money_held = reason == kReasonBlacklisted;
-        for (store::Value v : {store::Value(n.asn), store::Value(serial), store::Value(upload.type),
-                               store::Value(upload.amount), store::Value(reason), store::Value(now),
-                               store::Value(money_held)}) {
-          suspense_rows.push_back(std::move(v));
-        }
+        AppendValues(suspense_rows, n.asn, serial, upload.type, upload.amount, reason, now,
+                     money_held);
       }
     }
 
@@ -1279,11 +1279,8 @@ HostResult<std::vector<ClearingResult>> Host::ClearPurchases(
     for (const auto& [key, wallet] : wallets) {
       if (!wallet.changed) continue;
       const std::size_t slash = key.find('/');
-      for (store::Value v : {store::Value(key.substr(0, slash)),
-                             store::Value(key.substr(slash + 1)), store::Value(wallet.last_serial),
-                             store::Value(wallet.held), store::Value(wallet.overdraw_used)}) {
-        wallet_rows.push_back(std::move(v));
-      }
+      AppendValues(wallet_rows, key.substr(0, slash), key.substr(slash + 1), wallet.last_serial,
+                   wallet.held, wallet.overdraw_used);
     }
     auto moved = store::ExecuteRows(
         connection_,

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "ledger/internal.h"
 
@@ -56,6 +57,13 @@ using detail::StoreError;
 constexpr std::size_t kMaxIdLength = 128;
 constexpr std::size_t kMaxKeyLength = 64;
 constexpr std::size_t kAsnHexDigits = 20;
+
+// Appends one row's values to a multi-row statement's parameters, each constructed in place (a
+// braced list of Values would copy every text once more).
+template <typename... V>
+void AppendValues(store::Params& params, V&&... values) {
+  (params.emplace_back(std::forward<V>(values)), ...);
+}
 
 LedgerError Invalid(std::string message) {
   return MakeLedgerError(ErrorKind::kInvalid, std::move(message));
@@ -294,16 +302,51 @@ LedgerResult<std::optional<AccountRow>> ReadAccount(Connection& c, const Account
   return std::optional<AccountRow>(AccountFromRow(id, rows->rows[0]));
 }
 
-LedgerResult<AccountRow> ReadAccountById(Connection& c, const AccountId& id, std::int64_t db_id) {
+// A transfer's two accounts by their row ids, read in one statement.
+struct TransferAccounts {
+  AccountRow debit, credit;
+};
+LedgerResult<TransferAccounts> ReadTransferAccounts(Connection& c, const AccountId& debit,
+                                                    std::int64_t debit_db_id,
+                                                    const AccountId& credit,
+                                                    std::int64_t credit_db_id) {
   auto rows = c.Query(
       "SELECT id, balance, debits_pending, credits_pending, shard FROM ledger_accounts"
-      " WHERE id = ?",
-      {db_id});
-  if (!rows) return StoreError(rows.error(), "reading account " + id.ToString());
-  if (rows->empty()) {
-    return MakeLedgerError(ErrorKind::kStore, "ledger: account " + id.ToString() + " vanished");
+      " WHERE id IN (?, ?)",
+      {debit_db_id, credit_db_id});
+  if (!rows) {
+    return StoreError(rows.error(),
+                      "reading accounts " + debit.ToString() + " and " + credit.ToString());
   }
-  return AccountFromRow(id, rows->rows[0]);
+  std::optional<AccountRow> debit_row, credit_row;
+  for (const Row& row : *rows) {
+    if (row.Int("id") == debit_db_id) debit_row = AccountFromRow(debit, row);
+    if (row.Int("id") == credit_db_id) credit_row = AccountFromRow(credit, row);
+  }
+  if (!debit_row || !credit_row) {
+    return MakeLedgerError(
+        ErrorKind::kStore,
+        "ledger: account " + (debit_row ? credit : debit).ToString() + " vanished");
+  }
+  return TransferAccounts{*std::move(debit_row), *std::move(credit_row)};
+}
+
+// Adds `delta` to what the debit account holds and the credit account is promised (a pending
+// transfer reserved: +amount; voided: −amount), both rows in one statement.
+LedgerResult<store::Done> ChangeHolds(Connection& c, const AccountRow& debit,
+                                      const AccountRow& credit, std::int64_t delta) {
+  auto changed = c.Execute(
+      "UPDATE ledger_accounts SET"
+      " debits_pending = debits_pending + CASE WHEN id = ? THEN CAST(? AS BIGINT) ELSE 0 END,"
+      " credits_pending = credits_pending + CASE WHEN id = ? THEN CAST(? AS BIGINT) ELSE 0 END"
+      " WHERE id IN (?, ?)",
+      {debit.db_id, delta, credit.db_id, delta, debit.db_id, credit.db_id});
+  const std::string accounts = debit.account.id.ToString() + " and " + credit.account.id.ToString();
+  if (!changed) return StoreError(changed.error(), "changing the holds of " + accounts);
+  if (*changed != 2) {
+    return MakeLedgerError(ErrorKind::kStore, "ledger: " + accounts + ": an account row vanished");
+  }
+  return store::Done{};
 }
 
 LedgerResult<AccountRow> EnsureAccount(Connection& c, const AccountId& id, std::int64_t now) {
@@ -362,17 +405,21 @@ LedgerResult<store::Done> PostLegs(Connection& c, std::int64_t transfer_seq,
                    debit.account.id.ToString() + " or " + credit.account.id.ToString());
   }
   const std::int64_t released = from_pending ? amount : 0;
-  auto debited = c.Execute(
-      "UPDATE ledger_accounts SET balance = balance - ?, debits_pending = debits_pending - ?"
-      " WHERE id = ?",
-      {amount, released, debit.db_id});
-  if (!debited) return StoreError(debited.error(), "debiting " + debit.account.id.ToString());
-  auto credited = c.Execute(
-      "UPDATE ledger_accounts SET balance = balance + ?, credits_pending = credits_pending - ?"
-      " WHERE id = ?",
-      {amount, released, credit.db_id});
-  if (!credited) return StoreError(credited.error(), "crediting " + credit.account.id.ToString());
-  if (*debited != 1 || *credited != 1) {
+  // Both balances (and the holds a completed transfer releases) in one statement.
+  auto moved = c.Execute(
+      "UPDATE ledger_accounts SET"
+      " balance = balance + CASE WHEN id = ? THEN CAST(? AS BIGINT) ELSE CAST(? AS BIGINT) END,"
+      " debits_pending = debits_pending - CASE WHEN id = ? THEN CAST(? AS BIGINT) ELSE 0 END,"
+      " credits_pending = credits_pending - CASE WHEN id = ? THEN CAST(? AS BIGINT) ELSE 0 END"
+      " WHERE id IN (?, ?)",
+      {debit.db_id, -amount, amount, debit.db_id, released, credit.db_id, released, debit.db_id,
+       credit.db_id});
+  if (!moved) {
+    return StoreError(moved.error(), "moving " + std::to_string(amount) + " fen from " +
+                                         debit.account.id.ToString() + " to " +
+                                         credit.account.id.ToString());
+  }
+  if (*moved != 2) {
     return MakeLedgerError(ErrorKind::kStore, "ledger: an account row vanished while posting");
   }
   auto legs = c.Execute(
@@ -641,14 +688,8 @@ LedgerResult<PostResult> Ledger::Post(const Transfer& transfer) {
         result.outcome = Outcome::kRejected;
         return result;
       case TransferState::kPending: {
-        auto held =
-            c.Execute("UPDATE ledger_accounts SET debits_pending = debits_pending + ? WHERE id = ?",
-                      {t.amount, debit->db_id});
-        if (!held) return StoreError(held.error(), "holding " + t.debit.ToString());
-        auto promised = c.Execute(
-            "UPDATE ledger_accounts SET credits_pending = credits_pending + ? WHERE id = ?",
-            {t.amount, credit->db_id});
-        if (!promised) return StoreError(promised.error(), "holding " + t.credit.ToString());
+        auto held = ChangeHolds(c, *debit, *credit, t.amount);
+        if (!held) return held.error();
         result.outcome = Outcome::kPending;
         return result;
       }
@@ -776,15 +817,11 @@ LedgerResult<std::vector<PostResult>> Ledger::PostBatch(const std::vector<Transf
       delta_of_account[debit.db_id] -= t.amount;
       delta_of_account[credit.db_id] += t.amount;
       legs.push_back(l);
-      for (store::Value v :
-           {store::Value(t.id), store::Value(debit.db_id), store::Value(credit.db_id),
-            store::Value(t.amount), store::Value(false), store::Value(false),
-            store::Value(TransferStateName(TransferState::kPosted)), store::Value(t.cause.kind),
-            store::Value(t.cause.reference), store::Value(t.cause.details_json),
-            p.card_state_json.empty() ? store::Value() : store::Value(p.card_state_json),
-            store::Value(debit.shard), store::Value(now)}) {
-        transfer_values.push_back(std::move(v));
-      }
+      AppendValues(transfer_values, t.id, debit.db_id, credit.db_id, t.amount, false, false,
+                   TransferStateName(TransferState::kPosted), t.cause.kind, t.cause.reference,
+                   t.cause.details_json,
+                   p.card_state_json.empty() ? store::Value() : store::Value(p.card_state_json),
+                   debit.shard, now);
     }
 
     auto inserted = store::QueryRows(
@@ -812,13 +849,9 @@ LedgerResult<std::vector<PostResult>> Ledger::PostBatch(const std::vector<Transf
         return e;
       }
       const Legs& l = legs[i];
-      for (store::Value v :
-           {store::Value(seq->second), store::Value(l.debit->db_id), store::Value(-t.amount),
-            store::Value(l.debit_after), store::Value(l.debit->shard), store::Value(now),
-            store::Value(seq->second), store::Value(l.credit->db_id), store::Value(t.amount),
-            store::Value(l.credit_after), store::Value(l.credit->shard), store::Value(now)}) {
-        posting_values.push_back(std::move(v));
-      }
+      AppendValues(posting_values, seq->second, l.debit->db_id, -t.amount, l.debit_after,
+                   l.debit->shard, now, seq->second, l.credit->db_id, t.amount, l.credit_after,
+                   l.credit->shard, now);
       PostResult result;
       result.outcome = Outcome::kPosted;
       result.transfer.seq = seq->second;
@@ -870,11 +903,8 @@ LedgerResult<std::vector<PostResult>> Ledger::PostBatch(const std::vector<Transf
         continue;
       }
       single_states.push_back(i);
-      for (store::Value v :
-           {store::Value(account.db_id), store::Value(s->balance), store::Value(s->online_serial),
-            store::Value(s->offline_serial), store::Value(now)}) {
-        state_values.push_back(std::move(v));
-      }
+      AppendValues(state_values, account.db_id, s->balance, s->online_serial, s->offline_serial,
+                   now);
     }
     auto applied = store::QueryRows(
         c, "WITH v(card_account, balance, online_serial, offline_serial, updated_at) AS (VALUES ",
@@ -933,10 +963,11 @@ LedgerResult<PostResult> Resolve(Connection& c, std::string_view id, bool comple
                      card_float.ToString() + ", which the transfer does not touch");
     }
   }
-  auto debit = ReadAccountById(c, record.transfer.debit, stored.debit_db_id);
-  if (!debit) return debit.error();
-  auto credit = ReadAccountById(c, record.transfer.credit, stored.credit_db_id);
-  if (!credit) return credit.error();
+  auto accounts = ReadTransferAccounts(c, record.transfer.debit, stored.debit_db_id,
+                                       record.transfer.credit, stored.credit_db_id);
+  if (!accounts) return accounts.error();
+  const AccountRow& debit = accounts->debit;
+  const AccountRow& credit = accounts->credit;
 
   auto marked = c.Execute(
       "UPDATE ledger_transfers SET state = ?, resolved_at = ? WHERE seq = ? AND state = 'pending'",
@@ -951,20 +982,17 @@ LedgerResult<PostResult> Resolve(Connection& c, std::string_view id, bool comple
   PostResult result{complete ? Outcome::kCompleted : Outcome::kVoided, record, false};
 
   if (!complete) {
-    auto released =
-        c.Execute("UPDATE ledger_accounts SET debits_pending = debits_pending - ? WHERE id = ?",
-                  {record.transfer.amount, debit->db_id});
-    if (!released) return StoreError(released.error(), "releasing a hold");
-    auto unpromised =
-        c.Execute("UPDATE ledger_accounts SET credits_pending = credits_pending - ? WHERE id = ?",
-                  {record.transfer.amount, credit->db_id});
-    if (!unpromised) return StoreError(unpromised.error(), "releasing a hold");
+    auto released = ChangeHolds(c, debit, credit, -record.transfer.amount);
+    if (!released) return released.error();
     return result;
   }
-  auto posted = PostLegs(c, record.seq, *debit, *credit, record.transfer.amount, true, now);
+  auto posted = PostLegs(c, record.seq, debit, credit, record.transfer.amount, true, now);
   if (!posted) return posted.error();
   if (card_state) {
-    auto applied = ApplyCardState(c, *card_state, now);
+    // Checked above: the card state is of the debit or the credit account, both read already.
+    const bool of_debit =
+        AccountId::CardFloat(card_state->asn, card_state->wallet) == record.transfer.debit;
+    auto applied = ApplyCardStateOf(c, of_debit ? debit : credit, *card_state, now);
     if (!applied) return applied.error();
     result.card_state_applied = *applied;
   }

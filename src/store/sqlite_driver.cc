@@ -101,6 +101,8 @@ class SqliteDriver final : public Driver {
     return &cache_.emplace(key, Prepared{statement, std::move(columns)}).first->second;
   }
 
+  // The values are bound without a copy (SQLITE_STATIC): `params` outlives the statement's run,
+  // and Run clears the bindings before it returns.
   DbStatus Bind(sqlite3_stmt* statement, const Params& params) {
     const int expected = sqlite3_bind_parameter_count(statement);
     if (expected != static_cast<int>(params.size())) {
@@ -121,14 +123,14 @@ class SqliteDriver final : public Driver {
           break;
         case Value::Type::kText:
           rc = sqlite3_bind_text64(statement, i + 1, v.AsText().data(), v.AsText().size(),
-                                   SQLITE_TRANSIENT, SQLITE_UTF8);
+                                   SQLITE_STATIC, SQLITE_UTF8);
           break;
         case Value::Type::kBlob: {
           // A zero-length blob must stay a blob, not become NULL.
           static const std::uint8_t kEmpty = 0;
           rc = sqlite3_bind_blob64(statement, i + 1,
                                    v.AsBlob().empty() ? &kEmpty : v.AsBlob().data(),
-                                   v.AsBlob().size(), SQLITE_TRANSIENT);
+                                   v.AsBlob().size(), SQLITE_STATIC);
           break;
         }
       }
