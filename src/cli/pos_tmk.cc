@@ -194,8 +194,9 @@ Result<std::uint8_t> ImportTmk(keys::KeyStore& store, const TmkDelivery& deliver
   auto latest = LatestKeyVersion(store, delivery.key_name());
   if (!latest.ok()) return latest.error();
   if (latest->first != 0 && latest->second == ToHex(delivery.tmk_kcv)) return latest->first;
-  auto info =
-      store.ImportWrapped(delivery.key_name(), *tkek, delivery.cryptogram, delivery.tmk_kcv);
+  // The bank's version number, so that the terminal's sign-on names the TMK as the bank does.
+  auto info = store.ImportWrapped(delivery.key_name(), *tkek, delivery.cryptogram, delivery.tmk_kcv,
+                                  delivery.tmk_version);
   if (!info.ok()) return info.error();
   return info->version;
 }

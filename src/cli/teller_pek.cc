@@ -166,8 +166,8 @@ Result<std::uint8_t> ImportPek(keys::KeyStore& store, const PekDelivery& deliver
   auto latest = LatestKeyVersion(store, delivery.key_name());
   if (!latest.ok()) return latest.error();
   if (latest->first != 0 && latest->second == ToHex(delivery.pek_kcv)) return latest->first;
-  auto info =
-      store.ImportWrapped(delivery.key_name(), *tkek, delivery.cryptogram, delivery.pek_kcv);
+  auto info = store.ImportWrapped(delivery.key_name(), *tkek, delivery.cryptogram, delivery.pek_kcv,
+                                  delivery.pek_version);
   if (!info.ok()) return info.error();
   return info->version;
 }

@@ -195,7 +195,11 @@ HostResult<Done> Host::RegisterMerchant(const Merchant& merchant) {
       if ((*existing)[0].Text(0) == merchant.name && (*existing)[0].Text(1) == merchant.grade) {
         return Done{};  // a replay
       }
-      return Fail(ResponseCode::kInvalidMerchant, "merchant " + merchant.id + " exists already");
+      const std::string grade = (*existing)[0].Text(1);
+      return Fail(ResponseCode::kInvalidMerchant,
+                  "merchant " + merchant.id + " exists already as \"" + (*existing)[0].Text(0) +
+                      "\"" + (grade.empty() ? std::string(" (no grade)") : " (" + grade + ")") +
+                      ": give its registered name and grade, or another merchant id");
     }
     auto inserted =
         connection_.Execute("INSERT INTO host_merchants (id, name, grade) VALUES (?, ?, ?)",

@@ -352,6 +352,17 @@ Result<std::uint8_t> KeyPolicy::NextVersion(std::string_view name, std::uint8_t 
   return static_cast<std::uint8_t>(latest + 1);
 }
 
+Result<std::uint8_t> KeyPolicy::VersionOfNewKey(std::string_view name, std::uint8_t latest,
+                                                std::optional<std::uint8_t> requested) const {
+  if (!requested) return NextVersion(name, latest);
+  if (*requested == 0 || *requested <= latest) {
+    return Fail("key \"" + std::string(name) + "\" version " + std::to_string(*requested) +
+                " delivered, but this store already holds version " + std::to_string(latest) +
+                ": a delivery must be newer than every version held");
+  }
+  return *requested;
+}
+
 Error KeyPolicy::NoSuchVersion(std::string_view name, std::uint8_t version,
                                std::uint8_t latest) const {
   return Fail("no version " + std::to_string(version) + " of key \"" + std::string(name) +

@@ -104,6 +104,10 @@ class KeyPolicy {
   Status CheckName(std::string_view name) const;
   // The version after `latest` (0: none yet), or an error when 255 is taken.
   Result<std::uint8_t> NextVersion(std::string_view name, std::uint8_t latest) const;
+  // The version a new key gets: `requested` (a delivered key keeps its sender's version), which
+  // must be above `latest`, or else the next one.
+  Result<std::uint8_t> VersionOfNewKey(std::string_view name, std::uint8_t latest,
+                                       std::optional<std::uint8_t> requested) const;
   Error NoSuchVersion(std::string_view name, std::uint8_t version, std::uint8_t latest) const;
   Error UnknownRef() const;
   Error KeyLengthError(std::string_view what, std::size_t want, std::size_t got) const;

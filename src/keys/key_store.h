@@ -110,9 +110,12 @@ class KeyStore {
   // A key delivered encrypted: `cryptogram` = Wrap(wrapping, key) made by another store holding
   // the same `wrapping` key ("tkek"), stored under `name` (a "tmk/..." or "pek/..." name) as a new
   // version with origin "wrapped" — but only when the key's KCV equals `expected_kcv` (3 bytes): a
-  // wrong wrapping key or a damaged cryptogram stores nothing.
+  // wrong wrapping key or a damaged cryptogram stores nothing. `version` is the sender's version
+  // of the key, so both stores name it alike (a terminal reinstalled after a rotation receives
+  // the bank's v2 as v2); it must be newer than every version held. nullopt: the next version.
   virtual Result<KeyInfo> ImportWrapped(std::string_view name, KeyRef wrapping, ByteView cryptogram,
-                                        ByteView expected_kcv) = 0;
+                                        ByteView expected_kcv,
+                                        std::optional<std::uint8_t> version = std::nullopt) = 0;
   // A stored key by name; version nullopt = the latest. Error naming the key when missing.
   virtual Result<KeyRef> Find(std::string_view name,
                               std::optional<std::uint8_t> version = std::nullopt) = 0;

@@ -436,7 +436,8 @@ class Pkcs11KeyStore final : public KeyStore {
   // the token objects of a stored key (CKA_TOKEN) from the value, which is wiped. The KCV is
   // checked before anything is created.
   Result<KeyInfo> ImportWrapped(std::string_view name, KeyRef wrapping, ByteView cryptogram,
-                                ByteView expected_kcv) override {
+                                ByteView expected_kcv,
+                                std::optional<std::uint8_t> version) override {
     auto w = Get(wrapping);
     if (!w.ok()) return w.error();
     if (Status ok = kPolicy.CheckImportWrapped((*w)->family, name, cryptogram, expected_kcv);
@@ -455,7 +456,7 @@ class Pkcs11KeyStore final : public KeyStore {
       SecureWipe(*value);
       return ok.error();
     }
-    auto info = ImportClear(name, *value, "wrapped");
+    auto info = ImportClear(name, *value, "wrapped", version);
     SecureWipe(*value);
     return info;
   }
@@ -1068,13 +1069,14 @@ class Pkcs11KeyStore final : public KeyStore {
     return handles;
   }
 
-  Result<std::uint8_t> NextVersion(std::string_view name) {
+  Result<std::uint8_t> NextVersion(std::string_view name,
+                                   std::optional<std::uint8_t> requested = std::nullopt) {
     if (Status ok = kPolicy.CheckName(name); !ok.ok()) return ok.error();
     auto found = FindStoredObjects(name);
     if (!found.ok()) return found.error();
     std::uint8_t latest = 0;
     for (const StoredObject& o : *found) latest = std::max(latest, o.info.version);
-    return kPolicy.NextVersion(name, latest);
+    return kPolicy.VersionOfNewKey(name, latest, requested);
   }
 
   // Creates a stored key's objects: first its companions, then the key itself, whose existence
@@ -1115,8 +1117,9 @@ class Pkcs11KeyStore final : public KeyStore {
     return KeyInfo{std::string(name), version, metadata.kcv, metadata.origin, metadata.created};
   }
 
-  Result<KeyInfo> ImportClear(std::string_view name, ByteView key, const char* origin) {
-    auto version = NextVersion(name);
+  Result<KeyInfo> ImportClear(std::string_view name, ByteView key, const char* origin,
+                              std::optional<std::uint8_t> requested_version = std::nullopt) {
+    auto version = NextVersion(name, requested_version);
     if (!version.ok()) return version.error();
     auto kcv = crypto::Kcv(key);
     if (!kcv.ok()) return kcv.error();

@@ -5,8 +5,10 @@
 //   AES-256-GCM ciphertext of the key records
 //   GCM tag (16)
 //
-// While the store is open its keys are in memory (wiped on close); the directory is locked
-// (flock) so two processes never write the same store.
+// While the store is open its keys are in memory (wiped on close). Several processes may have
+// the same store open (the bank host's service and an operator's command): a write takes the
+// directory's lock (flock, exclusive), first catches up with what others wrote, then appends, so
+// no one loses another's key; a reader that misses a key catches up before it says "no key".
 #include <fcntl.h>
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -359,17 +361,54 @@ class Fd {
   int fd_;
 };
 
-// Opens the store directory and takes an exclusive lock on it for the life of the store.
-Result<Fd> LockDirectory(const std::string& dir) {
+Result<Fd> OpenDirectory(const std::string& dir) {
   Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
   if (!fd.valid()) return MakeError(SystemError("cannot open directory", dir, errno));
-  if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
-      return MakeError("key store " + dir + " is in use by another process");
-    }
-    return MakeError(SystemError("cannot lock", dir, errno));
-  }
   return fd;
+}
+
+// flock on the store directory, held until destroyed: exclusive around a write (catch up, append,
+// replace), shared around a catch-up read. Writes are short, so waiting is bounded.
+class DirectoryLock {
+ public:
+  static Result<DirectoryLock> Take(int dir_fd, const std::string& dir, int operation) {
+    while (::flock(dir_fd, operation) != 0) {
+      if (errno != EINTR) return MakeError(SystemError("cannot lock", dir, errno));
+    }
+    return DirectoryLock(dir_fd);
+  }
+  DirectoryLock(DirectoryLock&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  DirectoryLock& operator=(DirectoryLock&&) = delete;
+  ~DirectoryLock() {
+    if (fd_ >= 0) ::flock(fd_, LOCK_UN);
+  }
+
+ private:
+  explicit DirectoryLock(int fd) : fd_(fd) {}
+  int fd_;
+};
+
+// Which file the store was read from: every write renames a new file into place, so a different
+// inode or modification time means another process has written since.
+struct FileIdentity {
+  dev_t device = 0;
+  ino_t inode = 0;
+  std::int64_t mtime_ns = 0;
+  off_t size = 0;
+  bool operator==(const FileIdentity&) const = default;
+};
+
+FileIdentity IdentityOf(const struct stat& st) {
+  return FileIdentity{
+      st.st_dev, st.st_ino,
+      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+      st.st_size};
+}
+
+Result<FileIdentity> IdentityOf(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return MakeError(SystemError("cannot stat", path, errno));
+  return IdentityOf(st);
 }
 
 Status WriteAll(int fd, ByteView data, const std::string& path) {
@@ -413,7 +452,7 @@ Status ReplaceAtomically(const std::string& dir, int dir_fd, ByteView content) {
   return SyncFd(dir_fd, dir);
 }
 
-Result<Bytes> ReadStoreFile(const std::string& path) {
+Result<Bytes> ReadStoreFile(const std::string& path, FileIdentity* identity = nullptr) {
   Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
   if (!fd.valid()) {
     if (errno == ENOENT) return MakeError("key store: no key store at " + path);
@@ -424,6 +463,7 @@ Result<Bytes> ReadStoreFile(const std::string& path) {
   if (!S_ISREG(st.st_mode) || static_cast<std::uint64_t>(st.st_size) > kMaxFileSize) {
     return MakeError("key store: " + path + " is not a medcard key store file");
   }
+  if (identity != nullptr) *identity = IdentityOf(st);
   Bytes content(static_cast<std::size_t>(st.st_size));
   std::size_t done = 0;
   while (done < content.size()) {
@@ -458,12 +498,14 @@ void AdjustDesParity(Bytes& key) {
 
 class SoftwareKeyStore final : public KeyStore {
  public:
-  SoftwareKeyStore(std::string dir, Fd lock, Header header, Bytes kek, std::vector<StoredKey> keys)
+  SoftwareKeyStore(std::string dir, Fd dir_fd, Header header, Bytes kek,
+                   std::vector<StoredKey> keys, FileIdentity identity)
       : dir_(std::move(dir)),
-        lock_(std::move(lock)),
+        dir_fd_(std::move(dir_fd)),
         header_(std::move(header)),
         kek_(std::move(kek)),
-        keys_(std::move(keys)) {
+        keys_(std::move(keys)),
+        identity_(identity) {
     next_id_ = internal::FirstRefId();
   }
   SoftwareKeyStore(const SoftwareKeyStore&) = delete;
@@ -478,6 +520,7 @@ class SoftwareKeyStore final : public KeyStore {
   bool test_only() const override { return header_.test_only; }
   std::string Describe() const override { return "software:" + dir_; }
 
+  // Writes keys_ as the new store file. The caller holds the directory's exclusive lock.
   Status Persist() {
     header_.nonce = crypto::RandomBytes(kNonceSize);
     const Bytes header = WriteHeader(header_);
@@ -485,10 +528,17 @@ class SoftwareKeyStore final : public KeyStore {
     auto sealed = GcmSeal(kek_, header_.nonce, header, records);
     SecureWipe(records);
     if (!sealed.ok()) return sealed.error();
-    return ReplaceAtomically(dir_, lock_.get(), Concat({header, *sealed}));
+    if (Status ok = ReplaceAtomically(dir_, dir_fd_.get(), Concat({header, *sealed})); !ok.ok()) {
+      return ok;
+    }
+    auto identity = IdentityOf(StorePath());
+    if (!identity.ok()) return identity.error();
+    identity_ = *identity;
+    return Status::Ok();
   }
 
   Result<std::vector<KeyInfo>> List() override {
+    if (Status ok = CatchUpIfChanged(); !ok.ok()) return ok.error();
     std::vector<KeyInfo> out;
     for (const auto& k : keys_) out.push_back(Info(k));
     internal::SortByNameAndVersion(out);
@@ -521,7 +571,8 @@ class SoftwareKeyStore final : public KeyStore {
   }
 
   Result<KeyInfo> ImportWrapped(std::string_view name, KeyRef wrapping, ByteView cryptogram,
-                                ByteView expected_kcv) override {
+                                ByteView expected_kcv,
+                                std::optional<std::uint8_t> version) override {
     auto w = Get(wrapping);
     if (!w.ok()) return w.error();
     if (Status ok = kPolicy.CheckImportWrapped((*w)->family, name, cryptogram, expected_kcv);
@@ -539,11 +590,28 @@ class SoftwareKeyStore final : public KeyStore {
       SecureWipe(*value);
       return ok.error();
     }
-    return Add(name, std::move(value).value(), Origin::kWrapped);
+    return Add(name, std::move(value).value(), Origin::kWrapped, version);
   }
 
   Result<KeyRef> Find(std::string_view name, std::optional<std::uint8_t> version) override {
     if (Status ok = kPolicy.CheckName(name); !ok.ok()) return ok.error();
+    // "The latest" is the latest in the file, which another process may have rotated.
+    if (!version) {
+      if (Status ok = CatchUpIfChanged(); !ok.ok()) return ok.error();
+    }
+    auto found = FindLoaded(name, version);
+    if (!found.ok() && version) {
+      if (Status ok = CatchUpIfChanged(); !ok.ok()) return ok.error();
+      found = FindLoaded(name, version);
+    }
+    if (!found.ok()) return found.error();
+    Handle h;
+    h.stored = *found;
+    h.family = FamilyOfName(name);
+    return NewRef(std::move(h));
+  }
+
+  Result<std::size_t> FindLoaded(std::string_view name, std::optional<std::uint8_t> version) const {
     std::optional<std::size_t> found;
     std::uint8_t latest = 0;
     for (std::size_t i = 0; i < keys_.size(); ++i) {
@@ -558,10 +626,7 @@ class SoftwareKeyStore final : public KeyStore {
       return MakeError("key store: no key \"" + std::string(name) + "\" in " + Describe());
     }
     if (!found) return kPolicy.NoSuchVersion(name, *version, latest);
-    Handle h;
-    h.stored = *found;
-    h.family = FamilyOfName(name);
-    return NewRef(std::move(h));
+    return *found;
   }
 
   Result<KeyRef> Diversify(KeyRef master, ByteView factor) override {
@@ -764,16 +829,23 @@ class SoftwareKeyStore final : public KeyStore {
     return {k.name, k.version, KcvHex(k.kcv), OriginName(k.origin), IsoUtc(k.created)};
   }
 
-  Result<KeyInfo> Add(std::string_view name, Bytes value, Origin origin) {
+  Result<KeyInfo> Add(std::string_view name, Bytes value, Origin origin,
+                      std::optional<std::uint8_t> requested_version = std::nullopt) {
     if (Status ok = kPolicy.CheckName(name); !ok.ok()) {
       SecureWipe(value);
       return ok.error();
+    }
+    auto lock = DirectoryLock::Take(dir_fd_.get(), dir_, LOCK_EX);
+    Status caught_up = lock.ok() ? CatchUp() : Status(lock.error());
+    if (!caught_up.ok()) {
+      SecureWipe(value);
+      return caught_up.error();
     }
     std::uint8_t latest = 0;
     for (const auto& k : keys_) {
       if (k.name == name) latest = std::max(latest, k.version);
     }
-    auto version = kPolicy.NextVersion(name, latest);
+    auto version = kPolicy.VersionOfNewKey(name, latest, requested_version);
     if (!version.ok()) {
       SecureWipe(value);
       return version.error();
@@ -845,11 +917,66 @@ class SoftwareKeyStore final : public KeyStore {
     return encrypt ? cipher->EncryptCbc(data, chain) : cipher->DecryptCbc(data, chain);
   }
 
+  std::string StorePath() const { return dir_ + "/" + kStoreFileName; }
+
+  // Another process wrote since this one last read or wrote the file: catch up (shared lock).
+  Status CatchUpIfChanged() {
+    auto now = IdentityOf(StorePath());
+    if (!now.ok()) return now.error();
+    if (*now == identity_) return Status::Ok();
+    auto lock = DirectoryLock::Take(dir_fd_.get(), dir_, LOCK_SH);
+    if (!lock.ok()) return lock.error();
+    return CatchUp();
+  }
+
+  // Reads what other processes appended since (the caller holds the directory's lock). Keys are
+  // only ever appended, so what this process holds must be the start of the file's list, and
+  // the indexes that handles hold stay valid.
+  Status CatchUp() {
+    const std::string path = StorePath();
+    FileIdentity identity;
+    auto file = ReadStoreFile(path, &identity);
+    if (!file.ok()) return file.error();
+    if (identity == identity_) return Status::Ok();
+    auto header = ReadHeader(*file, path);
+    if (!header.ok()) return header.error();
+    const Error replaced = MakeError("key store " + dir_ +
+                                     " was replaced by another store since it was opened: "
+                                     "open it again");
+    if (header->salt != header_.salt || header->verifier != header_.verifier) return replaced;
+    ByteView content(*file);
+    auto plain =
+        GcmOpen(kek_, header->nonce, content.first(kHeaderSize), content.subspan(kHeaderSize));
+    if (!plain) return Corrupt(path);
+    auto records = ReadRecords(*plain);
+    SecureWipe(*plain);
+    if (!records) return Corrupt(path);
+    bool extends = records->size() >= keys_.size();
+    for (std::size_t i = 0; extends && i < keys_.size(); ++i) {
+      const StoredKey& ours = keys_[i];
+      const StoredKey& theirs = (*records)[i];
+      extends =
+          ours.name == theirs.name && ours.version == theirs.version && ours.kcv == theirs.kcv;
+    }
+    for (std::size_t i = 0; i < records->size(); ++i) {
+      if (!extends || i < keys_.size()) {
+        SecureWipe((*records)[i].value);
+      } else {
+        keys_.push_back(std::move((*records)[i]));
+      }
+    }
+    if (!extends) return replaced;
+    header_ = std::move(header).value();
+    identity_ = identity;
+    return Status::Ok();
+  }
+
   std::string dir_;
-  Fd lock_;
+  Fd dir_fd_;
   Header header_;
   Bytes kek_;
   std::vector<StoredKey> keys_;
+  FileIdentity identity_;
   std::unordered_map<std::uint64_t, Handle> handles_;
   std::uint64_t next_id_ = 1;
 };
@@ -886,7 +1013,9 @@ Result<std::unique_ptr<KeyStore>> CreateSoftwareKeyStore(const std::string& dir_
   if (::chmod(dir.c_str(), 0700) != 0) {
     return MakeError(SystemError("cannot restrict the mode of", dir, errno));
   }
-  auto lock = LockDirectory(dir);
+  auto dir_fd = OpenDirectory(dir);
+  if (!dir_fd.ok()) return dir_fd.error();
+  auto lock = DirectoryLock::Take(dir_fd->get(), dir, LOCK_EX);
   if (!lock.ok()) return lock.error();
   const std::string path = dir + "/" + kStoreFileName;
   if (std::filesystem::exists(path, ec)) {
@@ -899,8 +1028,9 @@ Result<std::unique_ptr<KeyStore>> CreateSoftwareKeyStore(const std::string& dir_
   auto kek = Scrypt(passphrase, header.salt, header.kdf);
   if (!kek.ok()) return kek.error();
   header.verifier = Verifier(*kek);
-  auto store = std::make_unique<SoftwareKeyStore>(dir, std::move(lock).value(), std::move(header),
-                                                  std::move(kek).value(), std::vector<StoredKey>{});
+  auto store = std::make_unique<SoftwareKeyStore>(dir, std::move(dir_fd).value(), std::move(header),
+                                                  std::move(kek).value(), std::vector<StoredKey>{},
+                                                  FileIdentity{});
   Status saved = store->Persist();
   if (!saved.ok()) return saved.error();
   return std::unique_ptr<KeyStore>(std::move(store));
@@ -913,10 +1043,11 @@ Result<std::unique_ptr<KeyStore>> OpenSoftwareKeyStore(const std::string& dir_ar
   if (!std::filesystem::is_directory(dir, ec)) {
     return MakeError("key store: no key store directory " + dir);
   }
-  auto lock = LockDirectory(dir);
-  if (!lock.ok()) return lock.error();
+  auto dir_fd = OpenDirectory(dir);
+  if (!dir_fd.ok()) return dir_fd.error();
   const std::string path = dir + "/" + kStoreFileName;
-  auto file = ReadStoreFile(path);
+  FileIdentity identity;
+  auto file = ReadStoreFile(path, &identity);
   if (!file.ok()) return file.error();
   auto header = ReadHeader(*file, path);
   if (!header.ok()) return header.error();
@@ -939,11 +1070,15 @@ Result<std::unique_ptr<KeyStore>> OpenSoftwareKeyStore(const std::string& dir_ar
     SecureWipe(*kek);
     return Corrupt(path);
   }
-  // A temporary file left by a write that never reached its rename is not the store.
-  ::unlink((dir + "/" + kTempFileName).c_str());
-  return std::unique_ptr<KeyStore>(
-      std::make_unique<SoftwareKeyStore>(dir, std::move(lock).value(), std::move(header).value(),
-                                         std::move(kek).value(), std::move(keys).value()));
+  // A temporary file left by a write that never reached its rename is not the store; remove it
+  // unless a write is under way in another process right now.
+  if (::flock(dir_fd->get(), LOCK_EX | LOCK_NB) == 0) {
+    ::unlink((dir + "/" + kTempFileName).c_str());
+    ::flock(dir_fd->get(), LOCK_UN);
+  }
+  return std::unique_ptr<KeyStore>(std::make_unique<SoftwareKeyStore>(
+      dir, std::move(dir_fd).value(), std::move(header).value(), std::move(kek).value(),
+      std::move(keys).value(), identity));
 }
 
 }  // namespace medcard::keys

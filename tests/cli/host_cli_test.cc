@@ -107,10 +107,18 @@ TEST_F(HostCliTest, TerminalsAddMakesTheTerminalMasterKeyAndIsIdempotent) {
 
   // The same terminal number for another PSAM is refused, and changes nothing.
   CliRun clash = Host(
-      "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' "
-      "--terminal-no 112233445566 --psam-serial 00000000000000000002");
+      "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' --grade "
+      "hospital-3A --terminal-no 112233445566 --psam-serial 00000000000000000002");
   EXPECT_EQ(clash.exit_code, 1);
-  EXPECT_THAT(clash.err, HasSubstr("exists already"));
+  EXPECT_THAT(clash.err, HasSubstr("terminal 112233445566 exists already"));
+  // The merchant under another grade: the message says what it is registered as.
+  CliRun other_grade = Host(
+      "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' "
+      "--terminal-no 112233445577 --psam-serial 00000000000000000003");
+  EXPECT_EQ(other_grade.exit_code, 1);
+  EXPECT_THAT(other_grade.err, HasSubstr("exists already as \"City Hospital\" (hospital-3A)"));
+  CliRun keys_after = Medcard("keys list --store " + data_ + "/keys");
+  EXPECT_THAT(keys_after.out, Not(HasSubstr("tmk/112233445577")));
 }
 
 TEST_F(HostCliTest, BadArgumentsAreRefusedWithUsageErrors) {

@@ -85,7 +85,7 @@ class TellerCliTest : public ::testing::Test {
     StartHost();
   }
 
-  // Before the host runs (it holds its key store): the tkek ceremony at the bank, the
+  // Before the host runs: the tkek ceremony at the bank, the
   // workstation's PEK exported under it, and the workstation's PIN pad store receiving it.
   static void DeliverThePinPadKey() {
     CliRun bank =

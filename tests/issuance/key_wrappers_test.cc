@@ -192,9 +192,9 @@ class ShortAnsweringStore final : public keys::KeyStore {
   Result<keys::KeyInfo> ImportTestKey(std::string_view n, ByteView k) override {
     return inner_.ImportTestKey(n, k);
   }
-  Result<keys::KeyInfo> ImportWrapped(std::string_view n, keys::KeyRef w, ByteView c,
-                                      ByteView kcv) override {
-    return inner_.ImportWrapped(n, w, c, kcv);
+  Result<keys::KeyInfo> ImportWrapped(std::string_view n, keys::KeyRef w, ByteView c, ByteView kcv,
+                                      std::optional<std::uint8_t> v) override {
+    return inner_.ImportWrapped(n, w, c, kcv, v);
   }
   Result<keys::KeyRef> Find(std::string_view n, std::optional<std::uint8_t> v) override {
     return inner_.Find(n, v);

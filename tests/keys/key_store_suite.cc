@@ -603,6 +603,39 @@ TEST_P(KeyStoreSuite, TmkDelivery_ImportWrappedStoresTheTmkAsWrappedAndItWorksAf
   EXPECT_EQ(next->version, 2);
 }
 
+// A terminal reinstalled after the bank rotated its TMK receives only the bank's current version:
+// it keeps the bank's number, so the sign-on names the key the host holds (docs/pos.md).
+TEST_P(KeyStoreSuite, TmkDelivery_KeepsTheSendersVersionAndRefusesAnOlderOne) {
+  const Bytes tkek = RandomKey();
+  KeyRef tkek_ref = ImportKnownKey("tkek", tkek);
+  auto deliver = [&](std::optional<std::uint8_t> version) {
+    const Bytes tmk = RandomKey();
+    return store_->ImportWrapped("tmk/000000000401", tkek_ref,
+                                 *crypto::EncryptKeyForTransport(tkek, tmk), *crypto::Kcv(tmk),
+                                 version);
+  };
+  auto v3 = deliver(3);
+  ASSERT_TRUE(v3.ok()) << v3.error().message;
+  EXPECT_EQ(v3->version, 3);
+  ASSERT_TRUE(store_->Find("tmk/000000000401", 3).ok());
+  EXPECT_FALSE(store_->Find("tmk/000000000401", 1).ok());
+
+  for (std::uint8_t stale : {std::uint8_t{2}, std::uint8_t{3}}) {
+    auto older = deliver(stale);
+    ASSERT_FALSE(older.ok());
+    EXPECT_THAT(older.error().message, HasSubstr("already holds version 3"));
+  }
+  auto v5 = deliver(5);
+  ASSERT_TRUE(v5.ok()) << v5.error().message;
+  EXPECT_EQ(v5->version, 5);
+  auto next = deliver(std::nullopt);
+  ASSERT_TRUE(next.ok());
+  EXPECT_EQ(next->version, 6);
+  auto listed = store_->List();
+  ASSERT_TRUE(listed.ok());
+  EXPECT_EQ(listed->size(), 4u);  // tkek, tmk v3, v5, v6: the refused ones stored nothing
+}
+
 TEST_P(KeyStoreSuite, TmkDelivery_WrongKcvKeyOrNameStoresNothing) {
   const Bytes tkek = RandomKey(), tmk = RandomKey();
   KeyRef tkek_ref = ImportKnownKey("tkek", tkek);

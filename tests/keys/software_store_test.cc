@@ -3,7 +3,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -323,13 +326,88 @@ TEST_F(SoftwareStoreTest, EveryWriteUsesAFreshNonceAndRewritesTheCiphertext) {
   EXPECT_GT(third.size(), second.size());
 }
 
-TEST_F(SoftwareStoreTest, ASecondOpenWhileTheStoreIsOpenIsRefused) {
-  auto store = Create();
+// The bank host's service keeps its store open while an operator's command registers a terminal
+// (a new TMK) in the same store: neither may lose the other's key, and the service must find it.
+TEST_F(SoftwareStoreTest, TwoOpenStoresSeeEachOthersKeysAndNeverLoseOne) {
+  auto service = Create();
   auto second = Open();
-  ASSERT_FALSE(second.ok());
-  EXPECT_THAT(second.error().message, HasSubstr("in use"));
-  store.reset();
-  EXPECT_TRUE(Open().ok());
+  ASSERT_TRUE(second.ok()) << second.error().message;
+  auto& command = **second;
+  ASSERT_TRUE(service->Generate("purchase").ok());
+  auto tmk = command.Generate("tmk/000000000001");  // the command has not seen "purchase" yet
+  ASSERT_TRUE(tmk.ok()) << tmk.error().message;
+
+  auto found = service->Find("tmk/000000000001", 1);  // a miss makes it catch up
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  EXPECT_EQ(ToHex(*service->Kcv(*found)), tmk->kcv);
+  ASSERT_TRUE(command.Find("purchase").ok());
+
+  // A rotation in one is the latest in the other.
+  auto v2 = command.Generate("purchase");
+  ASSERT_TRUE(v2.ok());
+  EXPECT_EQ(v2->version, 2);
+  auto latest = service->Find("purchase");
+  ASSERT_TRUE(latest.ok());
+  EXPECT_EQ(ToHex(*service->Kcv(*latest)), v2->kcv);
+  EXPECT_EQ(service->List()->size(), 3u);
+
+  service.reset();
+  second->reset();
+  auto reopened = Open();
+  ASSERT_TRUE(reopened.ok());
+  auto listed = (*reopened)->List();
+  ASSERT_TRUE(listed.ok());
+  std::vector<std::string> names;
+  for (const KeyInfo& k : listed.value())
+    names.push_back(k.name + " v" + std::to_string(k.version));
+  EXPECT_THAT(names,
+              ::testing::UnorderedElementsAre("purchase v1", "purchase v2", "tmk/000000000001 v1"));
+}
+
+// Two processes writing at the same moment: the directory lock serialises them and each catches
+// up before it appends, so all keys of both are in the file.
+TEST_F(SoftwareStoreTest, ConcurrentWritersInTwoProcessesKeepEveryKey) {
+  Create().reset();
+  constexpr int kEach = 12;
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  const bool in_child = child == 0;
+  {
+    auto store = Open();
+    if (!store.ok()) {
+      if (in_child) ::_exit(2);
+      FAIL() << store.error().message;
+    }
+    for (int i = 0; i < kEach; ++i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "tmk/%s%010d", in_child ? "C0" : "A0", i);
+      if (!(*store)->Generate(name).ok()) {
+        if (in_child) ::_exit(3);
+        ADD_FAILURE() << "generating " << name;
+      }
+    }
+  }
+  if (in_child) ::_exit(0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  auto reopened = Open();
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->List()->size(), 2u * kEach);
+}
+
+TEST_F(SoftwareStoreTest, AStoreReplacedUnderAnOpenOneIsNotWrittenOver) {
+  auto old_store = Create();
+  ASSERT_TRUE(old_store->Generate("purchase").ok());
+  fs::remove(file_);
+  Create().reset();  // a new store, a new salt, in the same directory
+  auto write = old_store->Generate("load");
+  ASSERT_FALSE(write.ok());
+  EXPECT_THAT(write.error().message, HasSubstr("replaced by another store"));
+  auto reopened = Open();
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_TRUE((*reopened)->List()->empty());
 }
 
 TEST_F(SoftwareStoreTest, KdfParametersComeFromCreationAndAreRecordedInTheHeader) {

@@ -193,6 +193,34 @@ TEST_F(TmkDeliveryTest, ExportedFileImportsTheSameKeyAtTheTerminal) {
   EXPECT_EQ(*bank->Kcv(*at_bank), *terminal->Kcv(*at_terminal));
 }
 
+// A terminal installed (or reinstalled with an empty store) after the bank rotated its TMK gets
+// the bank's v2 as v2: its sign-on then names the key the host holds, not the bank's old v1.
+TEST_F(TmkDeliveryTest, AfterARotationTheTerminalKeepsTheBanksVersion) {
+  auto bank = Store("bank", true);
+  const Bytes number = HexToBytes(kTerminalNumber);
+  ASSERT_TRUE(bank->Generate("tmk/000000000101").ok());
+  auto first = cli::ExportTmk(*bank, number);
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(bank->Generate("tmk/000000000101").ok());  // the rotation
+  auto current = cli::ExportTmk(*bank, number);
+  ASSERT_TRUE(current.ok());
+  EXPECT_EQ(current->tmk_version, 2);
+
+  auto terminal = Store("terminal", true);
+  auto version = cli::ImportTmk(*terminal, *current);
+  ASSERT_TRUE(version.ok()) << version.error().message;
+  EXPECT_EQ(*version, 2);
+  auto bank_v2 = bank->Find("tmk/000000000101", 2);
+  auto terminal_v2 = terminal->Find("tmk/000000000101", 2);
+  ASSERT_TRUE(bank_v2.ok() && terminal_v2.ok());
+  EXPECT_EQ(*bank->Kcv(*bank_v2), *terminal->Kcv(*terminal_v2));
+  // The old delivery, found in a drawer, is refused and changes nothing.
+  auto stale = cli::ImportTmk(*terminal, *first);
+  ASSERT_FALSE(stale.ok());
+  EXPECT_THAT(stale.error().message, HasSubstr("already holds version 2"));
+  EXPECT_EQ(terminal->List()->size(), 2u);  // tkek and tmk v2
+}
+
 TEST_F(TmkDeliveryTest, WrongTkekTestKeysIntoARealStoreAndNoTkekAreRefused) {
   auto bank = Store("bank", true);
   ASSERT_TRUE(bank->Generate("tmk/000000000101").ok());
@@ -333,8 +361,8 @@ class PosCliTest : public ::testing::Test {
 };
 
 TEST_F(PosCliTest, InitLoadPurchasesSettleAndTheHostAgreesToTheFen) {
-  // The bank's TMK delivery, written by the bank's CLI while the host is down (its store is
-  // locked while it runs).
+  // The bank's TMK delivery, written by the bank's CLI (before the host runs; it works while it
+  // runs too: TheBankRegistersAndBlocksTerminalsWhileTheHostRuns).
   auto exported = Run("host terminals export-tmk --data " + host_dir_ + " --terminal-no " +
                       kTerminalNumber + " --out " + Path("tmk.json"));
   ASSERT_EQ(exported.exit_code, 0) << exported.err;
@@ -401,6 +429,67 @@ TEST_F(PosCliTest, InitLoadPurchasesSettleAndTheHostAgreesToTheFen) {
   EXPECT_EQ(books->card_ed, 8750);
   EXPECT_EQ(books->card_ep, 1995);
   EXPECT_EQ(books->medical_account, kCredit - 12000);
+}
+
+// The bank's operators work on a running host (docs/operations.md "The key store"): a new
+// terminal registered while it runs signs on at once, a stolen one is refused from the moment
+// it is blocked, and the blacklist and reports answer, all without stopping the service.
+TEST_F(PosCliTest, TheBankRegistersAndBlocksTerminalsWhileTheHostRuns) {
+  ASSERT_NO_FATAL_FAILURE(StartHost());
+  auto exported = Run("host terminals export-tmk --data " + host_dir_ + " --terminal-no " +
+                      kTerminalNumber + " --out " + Path("tmk.json"));
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  WriteConfig("pos.json");
+  ASSERT_EQ(Run(Pos("init --tmk " + Path("tmk.json"))).exit_code, 0);
+
+  // A second terminal of the same hospital, registered and delivered while the host runs.
+  auto added = Run("host terminals add --data " + host_dir_ + " --merchant " + kMerchant +
+                   " --merchant-name 'City Hospital' --grade hospital-3A --terminal-no "
+                   "000000000102 --psam-serial 50000000000000000102");
+  ASSERT_EQ(added.exit_code, 0) << added.err;
+  auto second_tmk = Run("host terminals export-tmk --data " + host_dir_ +
+                        " --terminal-no 000000000102 --out " + Path("tmk2.json"));
+  ASSERT_EQ(second_tmk.exit_code, 0) << second_tmk.err;
+  ASSERT_EQ(Run("psam new " + Path("psam2.img") +
+                " --terminal-no 000000000102 --serial 50000000000000000102")
+                .exit_code,
+            0);
+  ASSERT_EQ(Run("keys init --test-only --store " + Path("terminal2-keys")).exit_code, 0);
+  ASSERT_EQ(Run("keys ceremony --store " + Path("terminal2-keys") + " --role tkek --components 2",
+                std::string(kTkekComponent1) + "\n" + kTkekComponent2 + "\n")
+                .exit_code,
+            0);
+  WriteConfig("pos2.json", {{"psam_reader", "image:psam2.img"},
+                            {"terminal_id", "00000102"},
+                            {"key_store", "terminal2-keys"},
+                            {"journal", "pos2-journal.db"}});
+  auto second_init = Run("pos init --tmk " + Path("tmk2.json") + " --config " + Path("pos2.json"));
+  ASSERT_EQ(second_init.exit_code, 0) << second_init.out << second_init.err;
+  EXPECT_THAT(second_init.out, HasSubstr("signed on"));
+  auto second_load =
+      Run("pos load --amount 10.00 --pin-stdin --json --config " + Path("pos2.json"), "123456\n");
+  ASSERT_EQ(second_load.exit_code, 0) << second_load.err;
+  EXPECT_EQ(json::parse(second_load.out)["balance_after_fen"], 1000);
+
+  // The first terminal is stolen: blocked while the host runs, refused from then on.
+  auto blocked =
+      Run("host terminals block " + std::string(kTerminalNumber) + " --data " + host_dir_);
+  ASSERT_EQ(blocked.exit_code, 0) << blocked.err;
+  auto refused = Run(Pos("load --amount 10.00 --pin-stdin --json"), "123456\n");
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_THAT(refused.out + refused.err, HasSubstr("refusal 97"));  // unauthenticated: protocol 9.6
+  auto listed = Run("host terminals list --data " + host_dir_);
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  EXPECT_THAT(listed.out, HasSubstr("blocked"));
+
+  auto blacklisted = Run("host blacklist add " + std::string(kAsn) + " --data " + host_dir_);
+  ASSERT_EQ(blacklisted.exit_code, 0) << blacklisted.err;
+  auto blacklist = Run("host blacklist list --data " + host_dir_);
+  ASSERT_EQ(blacklist.exit_code, 0) << blacklist.err;
+  EXPECT_THAT(blacklist.out, HasSubstr(kAsn));
+  auto report = Run("host report settlement --data " + host_dir_);
+  EXPECT_EQ(report.exit_code, 0) << report.err;
+  host_->Stop();
 }
 
 TEST_F(PosCliTest, BadInputIsAClearErrorWithItsExitCodeAndChangesNothing) {
