@@ -140,6 +140,12 @@ void PrintReport(const demo::ScenarioReport& r) {
        ": pooled fund " + FormatFen(r.claim_pooled_fund_fen) + ", personal account " +
        FormatFen(r.claim_personal_account_fen) + ", self-pay " + FormatFen(r.claim_self_pay_fen) +
        " — " + r.claim_state);
+  if (!r.claim_card.empty()) {
+    line("            personal account share " + FormatFen(r.claim_card_paid_fen) +
+         " paid by card " + r.claim_card + " at " + r.claim_hospital + " terminal " +
+         r.claim_terminal + ", card serial " + count(r.claim_card_serial) + "; cleared " +
+         count(r.claim_card_cleared) + "x");
+  }
   line("  money     allocated " + FormatFen(r.allocated_fen) + " = medical accounts " +
        FormatFen(r.medical_fen) + " + on cards " + FormatFen(r.on_cards_fen) + " + merchants " +
        FormatFen(r.merchant_fen) + " + suspense " + FormatFen(r.suspense_fen));

@@ -228,15 +228,20 @@ class Scenario {
       const char* name;
       Status (Scenario::*run)();
     };
-    for (const Phase& phase :
-         {Phase{"setup", &Scenario::Prepare}, Phase{"agency month", &Scenario::AgencyMonth},
-          Phase{"bank import", &Scenario::BankImport},
-          Phase{"issuance", &Scenario::IssueAndRegister},
-          Phase{"sign-on", &Scenario::OpenTerminals}, Phase{"loads", &Scenario::Loads},
-          Phase{"purchases", &Scenario::TheDay}, Phase{"day end", &Scenario::DayEnd},
-          Phase{"host check", &Scenario::AfterDayEnd}, Phase{"consumption", &Scenario::Consumption},
-          Phase{"inpatient claim", &Scenario::InpatientClaim},
-          Phase{"reconciliation", &Scenario::Reconcile}}) {
+    std::vector<Phase> phases = {
+        {"setup", &Scenario::Prepare},          {"agency month", &Scenario::AgencyMonth},
+        {"bank import", &Scenario::BankImport}, {"issuance", &Scenario::IssueAndRegister},
+        {"sign-on", &Scenario::OpenTerminals},  {"loads", &Scenario::Loads},
+        {"purchases", &Scenario::TheDay}};
+    // The scripted day settles the inpatient claim at discharge, before the day end that clears
+    // the card's payment; at city scale the agency adjudicates it after the consumption detail.
+    if (!scale_) phases.push_back({"discharge", &Scenario::Discharge});
+    phases.insert(phases.end(), {{"day end", &Scenario::DayEnd},
+                                 {"host check", &Scenario::AfterDayEnd},
+                                 {"consumption", &Scenario::Consumption}});
+    if (scale_) phases.push_back({"inpatient claim", &Scenario::InpatientClaim});
+    phases.push_back({"reconciliation", &Scenario::Reconcile});
+    for (const Phase& phase : phases) {
       if (Status done = Measure(phase.name, phase.run); !done.ok()) return done.error();
     }
     report_.total_wall_us = SteadyUs() - started;
@@ -1172,10 +1177,23 @@ class Scenario {
     report_.consumption_fen = imported->total_fen;
     items_ = report_.consumption_lines;
     unit_ = "lines";
+    // The card payment the agency recorded on the inpatient claim, if any.
+    if (claim_id_ != 0) {
+      insurance::ClaimStore claims(*agency_conn_, policies_);
+      auto claim = claims.Find(claim_id_);
+      if (!claim.ok()) return StepError("the inpatient claim", claim);
+      if (claim->card_payment) report_.claim_card_reference = claim->card_payment->Reference();
+    }
+    const std::string& claim_payment = report_.claim_card_reference;
     for (const auto& line : detail->lines) {
       if (line.reference.rfind(report_.torn_card + "/", 0) == 0 &&
           line.amount_fen == report_.torn_amount_fen) {
         ++report_.torn_uploaded;
+      }
+      if (!claim_payment.empty() && line.reference == claim_payment &&
+          line.person_id == report_.claim_person && line.merchant_id == claim_hospital_id_) {
+        ++report_.claim_card_cleared;
+        report_.claim_card_cleared_fen += line.amount_fen;
       }
     }
     Say("agency: consumption detail of " + day_.ToString() + " imported, " +
@@ -1184,29 +1202,27 @@ class Scenario {
     return Status::Ok();
   }
 
-  // ---- The agency adjudicates an inpatient claim ----------------------------------------------
-  Status InpatientClaim() {
-    // The last retiree (else the last person), admitted to the first grade-3 hospital on the 1st.
-    const Person* patient = &city_.people.back();
-    for (const Person& p : city_.people) {
-      if (p.retired) patient = &p;
-    }
-    const Merchant* hospital = &city_.merchants.front();
+  // ---- The inpatient claim ---------------------------------------------------------------------
+  // The first grade-3 hospital (else the first merchant).
+  const Merchant& ClaimHospital() const {
     for (const Merchant& m : city_.merchants) {
-      if (m.kind == MerchantKind::kHospital && m.grade == 3) {
-        hospital = &m;
-        break;
-      }
+      if (m.kind == MerchantKind::kHospital && m.grade == 3) return m;
     }
+    return city_.merchants.front();
+  }
+
+  // The stay: pneumonia, admitted on the month's 1st, discharged today; 5,900.00 billed (ward
+  // bed and a covered drug, a partly covered drug, a single-room supplement not covered).
+  insurance::Claim InpatientStay(const Person& patient) const {
     insurance::Claim claim;
     claim.claim_id = "DEMO-" + day_.ToString() + "-1";
-    claim.person_id = patient->ssn;
-    claim.category = patient->retired ? insurance::PersonCategory::kRetiree
-                                      : insurance::PersonCategory::kEmployee;
+    claim.person_id = patient.ssn;
+    claim.category = patient.retired ? insurance::PersonCategory::kRetiree
+                                     : insurance::PersonCategory::kEmployee;
     const Date admission = month_.FirstDay();
     const bool before_birthday = std::pair{admission.month, admission.day} <
-                                 std::pair{patient->birth_date.month, patient->birth_date.day};
-    claim.age = admission.year - patient->birth_date.year - (before_birthday ? 1 : 0);
+                                 std::pair{patient.birth_date.month, patient.birth_date.day};
+    claim.age = admission.year - patient.birth_date.year - (before_birthday ? 1 : 0);
     claim.grade = insurance::FacilityGrade::kGrade3;
     claim.kind = insurance::ClaimKind::kInpatient;
     claim.admission = admission;
@@ -1219,12 +1235,23 @@ class Scenario {
         {"DRUG-MOX", "moxifloxacin", CatalogueCategory::kPartlyCovered, 1000, 84000},
         {"ROOM-SGL", "single room supplement", CatalogueCategory::kNotCovered, 0, 30000},
     };
-    insurance::ClaimStore claims(*agency_conn_, policies_);
-    auto submitted = claims.Submit(hospital->id, claim);
+    return claim;
+  }
+
+  // The hospital submits the stay and the agency adjudicates it: card_balance_fen is what the
+  // patient's card holds when the hospital's POS read it (none: the agency's books only). The
+  // split goes into the report.
+  Result<insurance::StoredClaim> SubmitAndAdjudicate(
+      insurance::ClaimStore& claims, const Person& patient, const Merchant& hospital,
+      std::optional<insurance::Fen> card_balance_fen) {
+    auto submitted = claims.Submit(hospital.id, InpatientStay(patient));
     if (!submitted.ok()) return StepError("submitting the inpatient claim", submitted);
-    auto adjudicated = claims.Adjudicate(submitted->id);
+    auto adjudicated = claims.Adjudicate(submitted->id, card_balance_fen);
     if (!adjudicated.ok()) return StepError("adjudicating the inpatient claim", adjudicated);
-    report_.claim_person = patient->ssn;
+    claim_id_ = submitted->id;
+    report_.claim_person = patient.ssn;
+    report_.claim_hospital = hospital.name;
+    claim_hospital_id_ = hospital.id;
     report_.claim_state = std::string(insurance::ToString(adjudicated->state));
     if (adjudicated->adjudication) {
       const insurance::Adjudication& a = *adjudicated->adjudication;
@@ -1233,18 +1260,131 @@ class Scenario {
       report_.claim_personal_account_fen = a.personal_account_fen;
       report_.claim_self_pay_fen = a.self_pay_fen;
     }
-    if (adjudicated->state == insurance::ClaimState::kAdjudicated) {
-      auto approved = claims.Approve(submitted->id, "demo-officer");
-      if (!approved.ok()) return StepError("approving the inpatient claim", approved);
-      auto paid = claims.Pay(submitted->id);
-      if (!paid.ok()) return StepError("paying the inpatient claim", paid);
-      report_.claim_state = std::string(insurance::ToString(paid->state));
+    return *adjudicated;
+  }
+
+  // An officer approves the adjudicated claim and the agency pays it: the pooled fund's share is
+  // booked to the hospital.
+  Status ApproveAndPay(insurance::ClaimStore& claims, const insurance::StoredClaim& claim) {
+    if (claim.state != insurance::ClaimState::kAdjudicated) return Status::Ok();
+    auto approved = claims.Approve(claim.id, "demo-officer");
+    if (!approved.ok()) return StepError("approving the inpatient claim", approved);
+    auto paid = claims.Pay(claim.id);
+    if (!paid.ok()) return StepError("paying the inpatient claim", paid);
+    report_.claim_state = std::string(insurance::ToString(paid->state));
+    return Status::Ok();
+  }
+
+  std::string ClaimSplit() const {
+    return "pooled fund " + FormatFen(report_.claim_pooled_fund_fen) + ", personal account " +
+           FormatFen(report_.claim_personal_account_fen) + ", self-pay " +
+           FormatFen(report_.claim_self_pay_fen);
+  }
+
+  // The scripted day's patient: the last retired cardholder, else the last cardholder; never
+  // the card reported lost.
+  std::size_t PatientHolder() const {
+    std::size_t patient = kPoorHolder;
+    bool retired = false;
+    for (std::size_t c = 0; c < holders_.size(); ++c) {
+      if (c == kLostHolder) continue;
+      if (holders_[c].person->retired) {
+        patient = c;
+        retired = true;
+      } else if (!retired) {
+        patient = c;
+      }
     }
-    Say("agency: inpatient claim of " + patient->ssn + " at " + hospital->name + " (" +
-        FormatFen(report_.claim_billed_fen) + ") " + report_.claim_state + ": pooled fund " +
-        FormatFen(report_.claim_pooled_fund_fen) + ", personal account " +
-        FormatFen(report_.claim_personal_account_fen) + ", self-pay " +
-        FormatFen(report_.claim_self_pay_fen));
+    return patient;
+  }
+
+  // 17:00, the scripted day: the patient is discharged and settles at the hospital's POS. The
+  // POS reads the card's passbook (ED, PIN verified); the agency adjudicates the stay with that
+  // balance as the personal account available (its books count allocations, not what is left
+  // on the card); the patient pays the personal-account share there by card (ED with the PIN,
+  // offline: uploaded and cleared at day end like every purchase) and the self-pay part in
+  // cash; an officer approves the claim and the agency pays the pooled fund's share to the
+  // hospital.
+  Status Discharge() {
+    clock_us_ = day_start_us() + 9 * kHourUs;  // 17:00
+    Holder& h = holders_[PatientHolder()];
+    const Merchant& hospital = ClaimHospital();
+    Station* station = nullptr;
+    for (auto& s : stations_) {
+      if (s->merchant == &hospital) station = s.get();
+    }
+    if (station == nullptr) return MakeError("no POS at " + hospital.name);
+    const std::string& terminal_id = station->city_terminal->terminal_id;
+    if (Status in = Insert(*station, h); !in.ok()) return in;
+    auto balances = station->pos->ReadBalances(h.card->pin);
+    if (!balances.ok()) {
+      Remove(*station);
+      return StepError("reading card " + h.asn + " at " + terminal_id, balances);
+    }
+    report_.claim_card_balance_fen = balances->ed;
+    insurance::ClaimStore claims(*agency_conn_, policies_);
+    auto claim = SubmitAndAdjudicate(claims, *h.person, hospital, insurance::Fen{balances->ed});
+    if (!claim.ok()) {
+      Remove(*station);
+      return claim.error();
+    }
+    const insurance::Fen share = report_.claim_personal_account_fen;
+    if (claim->state == insurance::ClaimState::kAdjudicated && share > 0) {
+      ++report_.purchase_attempts;
+      const std::int64_t start = SteadyUs();
+      auto receipt =
+          station->pos->Purchase({Wallet::kEd, static_cast<std::uint32_t>(share), h.card->pin});
+      purchase_latency_.Add(SteadyUs() - start);
+      Remove(*station);
+      if (!receipt.ok()) {
+        return StepError("paying the claim's personal-account share by card " + h.asn, receipt);
+      }
+      h.ed = receipt->balance_after;
+      ++report_.ed_purchases;
+      report_.ed_fen += receipt->amount;
+      report_.claim_card = h.asn;
+      report_.claim_terminal = receipt->terminal_id;
+      report_.claim_card_paid_fen = receipt->amount;
+      report_.claim_card_serial = receipt->card_offline_serial;
+      // The hospital tells the agency which card purchase paid the share.
+      auto recorded =
+          claims.RecordCardPayment(claim->id, {.asn = h.asn,
+                                               .offline_serial = receipt->card_offline_serial,
+                                               .terminal_id = receipt->terminal_id,
+                                               .amount_fen = receipt->amount});
+      if (!recorded.ok()) return StepError("recording the claim's card payment", recorded);
+    } else {
+      Remove(*station);
+    }
+    if (Status paid = ApproveAndPay(claims, *claim); !paid.ok()) return paid;
+    Say("discharge: " + h.person->ssn + " leaves " + hospital.name + " after an inpatient stay (" +
+        FormatFen(report_.claim_billed_fen) + "); the POS reads card " + h.asn + ": ED " +
+        FormatFen(report_.claim_card_balance_fen) + "; the agency adjudicates " + ClaimSplit() +
+        (report_.claim_card.empty()
+             ? std::string("; nothing to pay by card")
+             : "; personal account share " + FormatFen(report_.claim_card_paid_fen) +
+                   " paid by card " + report_.claim_card + " at " + hospital.name + " terminal " +
+                   report_.claim_terminal + ", card serial " +
+                   std::to_string(report_.claim_card_serial)) +
+        ", self-pay in cash; claim " + report_.claim_state +
+        " (the pooled fund's share to the hospital)");
+    return Status::Ok();
+  }
+
+  // City scale: the agency adjudicates the claim of the last retiree (else the last person) on
+  // its books alone, approves and pays it; the personal-account share is not paid by card.
+  Status InpatientClaim() {
+    const Person* patient = &city_.people.back();
+    for (const Person& p : city_.people) {
+      if (p.retired) patient = &p;
+    }
+    const Merchant& hospital = ClaimHospital();
+    insurance::ClaimStore claims(*agency_conn_, policies_);
+    auto claim = SubmitAndAdjudicate(claims, *patient, hospital, std::nullopt);
+    if (!claim.ok()) return claim.error();
+    if (Status paid = ApproveAndPay(claims, *claim); !paid.ok()) return paid;
+    Say("agency: inpatient claim of " + patient->ssn + " at " + hospital.name + " (" +
+        FormatFen(report_.claim_billed_fen) + ") " + report_.claim_state + ": " + ClaimSplit());
     return Status::Ok();
   }
 
@@ -1353,6 +1493,30 @@ class Scenario {
                r.claim_pooled_fund_fen + r.claim_personal_account_fen + r.claim_self_pay_fen ==
                    r.claim_billed_fen,
            "the inpatient claim's shares do not add up to its bill");
+    if (!scale_) {
+      // Settled at discharge: the personal account paid no more than the card held, all of it
+      // by card, and that purchase cleared once, for exactly the share.
+      Expect(r.claim_personal_account_fen <= r.claim_card_balance_fen,
+             "the inpatient claim's personal account pays " +
+                 FormatFen(r.claim_personal_account_fen) + ", the card held " +
+                 FormatFen(r.claim_card_balance_fen));
+      Expect(r.claim_card_paid_fen == r.claim_personal_account_fen,
+             "the card paid " + FormatFen(r.claim_card_paid_fen) +
+                 " of the inpatient claim's personal-account share " +
+                 FormatFen(r.claim_personal_account_fen));
+      Expect(
+          r.claim_card.empty() ||
+              r.claim_card_reference == r.claim_card + "/ED/" + std::to_string(r.claim_card_serial),
+          "the inpatient claim records the card payment " + r.claim_card_reference +
+              ", the receipt says " + r.claim_card + "/ED/" + std::to_string(r.claim_card_serial));
+      const std::int64_t payments = r.claim_personal_account_fen > 0 ? 1 : 0;
+      Expect(r.claim_card_cleared == payments &&
+                 r.claim_card_cleared_fen == r.claim_personal_account_fen,
+             "the card payment of the inpatient claim cleared " +
+                 std::to_string(r.claim_card_cleared) + " times for " +
+                 FormatFen(r.claim_card_cleared_fen) + ", not " + std::to_string(payments) +
+                 " for " + FormatFen(r.claim_personal_account_fen));
+    }
     auto books = insurance::CheckBooks(*agency_conn_);
     Expect(books.ok(), "the agency's books could not be checked");
     if (books.ok()) {
@@ -1400,6 +1564,8 @@ class Scenario {
   std::string batch_text_;
   std::vector<std::string> allocated_people_;
   std::unordered_map<std::string, std::int64_t> credited_;  // person → fen the batch credited
+  std::string claim_hospital_id_;                           // the claim's merchant id
+  std::int64_t claim_id_ = 0;                               // the agency's id of the claim
 
   // Measurements and progress.
   std::int64_t items_ = 0;  // the current phase's

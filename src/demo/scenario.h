@@ -5,9 +5,11 @@
 // the host's terminal gateway listens on loopback and every POS signs on over real ISO 8583/TCP;
 // cardholders load online and spend a day at hospitals and pharmacies, with the day's
 // exceptions (a wrong PIN, an insufficient balance, a card reported lost at a branch and refused
-// at the POS after the blacklist download, a card pulled mid-purchase and recovered); at day end
-// every terminal uploads and settles, the host checks its ledger, and the agency imports the
-// day's consumption detail. Then a reconciliation proves every fen the agency allocated is on a
+// at the POS after the blacklist download, a card pulled mid-purchase and recovered); a patient
+// is discharged from a grade-3 hospital, whose inpatient claim the agency adjudicates against
+// what the card holds and whose personal-account share the card pays at the hospital's POS;
+// at day end every terminal uploads and settles, the host checks its ledger, and the agency imports
+// the day's consumption detail. Then a reconciliation proves every fen the agency allocated is on a
 // card, in a medical account or with a merchant.
 //
 // City scale (ScenarioOptions::purchases > 0, docs/demo.md "City scale"): the same day as a load
@@ -133,6 +135,20 @@ struct ScenarioReport {
   std::string claim_state;  // "paid" when all went through
   std::int64_t claim_billed_fen = 0, claim_pooled_fund_fen = 0, claim_personal_account_fen = 0,
                claim_self_pay_fen = 0;
+  // The scripted day settles the claim at discharge, at the hospital's POS: the card's passbook
+  // (ED) balance the POS read (PIN verified) is the personal account the adjudication may use,
+  // and the personal-account share is paid with the card there (ED, PIN, offline), uploaded and
+  // cleared at day end. Empty claim_card: not paid by card (city scale, or nothing to pay).
+  std::string claim_hospital;               // the merchant's name
+  std::string claim_card, claim_terminal;   // ASN; the hospital's terminal id
+  std::int64_t claim_card_balance_fen = 0;  // ED before paying, as the POS read it
+  std::int64_t claim_card_paid_fen = 0;     // the card purchase's amount
+  std::int64_t claim_card_serial = 0;       // the card's ED offline serial of that purchase
+  // The agency records the purchase on the claim (ClaimStore::RecordCardPayment); its
+  // reference as the claim holds it, <ASN>/ED/<serial>, and the agency's consumption detail's
+  // lines with that reference at the hospital: 1 when right, and their fen.
+  std::string claim_card_reference;
+  std::int64_t claim_card_cleared = 0, claim_card_cleared_fen = 0;
 
   // Reconciliation, in fen: allocated = medical accounts + card floats + merchants + suspense,
   // card floats = what the cards themselves hold, merchants = what the PSAMs signed.

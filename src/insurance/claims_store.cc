@@ -19,7 +19,8 @@ namespace {
 
 constexpr char kClaimColumns[] =
     "SELECT id, facility, state, claim_json, adjudication_json, reasons, decided_by,"
-    " submitted_at_us, paid_at_us FROM si_claims ";
+    " submitted_at_us, paid_at_us, card_asn, card_offline_serial, card_terminal, card_amount"
+    " FROM si_claims ";
 
 // The states whose split counts for the year so far and the personal account.
 constexpr char kCountedStates[] = "('adjudicated', 'approved', 'paid')";
@@ -118,7 +119,25 @@ StoredClaim ClaimFromRow(const store::Row& row) {
   c.decided_by = row.Text("decided_by");
   c.submitted_at_us = row.Int("submitted_at_us");
   c.paid_at_us = row.OptionalInt("paid_at_us");
+  if (auto asn = row.OptionalText("card_asn")) {
+    c.card_payment = CardPayment{.asn = *asn,
+                                 .offline_serial = static_cast<std::uint16_t>(
+                                     row.OptionalInt("card_offline_serial").value_or(0)),
+                                 .terminal_id = row.OptionalText("card_terminal").value_or(""),
+                                 .amount_fen = row.OptionalInt("card_amount").value_or(0)};
+  }
   return c;
+}
+
+bool IsDigits(std::string_view text, std::size_t length) {
+  return text.size() == length &&
+         std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool IsTerminalId(std::string_view text) {
+  return text.size() == 8 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+         });
 }
 
 bool IsOfficerName(std::string_view name) {
@@ -254,7 +273,12 @@ ServiceResult<StoredClaim> ClaimStore::Submit(std::string_view facility, const C
   return Find(id);
 }
 
-ServiceResult<StoredClaim> ClaimStore::Adjudicate(std::int64_t id) {
+ServiceResult<StoredClaim> ClaimStore::Adjudicate(std::int64_t id,
+                                                  std::optional<Fen> card_balance_fen) {
+  if (card_balance_fen && *card_balance_fen < 0) {
+    return MakeServiceError(ErrorCode::kInvalid, "card_balance_fen: must not be negative",
+                            "card_balance_fen");
+  }
   std::optional<access::ServiceError> refused;
   const std::int64_t now = Now();
   auto status = store::RunTransaction(
@@ -328,6 +352,11 @@ ServiceResult<StoredClaim> ClaimStore::Adjudicate(std::int64_t id) {
         auto balance = BalanceOf(c, claim.person_id, id);
         if (!balance.ok()) return balance.error();
         year.personal_account_balance_fen = std::max<Fen>(*balance, 0);
+        // What the card holds is what the patient can pay from at the facility's POS.
+        if (card_balance_fen) {
+          year.personal_account_balance_fen =
+              std::min(year.personal_account_balance_fen, *card_balance_fen);
+        }
 
         const Adjudication result = insurance::Adjudicate(**policy, claim, year);
         const bool rejected = result.state == ClaimState::kRejected;
@@ -454,6 +483,74 @@ ServiceResult<StoredClaim> ClaimStore::Pay(std::int64_t id) {
         }
         auto updated = c.Execute("UPDATE si_claims SET state = 'paid', paid_at_us = ? WHERE id = ?",
                                  {now, id});
+        if (!updated.ok()) return updated.error();
+        return Done{};
+      });
+  if (!status.ok()) return StoreError(status.error());
+  if (refused) return *refused;
+  return Find(id);
+}
+
+std::string CardPayment::Reference() const { return asn + "/ED/" + std::to_string(offline_serial); }
+
+ServiceResult<StoredClaim> ClaimStore::RecordCardPayment(std::int64_t id,
+                                                         const CardPayment& payment) {
+  if (!IsDigits(payment.asn, 20)) {
+    return MakeServiceError(ErrorCode::kInvalid, "asn: 20 digits", "asn");
+  }
+  if (!IsTerminalId(payment.terminal_id)) {
+    return MakeServiceError(ErrorCode::kInvalid, "terminal_id: 8 letters or digits", "terminal_id");
+  }
+  std::optional<access::ServiceError> refused;
+  auto status = store::RunTransaction(
+      connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
+        refused.reset();
+        auto loaded = LoadClaim(c, id);
+        if (!loaded.ok()) return loaded.error();
+        if (!loaded->has_value()) {
+          refused = NotFound(id).error();
+          return Done{};
+        }
+        const StoredClaim& stored = **loaded;
+        if (stored.state != ClaimState::kAdjudicated && stored.state != ClaimState::kApproved &&
+            stored.state != ClaimState::kPaid) {
+          refused = WrongState(stored, "paid by card").error();
+          return Done{};
+        }
+        if (stored.card_payment) {
+          if (*stored.card_payment != payment) {
+            refused = MakeServiceError(ErrorCode::kConflict,
+                                       "claim " + std::to_string(id) + " was paid by card " +
+                                           stored.card_payment->Reference() + " before",
+                                       "card_payment");
+          }
+          return Done{};
+        }
+        const Fen share = stored.adjudication ? stored.adjudication->personal_account_fen : 0;
+        if (share <= 0 || payment.amount_fen != share) {
+          refused = MakeServiceError(ErrorCode::kInvalid,
+                                     "amount_fen: " + std::to_string(payment.amount_fen) +
+                                         ", the claim's personal-account share is " +
+                                         std::to_string(share),
+                                     "amount_fen");
+          return Done{};
+        }
+        auto other =
+            c.Query("SELECT id FROM si_claims WHERE card_asn = ? AND card_offline_serial = ?",
+                    {payment.asn, std::int64_t{payment.offline_serial}});
+        if (!other.ok()) return other.error();
+        if (!other->empty()) {
+          refused = MakeServiceError(ErrorCode::kConflict,
+                                     "card purchase " + payment.Reference() + " paid claim " +
+                                         std::to_string((*other)[0].Int(0)),
+                                     "card_payment");
+          return Done{};
+        }
+        auto updated = c.Execute(
+            "UPDATE si_claims SET card_asn = ?, card_offline_serial = ?, card_terminal = ?,"
+            " card_amount = ? WHERE id = ?",
+            {payment.asn, std::int64_t{payment.offline_serial}, payment.terminal_id,
+             payment.amount_fen, id});
         if (!updated.ok()) return updated.error();
         return Done{};
       });

@@ -168,6 +168,17 @@ CREATE INDEX si_consumption_by_person ON si_consumption (person_id, day);
 CREATE INDEX si_consumption_by_merchant ON si_consumption (merchant_id, day);
 )sql";
 
+// Which card purchase paid a claim's personal-account share at the facility's POS
+// (ClaimStore::RecordCardPayment): the consumption detail's <asn>/ED/<offline serial>, so one
+// purchase pays one claim.
+constexpr char kClaimCardPayments[] = R"sql(
+ALTER TABLE si_claims ADD COLUMN card_asn TEXT;
+ALTER TABLE si_claims ADD COLUMN card_offline_serial BIGINT;
+ALTER TABLE si_claims ADD COLUMN card_terminal TEXT;
+ALTER TABLE si_claims ADD COLUMN card_amount BIGINT;
+CREATE UNIQUE INDEX si_claims_by_card_payment ON si_claims (card_asn, card_offline_serial);
+)sql";
+
 }  // namespace
 
 const store::MigrationSet& Migrations() {
@@ -177,6 +188,7 @@ const store::MigrationSet& Migrations() {
                                            {2, "monthly runs, bills, payments, books", kMonthlyRun},
                                            {3, "allocation batches", kBatches},
                                            {4, "claims, consumption detail", kClaims},
+                                           {5, "claims' card payments", kClaimCardPayments},
                                        }};
   return set;
 }

@@ -60,6 +60,12 @@ TEST_F(DemoCliTest, TheDayReconcilesAndTheReportSaysSo) {
                                  "clean"));
   EXPECT_THAT(run.out, HasSubstr("claim     inpatient, "));
   EXPECT_THAT(run.out, HasSubstr("billed 5900.00: pooled fund "));
+  // The claim's personal-account share, paid at discharge by the patient's card at the
+  // hospital's POS and cleared once at day end.
+  EXPECT_THAT(run.out, ::testing::ContainsRegex(
+                           "\n            personal account share [0-9]+\\.[0-9]{2} paid by "
+                           "card [0-9]{20} at [^\n]+ terminal [0-9A-Z]+, card serial [0-9]+; "
+                           "cleared 1x\n"));
   EXPECT_THAT(run.out, HasSubstr("reconciliation: clean — every fen accounted for"));
   // --quiet: the report only, not the step-by-step story; and no server log. The scripted day:
   // no city-scale figures.

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/money.h"
 #include "test_database.h"
 
 namespace medcard::demo {
@@ -95,17 +96,64 @@ TEST_P(DemoScenarioTest, EveryAllocatedFenIsOnACardInAMedicalAccountOrWithAMerch
   EXPECT_EQ(r.workers, 1);
 }
 
-TEST_P(DemoScenarioTest, TheAgencyAdjudicatesAndPaysAnInpatientClaimToTheFen) {
-  auto run = RunScenario(Options(8));
+TEST_P(DemoScenarioTest, TheInpatientClaimIsPaidItsPersonalShareByCardAtTheHospitalsPos) {
+  const ScenarioOptions options = Options(8);
+  auto run = RunScenario(options);
   ASSERT_TRUE(run.ok()) << run.error().message;
   const ScenarioReport& r = *run;
+  for (const auto& p : r.problems) ADD_FAILURE() << p;
   EXPECT_EQ(r.claim_state, "paid");
   EXPECT_EQ(r.claim_billed_fen, 590000);
   EXPECT_GT(r.claim_pooled_fund_fen, 0);
   EXPECT_GE(r.claim_self_pay_fen, 30000);  // the single room is not covered
   EXPECT_EQ(r.claim_pooled_fund_fen + r.claim_personal_account_fen + r.claim_self_pay_fen,
             r.claim_billed_fen);
-  EXPECT_THAT(lines_, ::testing::Contains(HasSubstr("inpatient claim of " + r.claim_person)));
+
+  // Settled at discharge, before the day end: the hospital's POS read the card's passbook, the
+  // personal account paid no more than that, and the card paid exactly the share (ED, PIN).
+  std::vector<std::string> phases;
+  for (const PhaseTiming& p : r.phases) phases.push_back(p.name);
+  EXPECT_THAT(phases,
+              ::testing::ElementsAre("setup", "agency month", "bank import", "issuance", "sign-on",
+                                     "loads", "purchases", "discharge", "day end", "host check",
+                                     "consumption", "reconciliation"));
+  EXPECT_GT(r.claim_personal_account_fen, 0);
+  EXPECT_LE(r.claim_personal_account_fen, r.claim_card_balance_fen);
+  EXPECT_THAT(r.claim_card, ::testing::MatchesRegex("[0-9]{20}"));
+  EXPECT_EQ(r.claim_card_paid_fen, r.claim_personal_account_fen);
+  EXPECT_FALSE(r.claim_terminal.empty());
+  EXPECT_FALSE(r.claim_hospital.empty());
+  const std::string payment = FormatFen(r.claim_personal_account_fen) + " paid by card " +
+                              r.claim_card + " at " + r.claim_hospital + " terminal " +
+                              r.claim_terminal + ", card serial " +
+                              std::to_string(r.claim_card_serial);
+  EXPECT_THAT(lines_, ::testing::Contains(HasSubstr("personal account share " + payment)));
+  EXPECT_THAT(lines_, ::testing::Contains(HasSubstr("discharge: " + r.claim_person + " leaves ")));
+
+  // Uploaded and cleared at day end like every purchase: once, for exactly the share, in the
+  // agency's consumption detail under the card's ED reference, at the hospital.
+  EXPECT_EQ(r.claim_card_reference,
+            r.claim_card + "/ED/" + std::to_string(r.claim_card_serial));  // on the claim
+  EXPECT_EQ(r.claim_card_cleared, 1);
+  EXPECT_EQ(r.claim_card_cleared_fen, r.claim_personal_account_fen);
+  std::istringstream detail(
+      ReadText(fs::path(options.data_dir) / "agency" / ("consumption-" + r.day + ".jsonl")));
+  const std::string reference =
+      R"("reference":")" + r.claim_card + "/ED/" + std::to_string(r.claim_card_serial) + "\"";
+  int found = 0;
+  for (std::string line; std::getline(detail, line);) {
+    if (line.find(reference) == std::string::npos) continue;
+    ++found;
+    EXPECT_THAT(line,
+                HasSubstr(R"("amount_fen":)" + std::to_string(r.claim_personal_account_fen) + ","));
+    EXPECT_THAT(line, HasSubstr(R"("person_id":")" + r.claim_person + "\""));
+  }
+  EXPECT_EQ(found, 1);
+  // Every fen still reconciles: the card payment is with the hospital, counted as a purchase.
+  EXPECT_EQ(r.merchant_fen, r.ed_fen + r.ep_fen);
+  EXPECT_EQ(r.consumption_fen, r.merchant_fen);
+  EXPECT_EQ(r.medical_fen + r.card_float_fen + r.merchant_fen + r.suspense_fen, r.allocated_fen);
+  EXPECT_EQ(r.on_cards_fen, r.card_float_fen);
   EXPECT_TRUE(r.clean());
 }
 

@@ -1,11 +1,14 @@
 // Stored claims on SQLite and PostgreSQL: the year so far and the personal account come from
 // the database (a second admission's later deductible, the annual cap across claims, the
-// account's balance), eligibility from the registry, the lifecycle's steps, duplicate
-// submissions, and paying exactly once.
+// account's balance, at most what the card holds when settled at discharge), eligibility from
+// the registry, the lifecycle's steps, duplicate submissions, paying exactly once, and the card
+// purchase that paid the personal-account share recorded once.
 #include "insurance/claims_store.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <algorithm>
 
 #include "insurance/monthly_run.h"
 #include "insurance/policy.h"
@@ -256,6 +259,99 @@ TEST_P(ClaimStoreTest, ThePersonalAccountPaysFromItsBalanceInTheAgencysBooks) {
   // The next claim finds the account empty.
   const auto second = SubmitAndPay(InpatientClaim("C-2", kA, {2026, 4, 2}, 1'000'000));
   EXPECT_EQ(second.adjudication->personal_account_fen, 0);
+}
+
+// Settled at discharge (one test: a PostgreSQL database per test costs seconds): the personal
+// account pays at most what the card the facility's POS read holds, and the card purchase that
+// paid it is recorded on the claim once.
+TEST_P(ClaimStoreTest, SettledAtDischargeThePersonalAccountPaysFromTheCardOnceRecorded) {
+  // The books say 240.00 (January's allocation); the card the hospital's POS read holds 95.50.
+  auto run = RunMonth(*conn_, policies_, {2026, 1});
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  auto submitted = claims_->Submit("H0001", InpatientClaim("C-1", kA, {2026, 3, 2}, 1'000'000));
+  ASSERT_TRUE(submitted.ok()) << submitted.error().message;
+  const std::int64_t id = submitted->id;
+  auto negative = claims_->Adjudicate(id, Fen{-1});
+  ASSERT_FALSE(negative.ok());
+  EXPECT_EQ(negative.error().code, access::ErrorCode::kInvalid);
+  EXPECT_EQ(claims_->Find(id)->state, ClaimState::kSubmitted);
+
+  auto adjudicated = claims_->Adjudicate(id, Fen{9'550});
+  ASSERT_TRUE(adjudicated.ok()) << adjudicated.error().message;
+  const Adjudication& a = *adjudicated->adjudication;
+  EXPECT_EQ(a.personal_account_fen, 9'550);
+  EXPECT_EQ(a.self_pay_fen, kFirstDeductible - 9'550 + a.copay_fen);
+  EXPECT_EQ(a.pooled_fund_fen + a.personal_account_fen + a.self_pay_fen, 1'000'000);
+  EXPECT_TRUE(std::any_of(a.steps.begin(), a.steps.end(), [](const ExplanationStep& step) {
+    return step.detail.find("personal account exhausted") != std::string::npos;
+  }));
+  // The books' balance now counts only what this claim took.
+  EXPECT_EQ(*claims_->PersonalAccountBalance(kA), 24'000 - 9'550);
+  EXPECT_FALSE(adjudicated->card_payment.has_value());
+
+  // The patient paid the share by card: the purchase the consumption detail will name.
+  const CardPayment payment{.asn = "11000000000000010005",
+                            .offline_serial = 7,
+                            .terminal_id = "POS00001",
+                            .amount_fen = 9'550};
+  EXPECT_EQ(payment.Reference(), "11000000000000010005/ED/7");
+  auto refused = [&](std::int64_t claim, CardPayment p, access::ErrorCode code, const char* says) {
+    auto r = claims_->RecordCardPayment(claim, p);
+    ASSERT_FALSE(r.ok()) << says;
+    EXPECT_EQ(r.error().code, code) << says;
+    EXPECT_THAT(r.error().message, HasSubstr(says));
+  };
+  CardPayment wrong = payment;
+  wrong.amount_fen = 9'549;
+  refused(id, wrong, access::ErrorCode::kInvalid, "personal-account share is 9550");
+  wrong = payment;
+  wrong.asn = "1100000000000001000";
+  refused(id, wrong, access::ErrorCode::kInvalid, "asn: 20 digits");
+  wrong = payment;
+  wrong.terminal_id = "POS 0001";
+  refused(id, wrong, access::ErrorCode::kInvalid, "terminal_id");
+  EXPECT_FALSE(claims_->Find(id)->card_payment.has_value());
+
+  auto recorded = claims_->RecordCardPayment(id, payment);
+  ASSERT_TRUE(recorded.ok()) << recorded.error().message;
+  EXPECT_EQ(recorded->card_payment, payment);
+  EXPECT_EQ(recorded->state, ClaimState::kAdjudicated);
+  ASSERT_TRUE(claims_->Approve(id, "officer-li").ok());
+  auto paid = claims_->Pay(id);
+  ASSERT_TRUE(paid.ok());
+  EXPECT_EQ(paid->card_payment, payment);  // kept through approval and payment
+  auto listed = claims_->List(ClaimState::kPaid, kA);
+  ASSERT_TRUE(listed.ok());
+  ASSERT_EQ(listed->size(), 1u);
+  EXPECT_EQ((*listed)[0].card_payment, payment);
+  // The same payment again changes nothing; another one for the same claim is a conflict.
+  auto again = claims_->RecordCardPayment(id, payment);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->card_payment, payment);
+  wrong = payment;
+  wrong.offline_serial = 8;
+  refused(id, wrong, access::ErrorCode::kConflict, "paid by card 11000000000000010005/ED/7");
+
+  // A card holding more than the books: the books' balance still bounds the next claim.
+  auto second = claims_->Submit("H0001", InpatientClaim("C-2", kA, {2026, 4, 2}, 1'000'000));
+  ASSERT_TRUE(second.ok());
+  auto bounded = claims_->Adjudicate(second->id, Fen{1'000'000});
+  ASSERT_TRUE(bounded.ok()) << bounded.error().message;
+  const Fen share = bounded->adjudication->personal_account_fen;
+  EXPECT_EQ(share, 24'000 - 9'550);
+  // One purchase pays one claim.
+  CardPayment reused = payment;
+  reused.amount_fen = share;
+  refused(second->id, reused, access::ErrorCode::kConflict,
+          "card purchase 11000000000000010005/ED/7 paid claim");
+  reused.offline_serial = 8;
+  EXPECT_TRUE(claims_->RecordCardPayment(second->id, reused).ok());
+
+  // Not adjudicated yet, or unknown: nothing to record.
+  auto third = claims_->Submit("H0001", InpatientClaim("C-3", kA, {2026, 5, 2}, 1'000'000));
+  ASSERT_TRUE(third.ok());
+  refused(third->id, payment, access::ErrorCode::kUnprocessable, "cannot be paid by card");
+  refused(99'999, payment, access::ErrorCode::kNotFound, "no claim 99999");
 }
 
 TEST_P(ClaimStoreTest, AnUnknownPersonOrAClaimWithProblemsIsRefused) {
