@@ -340,6 +340,43 @@ TEST(DemoScaleTest, ACityScaleDayReconcilesAndMeasuresEveryPhase) {
   EXPECT_TRUE(fs::exists(fs::path(options.data_dir) / "pos" / "keys-1"));
 }
 
+// The same load test against PostgreSQL (`medcard demo --db`): the bank's and the agency's
+// databases on the throwaway server, the bureau's cards, terminals driven by two threads.
+TEST(DemoScaleTest, OnPostgreSqlACityScaleDayReconcilesToo) {
+  ::setenv("MEDCARD_KEYSTORE_TEST_KDF", "fast", 1);
+  ScenarioOptions options;
+  options.data_dir = test_support::NewTempDir("medcard-demo-scale-pg");
+  auto bank = test_support::NewTestDatabaseUrl(store::Engine::kPostgres);
+  auto agency = test_support::NewTestDatabaseUrl(store::Engine::kPostgres);
+  ASSERT_TRUE(bank.ok() && agency.ok());
+  options.bank_database_url = *bank;
+  options.agency_database_url = *agency;
+  options.city = {.seed = 8, .units = 3, .people = 44, .cards = 40};
+  SetTerminals(options.city, 6);
+  options.purchases = 400;
+  options.workers = 2;
+  auto run = RunScenario(options);
+  ::unsetenv("MEDCARD_KEYSTORE_TEST_KDF");
+  ASSERT_TRUE(run.ok()) << run.error().message;
+  const ScenarioReport& r = *run;
+  for (const auto& p : r.problems) ADD_FAILURE() << p;
+  EXPECT_TRUE(r.clean());
+  EXPECT_TRUE(r.city_scale);
+  EXPECT_EQ(r.bureau_cards, 28);
+  EXPECT_EQ(r.terminals_settled, 6);
+  EXPECT_EQ(r.purchase_attempts, 400);
+  EXPECT_EQ(r.purchases_refused, 2);
+  EXPECT_EQ(r.purchases_uploaded, 398);
+  EXPECT_EQ(r.consumption_lines, 398);
+  EXPECT_EQ(r.torn_recoveries, 1);
+  EXPECT_TRUE(r.lost_card_refused);
+  EXPECT_EQ(r.suspense_items, 0);
+  EXPECT_TRUE(r.host_check_problems.empty());
+  EXPECT_EQ(r.medical_fen + r.card_float_fen + r.merchant_fen + r.suspense_fen, r.allocated_fen);
+  EXPECT_EQ(r.merchant_fen, r.ed_fen + r.ep_fen);
+  EXPECT_EQ(r.on_cards_fen, r.card_float_fen);
+}
+
 TEST(DemoScaleTest, PurchaseCountsTheDayCannotMakeAreRefusedBeforeAnythingIsTouched) {
   const fs::path dir = fs::path(test_support::NewTempDir("medcard-demo-scale-refused")) / "d";
   for (std::int64_t purchases : {std::int64_t{2}, std::int64_t{121}}) {  // 6 cards: at most 120
