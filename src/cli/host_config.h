@@ -17,7 +17,7 @@ struct HostConfig {
   std::string data_dir;       // where host.json, the SQLite database and the logs live
   std::string database;       // "sqlite:PATH" or "postgresql://..."
   std::string key_store;      // a software store directory or "pkcs11:<token label>"
-  std::string pkcs11_module;  // for a pkcs11 store; empty: MEDCARD_PKCS11_MODULE or SoftHSM2
+  std::string pkcs11_module;  // for a pkcs11 store; empty: $MEDCARD_PKCS11_MODULE (else an error)
   std::string listen_address = "127.0.0.1";
   std::uint16_t port = kDefaultHostPort;
   std::string tls_certificate;  // PEM chain; empty with tls_private_key: plain TCP
