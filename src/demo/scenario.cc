@@ -228,20 +228,16 @@ class Scenario {
       const char* name;
       Status (Scenario::*run)();
     };
-    std::vector<Phase> phases = {
-        {"setup", &Scenario::Prepare},          {"agency month", &Scenario::AgencyMonth},
-        {"bank import", &Scenario::BankImport}, {"issuance", &Scenario::IssueAndRegister},
-        {"sign-on", &Scenario::OpenTerminals},  {"loads", &Scenario::Loads},
-        {"purchases", &Scenario::TheDay}};
-    // The scripted day settles the inpatient claim at discharge, before the day end that clears
-    // the card's payment; at city scale the agency adjudicates it after the consumption detail.
-    if (!scale_) phases.push_back({"discharge", &Scenario::Discharge});
-    phases.insert(phases.end(), {{"day end", &Scenario::DayEnd},
-                                 {"host check", &Scenario::AfterDayEnd},
-                                 {"consumption", &Scenario::Consumption}});
-    if (scale_) phases.push_back({"inpatient claim", &Scenario::InpatientClaim});
-    phases.push_back({"reconciliation", &Scenario::Reconcile});
-    for (const Phase& phase : phases) {
+    // The inpatient claim is settled at discharge, before the day end that clears the card's
+    // payment of its personal-account share.
+    static constexpr Phase kPhases[] = {
+        {"setup", &Scenario::Prepare},           {"agency month", &Scenario::AgencyMonth},
+        {"bank import", &Scenario::BankImport},  {"issuance", &Scenario::IssueAndRegister},
+        {"sign-on", &Scenario::OpenTerminals},   {"loads", &Scenario::Loads},
+        {"purchases", &Scenario::TheDay},        {"discharge", &Scenario::Discharge},
+        {"day end", &Scenario::DayEnd},          {"host check", &Scenario::AfterDayEnd},
+        {"consumption", &Scenario::Consumption}, {"reconciliation", &Scenario::Reconcile}};
+    for (const Phase& phase : kPhases) {
       if (Status done = Measure(phase.name, phase.run); !done.ok()) return done.error();
     }
     report_.total_wall_us = SteadyUs() - started;
@@ -1203,12 +1199,45 @@ class Scenario {
   }
 
   // ---- The inpatient claim ---------------------------------------------------------------------
-  // The first grade-3 hospital (else the first merchant).
-  const Merchant& ClaimHospital() const {
-    for (const Merchant& m : city_.merchants) {
-      if (m.kind == MerchantKind::kHospital && m.grade == 3) return m;
+  // Worker w's grade-3 hospital terminal: its first (the scripted day's one worker: the city's
+  // first); nullptr when it has none.
+  Station* Grade3HospitalOf(std::size_t w) const {
+    for (Station* s : worker_stations_[w]) {
+      if (s->merchant->kind == MerchantKind::kHospital && s->merchant->grade == 3) return s;
     }
-    return city_.merchants.front();
+    return nullptr;
+  }
+
+  // Who is discharged where: the last retired cardholder (else the last cardholder), never the
+  // lost card nor the torn-purchase card, whose worker has a grade-3 hospital (a city without
+  // one: the first terminal's merchant, worker 0's); the hospital is that worker's first, so the
+  // card and the terminal are one worker's, as at every visit of the day.
+  struct Discharged {
+    Holder* holder = nullptr;
+    Station* station = nullptr;
+  };
+  Result<Discharged> PatientAndHospital() {
+    std::vector<Station*> hospitals(workers_);
+    bool any = false;
+    for (std::size_t w = 0; w < workers_; ++w) {
+      hospitals[w] = Grade3HospitalOf(w);
+      any = any || hospitals[w] != nullptr;
+    }
+    if (!any) hospitals[0] = stations_.front().get();
+    Discharged chosen;
+    bool retired = false;
+    for (std::size_t c = 0; c < holders_.size(); ++c) {
+      Station* hospital = hospitals[c % workers_];
+      if (c == kLostHolder || c == kTornHolder || hospital == nullptr) continue;
+      if (holders_[c].person->retired) {
+        chosen = {&holders_[c], hospital};
+        retired = true;
+      } else if (!retired) {
+        chosen = {&holders_[c], hospital};
+      }
+    }
+    if (chosen.holder == nullptr) return MakeError("no cardholder to discharge from a hospital");
+    return chosen;
   }
 
   // The stay: pneumonia, admitted on the month's 1st, discharged today; 5,900.00 billed (ward
@@ -1239,11 +1268,11 @@ class Scenario {
   }
 
   // The hospital submits the stay and the agency adjudicates it: card_balance_fen is what the
-  // patient's card holds when the hospital's POS read it (none: the agency's books only). The
-  // split goes into the report.
-  Result<insurance::StoredClaim> SubmitAndAdjudicate(
-      insurance::ClaimStore& claims, const Person& patient, const Merchant& hospital,
-      std::optional<insurance::Fen> card_balance_fen) {
+  // patient's card holds when the hospital's POS read it. The split goes into the report.
+  Result<insurance::StoredClaim> SubmitAndAdjudicate(insurance::ClaimStore& claims,
+                                                     const Person& patient,
+                                                     const Merchant& hospital,
+                                                     insurance::Fen card_balance_fen) {
     auto submitted = claims.Submit(hospital.id, InpatientStay(patient));
     if (!submitted.ok()) return StepError("submitting the inpatient claim", submitted);
     auto adjudicated = claims.Adjudicate(submitted->id, card_balance_fen);
@@ -1281,25 +1310,9 @@ class Scenario {
            FormatFen(report_.claim_self_pay_fen);
   }
 
-  // The scripted day's patient: the last retired cardholder, else the last cardholder; never
-  // the card reported lost.
-  std::size_t PatientHolder() const {
-    std::size_t patient = kPoorHolder;
-    bool retired = false;
-    for (std::size_t c = 0; c < holders_.size(); ++c) {
-      if (c == kLostHolder) continue;
-      if (holders_[c].person->retired) {
-        patient = c;
-        retired = true;
-      } else if (!retired) {
-        patient = c;
-      }
-    }
-    return patient;
-  }
-
-  // 17:00, the scripted day: the patient is discharged and settles at the hospital's POS. The
-  // POS reads the card's passbook (ED, PIN verified); the agency adjudicates the stay with that
+  // 17:00: the patient is discharged and settles at the hospital's POS (at city scale on this
+  // thread, after the purchases' workers joined: no other thread uses the card or the terminal).
+  // The POS reads the card's passbook (ED, PIN verified); the agency adjudicates the stay with that
   // balance as the personal account available (its books count allocations, not what is left
   // on the card); the patient pays the personal-account share there by card (ED with the PIN,
   // offline: uploaded and cleared at day end like every purchase) and the self-pay part in
@@ -1307,13 +1320,11 @@ class Scenario {
   // hospital.
   Status Discharge() {
     clock_us_ = day_start_us() + 9 * kHourUs;  // 17:00
-    Holder& h = holders_[PatientHolder()];
-    const Merchant& hospital = ClaimHospital();
-    Station* station = nullptr;
-    for (auto& s : stations_) {
-      if (s->merchant == &hospital) station = s.get();
-    }
-    if (station == nullptr) return MakeError("no POS at " + hospital.name);
+    auto discharged = PatientAndHospital();
+    if (!discharged.ok()) return discharged.error();
+    Holder& h = *discharged->holder;
+    Station* station = discharged->station;
+    const Merchant& hospital = *station->merchant;
     const std::string& terminal_id = station->city_terminal->terminal_id;
     if (Status in = Insert(*station, h); !in.ok()) return in;
     auto balances = station->pos->ReadBalances(h.card->pin);
@@ -1368,23 +1379,6 @@ class Scenario {
                    std::to_string(report_.claim_card_serial)) +
         ", self-pay in cash; claim " + report_.claim_state +
         " (the pooled fund's share to the hospital)");
-    return Status::Ok();
-  }
-
-  // City scale: the agency adjudicates the claim of the last retiree (else the last person) on
-  // its books alone, approves and pays it; the personal-account share is not paid by card.
-  Status InpatientClaim() {
-    const Person* patient = &city_.people.back();
-    for (const Person& p : city_.people) {
-      if (p.retired) patient = &p;
-    }
-    const Merchant& hospital = ClaimHospital();
-    insurance::ClaimStore claims(*agency_conn_, policies_);
-    auto claim = SubmitAndAdjudicate(claims, *patient, hospital, std::nullopt);
-    if (!claim.ok()) return claim.error();
-    if (Status paid = ApproveAndPay(claims, *claim); !paid.ok()) return paid;
-    Say("agency: inpatient claim of " + patient->ssn + " at " + hospital.name + " (" +
-        FormatFen(report_.claim_billed_fen) + ") " + report_.claim_state + ": " + ClaimSplit());
     return Status::Ok();
   }
 
@@ -1493,7 +1487,7 @@ class Scenario {
                r.claim_pooled_fund_fen + r.claim_personal_account_fen + r.claim_self_pay_fen ==
                    r.claim_billed_fen,
            "the inpatient claim's shares do not add up to its bill");
-    if (!scale_) {
+    {
       // Settled at discharge: the personal account paid no more than the card held, all of it
       // by card, and that purchase cleared once, for exactly the share.
       Expect(r.claim_personal_account_fen <= r.claim_card_balance_fen,
@@ -1526,9 +1520,12 @@ class Scenario {
            std::to_string(r.purchase_attempts) + " purchase attempts, " +
                std::to_string(r.purchases_refused) + " refused, but " +
                std::to_string(r.ed_purchases + r.ep_purchases) + " made");
-    Expect(!scale_ || r.purchase_attempts == options_.purchases,
+    // At city scale: the attempts asked for, and the discharge's card payment on top.
+    const std::int64_t discharge_payments = r.claim_card.empty() ? 0 : 1;
+    Expect(!scale_ || r.purchase_attempts == options_.purchases + discharge_payments,
            std::to_string(r.purchase_attempts) + " purchase attempts, " +
-               std::to_string(options_.purchases) + " asked for");
+               std::to_string(options_.purchases) + " asked for and " +
+               std::to_string(discharge_payments) + " at discharge");
     Expect(skipped_purchases_ == 0,
            std::to_string(skipped_purchases_) + " visits could not pay: both wallets were empty");
     return Status::Ok();

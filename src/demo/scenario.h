@@ -62,8 +62,10 @@ struct ScenarioOptions {
 
   // City scale: the day's purchase attempts at the POS, the three of the exceptions included
   // (the wrong PIN and the purchase over the balance are refused, the torn one is recovered), so
-  // M - 2 purchases are made. At least 3, at most kMaxPurchasesPerCard per card. 0: the scripted
-  // day (every cardholder visits two or three merchants, one thread).
+  // M - 2 purchases are made; the discharge's card payment of the inpatient claim's
+  // personal-account share comes on top (M + 1 attempts, M - 1 made, when there is a share to
+  // pay). At least 3, at most kMaxPurchasesPerCard per card. 0: the scripted day (every
+  // cardholder visits two or three merchants, one thread).
   std::int64_t purchases = 0;
   // City scale: POS driver threads (at most one per terminal). Worker w drives the terminals
   // t % workers == w and the cardholders c % workers == w, who visit only its terminals, so no
@@ -135,10 +137,11 @@ struct ScenarioReport {
   std::string claim_state;  // "paid" when all went through
   std::int64_t claim_billed_fen = 0, claim_pooled_fund_fen = 0, claim_personal_account_fen = 0,
                claim_self_pay_fen = 0;
-  // The scripted day settles the claim at discharge, at the hospital's POS: the card's passbook
-  // (ED) balance the POS read (PIN verified) is the personal account the adjudication may use,
-  // and the personal-account share is paid with the card there (ED, PIN, offline), uploaded and
-  // cleared at day end. Empty claim_card: not paid by card (city scale, or nothing to pay).
+  // The day settles the claim at discharge, at the hospital's POS (at city scale one of the
+  // patient's worker's terminals): the card's passbook (ED) balance the POS read (PIN verified)
+  // is the personal account the adjudication may use, and the personal-account share is paid
+  // with the card there (ED, PIN, offline), uploaded and cleared at day end. Empty claim_card:
+  // not paid by card (nothing to pay).
   std::string claim_hospital;               // the merchant's name
   std::string claim_card, claim_terminal;   // ASN; the hospital's terminal id
   std::int64_t claim_card_balance_fen = 0;  // ED before paying, as the POS read it

@@ -119,18 +119,23 @@ TEST_F(DemoCliTest, AtCityScaleTheReportCarriesTimingsThroughputAndLatencies) {
   ASSERT_EQ(run.exit_code, 0) << run.out << run.err;
   EXPECT_THAT(run.out, HasSubstr("40 TEST cards, 6 terminals (6 merchants), 6 sign-ons"));
   EXPECT_THAT(run.out, HasSubstr("scale     40 cards (12 at the branch, 28 by the card bureau), "
-                                 "6 terminals, 2 POS driver threads; 400 purchase attempts: 398 "
+                                 "6 terminals, 2 POS driver threads; 401 purchase attempts: 399 "
                                  "made, 2 refused"));
   EXPECT_THAT(run.out, HasSubstr("timing    phase"));
-  for (const char* phase : {"agency month", "bank import", "issuance", "sign-on", "loads",
-                            "purchases", "day end", "host check", "reconciliation", "total"}) {
+  for (const char* phase :
+       {"agency month", "bank import", "issuance", "sign-on", "loads", "purchases", "discharge",
+        "day end", "host check", "reconciliation", "total"}) {
     EXPECT_THAT(run.out, HasSubstr(std::string("            ") + phase)) << phase;
   }
   EXPECT_THAT(run.out, HasSubstr("online load       n=80  p50 "));
-  EXPECT_THAT(run.out, HasSubstr("offline purchase  n=397  p50 "));
+  EXPECT_THAT(run.out, HasSubstr("offline purchase  n=398  p50 "));
   EXPECT_THAT(run.out, HasSubstr("day end/terminal  n=6  p50 "));
-  EXPECT_THAT(run.out, HasSubstr("clearing  398 purchases uploaded, settled and cleared at the "
+  EXPECT_THAT(run.out, HasSubstr("clearing  399 purchases uploaded, settled and cleared at the "
                                  "host: "));
+  // The discharge's card payment, as in the scripted day.
+  EXPECT_THAT(run.out, ::testing::ContainsRegex("personal account share [0-9]+\\.[0-9]{2} paid by "
+                                                "card [0-9]{20} at .* terminal POS[0-9]{5}, card "
+                                                "serial [0-9]+; cleared 1x"));
   EXPECT_THAT(run.out, HasSubstr("6/6 terminals settled, 0 exceptions, 0 in suspense; host check "
                                  "clean"));
   EXPECT_THAT(run.out, HasSubstr("reconciliation: clean — every fen accounted for"));

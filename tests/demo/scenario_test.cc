@@ -248,13 +248,14 @@ TEST(DemoScaleTest, ACityScaleDayReconcilesAndMeasuresEveryPhase) {
   EXPECT_EQ(r.sign_ons, 20);
   EXPECT_EQ(r.loads, 600);
   // 3,000 attempts: 2,997 by the cardholders, the wrong PIN, the purchase over the balance (both
-  // refused) and the torn purchase (recovered): 2,998 made, uploaded, cleared, sent to the agency.
-  EXPECT_EQ(r.purchase_attempts, 3000);
+  // refused) and the torn purchase (recovered); and the discharge's card payment on top: 3,001
+  // attempts, 2,999 made, uploaded, cleared, sent to the agency.
+  EXPECT_EQ(r.purchase_attempts, 3001);
   EXPECT_EQ(r.purchases_refused, 2);
-  EXPECT_EQ(r.ed_purchases + r.ep_purchases, 2998);
+  EXPECT_EQ(r.ed_purchases + r.ep_purchases, 2999);
   EXPECT_GT(r.ep_purchases, 500);
-  EXPECT_EQ(r.purchases_uploaded, 2998);
-  EXPECT_EQ(r.consumption_lines, 2998);
+  EXPECT_EQ(r.purchases_uploaded, 2999);
+  EXPECT_EQ(r.consumption_lines, 2999);
   EXPECT_TRUE(r.wrong_pin_refused);
   EXPECT_TRUE(r.insufficient_balance_refused);
   EXPECT_TRUE(r.lost_card_refused);
@@ -268,10 +269,29 @@ TEST(DemoScaleTest, ACityScaleDayReconcilesAndMeasuresEveryPhase) {
   EXPECT_EQ(r.merchant_fen, r.ed_fen + r.ep_fen);
   EXPECT_EQ(r.on_cards_fen, r.card_float_fen);
 
-  // The latencies: one sample per load, per cardholder purchase (not the exceptions'), per
-  // terminal's day end.
+  // The discharge, as in the scripted day: the claim's personal-account share paid by the
+  // patient's card (neither the lost nor the torn-purchase card) at a grade-3 hospital's terminal
+  // of the card's own worker (card c and terminal t: c mod 2 = t mod 2), cleared once at day end.
+  EXPECT_EQ(r.claim_state, "paid");
+  EXPECT_GT(r.claim_personal_account_fen, 0);
+  EXPECT_LE(r.claim_personal_account_fen, r.claim_card_balance_fen);
+  EXPECT_THAT(r.claim_card, ::testing::MatchesRegex("1100000000000[0-9]{7}"));
+  EXPECT_NE(r.claim_card, r.lost_card);
+  EXPECT_NE(r.claim_card, r.torn_card);
+  EXPECT_THAT(r.claim_hospital, HasSubstr("Hospital"));
+  ASSERT_THAT(r.claim_terminal, ::testing::MatchesRegex("POS[0-9]{5}"));
+  const int card_index = std::stoi(r.claim_card.substr(14)) - 10001;
+  const int terminal_index = std::stoi(r.claim_terminal.substr(3)) - 1;
+  EXPECT_EQ(card_index % 2, terminal_index % 2);
+  EXPECT_EQ(r.claim_card_paid_fen, r.claim_personal_account_fen);
+  EXPECT_EQ(r.claim_card_reference, r.claim_card + "/ED/" + std::to_string(r.claim_card_serial));
+  EXPECT_EQ(r.claim_card_cleared, 1);
+  EXPECT_EQ(r.claim_card_cleared_fen, r.claim_personal_account_fen);
+
+  // The latencies: one sample per load, per cardholder purchase (not the exceptions', but the
+  // discharge's), per terminal's day end.
   EXPECT_EQ(r.load_latency.count, 600);
-  EXPECT_EQ(r.purchase_latency.count, 2997);
+  EXPECT_EQ(r.purchase_latency.count, 2998);
   EXPECT_EQ(r.day_end_latency.count, 20);
   for (const LatencySummary& s : {r.load_latency, r.purchase_latency, r.day_end_latency}) {
     EXPECT_GT(s.p50_us, 0);
@@ -290,16 +310,16 @@ TEST(DemoScaleTest, ACityScaleDayReconcilesAndMeasuresEveryPhase) {
     by_name[p.name] = p;
     EXPECT_GT(p.wall_us, 0) << p.name;
   }
-  EXPECT_THAT(names,
+  EXPECT_THAT(names,  // the scripted day's
               ::testing::ElementsAre("setup", "agency month", "bank import", "issuance", "sign-on",
-                                     "loads", "purchases", "day end", "host check", "consumption",
-                                     "inpatient claim", "reconciliation"));
+                                     "loads", "purchases", "discharge", "day end", "host check",
+                                     "consumption", "reconciliation"));
   EXPECT_LE(phases_us, r.total_wall_us);
   EXPECT_EQ(by_name["agency month"].items, 304);
   EXPECT_EQ(by_name["issuance"].items, 300);
   EXPECT_EQ(by_name["loads"].items, 600);
   EXPECT_EQ(by_name["purchases"].items, 3000);
-  EXPECT_EQ(by_name["day end"].items, 2998);
+  EXPECT_EQ(by_name["day end"].items, 2999);
   EXPECT_GT(by_name["loads"].host_wall_us, 0);  // the host's handler answered the loads
   EXPECT_GT(by_name["day end"].host_wall_us, 0);
   EXPECT_GT(r.cleared_per_second, 0.0);
@@ -364,10 +384,16 @@ TEST(DemoScaleTest, OnPostgreSqlACityScaleDayReconcilesToo) {
   EXPECT_TRUE(r.city_scale);
   EXPECT_EQ(r.bureau_cards, 28);
   EXPECT_EQ(r.terminals_settled, 6);
-  EXPECT_EQ(r.purchase_attempts, 400);
+  EXPECT_EQ(r.purchase_attempts, 401);  // 400 and the discharge's card payment
   EXPECT_EQ(r.purchases_refused, 2);
-  EXPECT_EQ(r.purchases_uploaded, 398);
-  EXPECT_EQ(r.consumption_lines, 398);
+  EXPECT_EQ(r.purchases_uploaded, 399);
+  EXPECT_EQ(r.consumption_lines, 399);
+  EXPECT_EQ(r.claim_state, "paid");
+  EXPECT_FALSE(r.claim_card.empty());
+  EXPECT_GT(r.claim_card_paid_fen, 0);
+  EXPECT_EQ(r.claim_card_paid_fen, r.claim_personal_account_fen);
+  EXPECT_EQ(r.claim_card_cleared, 1);
+  EXPECT_EQ(r.claim_card_cleared_fen, r.claim_personal_account_fen);
   EXPECT_EQ(r.torn_recoveries, 1);
   EXPECT_TRUE(r.lost_card_refused);
   EXPECT_EQ(r.suspense_items, 0);
