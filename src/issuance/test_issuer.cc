@@ -13,9 +13,9 @@ extern const char kEmbeddedTestKeySet[];  // generated from share/test-keyset.js
 
 const std::vector<std::string>& TestKeySet::RequiredRoles() {
   static const std::vector<std::string> kRoles = {
-      "purchase",    "load",       "tac",         "unload",        "overdraw",
-      "pin_unblock", "pin_reload", "maintenance", "external_auth", "settlement",
-      "card_master", "transport",  "visit_record"};
+      "purchase",    "load",       "tac",          "unload",        "overdraw",
+      "pin_unblock", "pin_reload", "maintenance",  "external_auth", "settlement",
+      "card_master", "transport",  "visit_record", "pvk/CARDS"};
   return kRoles;
 }
 

@@ -46,8 +46,9 @@ class ApiTest : public ::testing::TestWithParam<store::Engine> {
     ::setenv("MEDCARD_KEYSTORE_TEST_KDF", "fast", 1);
     ::setenv("MEDCARD_PASSWORD_TEST_KDF", "fast", 1);
     dir_ = test_support::NewTempDir("medcard-api");
+    // Without the set's PIN verification key: a test adds one when it needs it.
     auto key_store = test_support::TestKeyStore((std::filesystem::path(dir_) / "keys").string(),
-                                                "api test keys");
+                                                "api test keys", keys::kCardPinVerificationKey);
     ASSERT_TRUE(key_store.ok()) << key_store.error().message;
     key_store_ = std::move(key_store).value();
     auto db = test_support::NewHostDatabase(GetParam());

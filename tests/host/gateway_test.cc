@@ -916,8 +916,7 @@ class GatewayPinTest : public GatewayTest {
   void SetUp() override {
     GatewayTest::SetUp();
     if (HasFatalFailure()) return;
-    // The issuer's PIN verification key, shared with the host (here: the same store).
-    ASSERT_TRUE(key_store_->Generate(keys::kCardPinVerificationKey).ok());
+    // The issuer's PIN verification key, shared with the host: the test set's pvk/CARDS.
     ASSERT_TRUE(
         host_->RegisterCard({card_, "holder-2", kPerson, std::nullopt, PinValue(kPan, "739515")})
             .ok());

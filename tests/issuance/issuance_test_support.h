@@ -45,7 +45,9 @@ std::map<std::string, Bytes> CeremonyKeys(std::uint8_t seed);
 Status ImportCeremony(keys::KeyStore& store, std::uint8_t seed);
 
 // A test-only software store in `dir` holding the published test key set.
-std::unique_ptr<keys::KeyStore> TestKeyStore(const std::string& dir);
+// `without`: a role of the set left out ("pvk/CARDS": a store that makes no PIN verification
+// values).
+std::unique_ptr<keys::KeyStore> TestKeyStore(const std::string& dir, std::string_view without = {});
 // A production software store in `dir` with the master keys of ceremony `seed`.
 std::unique_ptr<keys::KeyStore> CeremonyKeyStore(const std::string& dir, std::uint8_t seed = 1);
 

@@ -156,7 +156,7 @@ TEST_F(KeysCliTest, ImportTestSetCreatesATestStoreAndEveryListingCarriesTheBanne
   CliRun list = Keys("list");
   ASSERT_EQ(list.exit_code, 0) << list.err;
   EXPECT_THAT(list.out, HasSubstr("TEST KEY STORE — not for real money"));
-  EXPECT_THAT(list.out, HasSubstr("13 keys"));
+  EXPECT_THAT(list.out, HasSubstr("14 keys"));
   EXPECT_THAT(list.out, HasSubstr("test-set"));
   CliRun again = Medcard("keys import-test-set " + keyset + " --store " + store_);
   EXPECT_EQ(again.exit_code, 1);

@@ -13,11 +13,13 @@
 namespace medcard::test_support {
 
 Result<std::unique_ptr<keys::KeyStore>> TestKeyStore(const std::string& dir,
-                                                     std::string_view passphrase) {
+                                                     std::string_view passphrase,
+                                                     std::string_view without) {
   auto key_store = keys::CreateSoftwareKeyStore(dir, passphrase, true);
   if (!key_store.ok()) return key_store.error();
   const issuance::TestKeySet& test_keys = issuance::TestKeySet::Embedded();
   for (const auto& role : issuance::TestKeySet::RequiredRoles()) {
+    if (role == without) continue;
     auto imported = (*key_store)->ImportTestKey(role, test_keys.MasterKey(role));
     if (!imported.ok()) return MakeError(std::string(role) + ": " + imported.error().message);
   }

@@ -24,9 +24,10 @@
 namespace medcard::test_support {
 
 // A test-only software key store made in `dir`, holding the master keys of every role of the
-// embedded test key set.
+// embedded test key set but `without` (e.g. keys::kCardPinVerificationKey).
 Result<std::unique_ptr<keys::KeyStore>> TestKeyStore(const std::string& dir,
-                                                     std::string_view passphrase);
+                                                     std::string_view passphrase,
+                                                     std::string_view without = {});
 
 // A new database on `engine` (NewTestDatabaseUrl) with one connection, migrated with
 // ledger::Migrations(), host::Migrations(), audit::Migrations() and access::Migrations(). The
