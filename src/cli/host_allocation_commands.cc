@@ -4,6 +4,8 @@
 // credited to the person's medical account through host::Host::CreditMedicalAccount, which is
 // idempotent on batch id + person, so a re-import posts nothing twice. The acknowledgement
 // (credited / refused + reason per line) is written next to the batch, or to --ack.
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +14,7 @@
 #include <sstream>
 #include <string>
 
+#include "audit/audit_log.h"
 #include "cli/commands.h"
 #include "cli/host_session.h"
 #include "common/money.h"
@@ -41,7 +44,24 @@ insurance::CreditLine CreditThroughHost(HostSession& session) {
     if (!account->has_value()) {
       return std::optional<std::string>("no medical account at the bank for this person");
     }
-    auto credited = session.host().CreditMedicalAccount(batch_id, line.person_id, line.amount_fen);
+    // The credit and its audit entry in one transaction; a re-imported line (its transfer is
+    // there already: host::Host::CreditMedicalAccount's id) posts nothing and writes no entry.
+    auto credited = TryAudited(session, [&]() -> host::HostResult<std::vector<audit::Entry>> {
+      auto posted_before = ledger.FindTransfer("allocation/" + batch_id + "/" + line.person_id);
+      if (!posted_before.ok()) {
+        host::HostError failure;
+        failure.message = "database: " + posted_before.error().message;
+        failure.retryable = posted_before.error().kind == ledger::ErrorKind::kStore &&
+                            posted_before.error().store_kind == store::ErrorKind::kRetryable;
+        return failure;
+      }
+      auto done = session.host().CreditMedicalAccount(batch_id, line.person_id, line.amount_fen);
+      if (!done.ok()) return done.error();
+      if (posted_before->has_value()) return std::vector<audit::Entry>{};
+      return std::vector<audit::Entry>{HostCommandEntry(
+          "allocation.credit", "person:" + line.person_id,
+          nlohmann::json{{"batch", batch_id}, {"amount_fen", line.amount_fen}}.dump())};
+    });
     if (credited.ok()) return std::optional<std::string>();
     if (credited.error().retryable ||
         credited.error().code == iso8583::ResponseCode::kSystemMalfunction) {

@@ -7,6 +7,8 @@
 //   blacklist   add | remove | list
 //   report      settlement per merchant and day; branch: cards per branch and day
 //   check       the ledger's and the host's invariants (read-only)
+#include <nlohmann/json.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +25,7 @@
 #include "cli/commands.h"
 #include "cli/host_config.h"
 #include "cli/host_session.h"
+#include "cli/key_delivery.h"
 #include "cli/key_store_access.h"
 #include "cli/pos_tmk.h"
 #include "cli/teller_pek.h"
@@ -157,6 +160,20 @@ Bytes HexArgument(const std::string& text, std::size_t size, const std::string& 
   return *bytes;
 }
 
+// A refusal prefixed with what was being done, for RunAudited.
+host::HostError Refusal(host::HostError error, const std::string& context) {
+  error.message = context + ": " + error.message;
+  return error;
+}
+
+// A database failure inside an audited change (retryable when the engine says so).
+host::HostError DatabaseFailure(const store::DbError& error) {
+  host::HostError failure;
+  failure.message = "database: " + error.message;
+  failure.retryable = error.retryable();
+  return failure;
+}
+
 template <typename T>
 T HostCheck(host::HostResult<T> result, const std::string& context) {
   if (!result.ok()) throw CommandFailed(context + ": " + result.error().message);
@@ -193,9 +210,53 @@ void RunTerminalAdd(const TerminalAddOptions& options) {
   terminal.terminal_id = options.terminal_id;
   HostSession session = OpenHostSession(options.data_dir);
   host::Host& host = session.host();
-  HostCheck(host.RegisterMerchant({options.merchant_id, options.merchant_name, options.grade}),
-            "registering merchant " + options.merchant_id);
-  HostCheck(host.RegisterTerminal(terminal), "registering the terminal");
+  const std::string number = ToHex(terminal.terminal_number);
+  // Merchant and terminal in one transaction with their audit entries; registering them again
+  // changes nothing and writes no entry.
+  RunAudited(session, "", [&]() -> host::HostResult<std::vector<audit::Entry>> {
+    // Whether they are new, from the host's tables: the Host answers a replay as a success.
+    auto merchant_rows = session.connection().Query("SELECT 1 FROM host_merchants WHERE id = ?",
+                                                    {options.merchant_id});
+    if (!merchant_rows.ok()) return DatabaseFailure(merchant_rows.error());
+    auto terminals = host.Terminals();
+    if (!terminals.ok()) return Refusal(terminals.error(), "reading the terminals");
+    const bool terminal_is_new =
+        std::none_of(terminals->begin(), terminals->end(),
+                     [&](const host::TerminalInfo& t) { return t.terminal_number == number; });
+    auto merchant =
+        host.RegisterMerchant({options.merchant_id, options.merchant_name, options.grade});
+    if (!merchant.ok()) {
+      return Refusal(merchant.error(), "registering merchant " + options.merchant_id);
+    }
+    auto registered = host.RegisterTerminal(terminal);
+    if (!registered.ok()) return Refusal(registered.error(), "registering the terminal");
+    std::vector<audit::Entry> entries;
+    if (merchant_rows->empty()) {
+      entries.push_back(HostCommandEntry(
+          "merchant.register", "merchant:" + options.merchant_id,
+          nlohmann::json{{"name", options.merchant_name}, {"grade", options.grade}}.dump()));
+    }
+    if (terminal_is_new) {
+      // The TMK by name, version and KCV (a check value, not the key).
+      auto now_registered = host.Terminals();
+      if (!now_registered.ok()) return Refusal(now_registered.error(), "reading the terminals");
+      const auto row =
+          std::find_if(now_registered->begin(), now_registered->end(),
+                       [&](const host::TerminalInfo& t) { return t.terminal_number == number; });
+      nlohmann::json details = {{"merchant", options.merchant_id},
+                                {"psam_serial", ToHex(terminal.psam_serial)},
+                                {"tmk", "tmk/" + number}};
+      if (row != now_registered->end()) details["terminal_id"] = row->terminal_id;
+      auto tmk = LatestKeyVersion(session.key_store(), "tmk/" + number);
+      if (tmk.ok() && tmk->first != 0) {
+        details["tmk_version"] = tmk->first;
+        details["tmk_kcv"] = tmk->second;
+      }
+      entries.push_back(
+          HostCommandEntry("terminal.register", "terminal:" + number, details.dump()));
+    }
+    return entries;
+  });
   auto tmk = session.key_store().Find("tmk/" + ToHex(terminal.terminal_number));
   std::string kcv = "?";
   if (tmk.ok()) {
@@ -219,8 +280,15 @@ struct TerminalStatusOptions {
 void RunTerminalSetStatus(const TerminalStatusOptions& options, const char* status) {
   const Bytes number = HexArgument(options.terminal_number, 6, "the terminal number");
   HostSession session = OpenHostSession(options.data_dir);
-  HostCheck(session.host().SetTerminalStatus(number, status),
-            "setting terminal " + options.terminal_number + " " + status);
+  const bool blocking = std::string_view(status) == host::kTerminalBlocked;
+  RunAudited(session, "setting terminal " + options.terminal_number + " " + status,
+             [&]() -> host::HostResult<std::vector<audit::Entry>> {
+               auto set = session.host().SetTerminalStatus(number, status);
+               if (!set.ok()) return set.error();
+               return std::vector<audit::Entry>{HostCommandEntry(
+                   blocking ? "terminal.block" : "terminal.unblock", "terminal:" + ToHex(number),
+                   nlohmann::json{{"status", status}}.dump())};
+             });
   std::printf("terminal %s %s\n", ToHex(number).c_str(), status);
 }
 
@@ -251,8 +319,20 @@ void RunCardsImport(const CardsImportOptions& options) {
   text << in.rdbuf();
   HostSession session = OpenHostSession(options.data_dir);
   const bool accept_test = options.accept_test_cards || session.key_store().test_only();
-  auto summary = HostCheck(session.host().ImportIssuanceLog(text.str(), accept_test),
-                           "importing " + options.log_path);
+  host::Host::ImportSummary summary;
+  RunAudited(session, "importing " + options.log_path,
+             [&]() -> host::HostResult<std::vector<audit::Entry>> {
+               auto imported = session.host().ImportIssuanceLog(text.str(), accept_test);
+               if (!imported.ok()) return imported.error();
+               summary = *imported;
+               const std::string path = fs::absolute(options.log_path).lexically_normal().string();
+               return std::vector<audit::Entry>{
+                   HostCommandEntry("card.import", "file:" + path,
+                                    nlohmann::json{{"cards", summary.cards},
+                                                   {"skipped", summary.skipped},
+                                                   {"accept_test_cards", accept_test}}
+                                        .dump())};
+             });
   std::printf("%d card(s) registered, %d other record(s) skipped\n", summary.cards,
               summary.skipped);
 }
@@ -272,6 +352,10 @@ std::string NowTimestamp() {
   return text;
 }
 
+// The version terminals see (docs/host.md "Blacklist"): version v holds every host_blacklist
+// entry numbered below v, so entry e is in version e + 1 and the empty list is version 1.
+std::int64_t WireBlacklistVersion(std::int64_t entry) { return entry + 1; }
+
 void RunBlacklistAdd(const BlacklistOptions& options) {
   const Bytes asn = HexArgument(options.asn, 10, "the ASN");
   const std::string at = options.effective_at.empty() ? NowTimestamp() : options.effective_at;
@@ -279,7 +363,16 @@ void RunBlacklistAdd(const BlacklistOptions& options) {
     throw CommandFailed("--at takes YYYYMMDDhhmmss", 2);
   }
   HostSession session = OpenHostSession(options.data_dir);
-  const auto version = HostCheck(session.host().AddToBlacklist(asn, at), "adding " + options.asn);
+  std::int64_t version = 0;
+  RunAudited(session, "adding " + options.asn,
+             [&]() -> host::HostResult<std::vector<audit::Entry>> {
+               auto added = session.host().AddToBlacklist(asn, at);
+               if (!added.ok()) return added.error();
+               version = WireBlacklistVersion(*added);
+               return std::vector<audit::Entry>{HostCommandEntry(
+                   "blacklist.add", "card:" + ToHex(asn),
+                   nlohmann::json{{"effective_at", at}, {"blacklist_version", version}}.dump())};
+             });
   std::printf("card %s blacklisted from %s (blacklist version %lld)\n", ToHex(asn).c_str(),
               at.c_str(), static_cast<long long>(version));
 }
@@ -287,8 +380,16 @@ void RunBlacklistAdd(const BlacklistOptions& options) {
 void RunBlacklistRemove(const BlacklistOptions& options) {
   const Bytes asn = HexArgument(options.asn, 10, "the ASN");
   HostSession session = OpenHostSession(options.data_dir);
-  const auto version =
-      HostCheck(session.host().RemoveFromBlacklist(asn), "removing " + options.asn);
+  std::int64_t version = 0;
+  RunAudited(session, "removing " + options.asn,
+             [&]() -> host::HostResult<std::vector<audit::Entry>> {
+               auto removed = session.host().RemoveFromBlacklist(asn);
+               if (!removed.ok()) return removed.error();
+               version = WireBlacklistVersion(*removed);
+               return std::vector<audit::Entry>{
+                   HostCommandEntry("blacklist.remove", "card:" + ToHex(asn),
+                                    nlohmann::json{{"blacklist_version", version}}.dump())};
+             });
   std::printf("card %s removed from the blacklist (blacklist version %lld)\n", ToHex(asn).c_str(),
               static_cast<long long>(version));
 }
@@ -298,9 +399,9 @@ void RunBlacklistList(const DataDirOption& options) {
   const auto changes = HostCheck(session.host().BlacklistSince(0), "reading the blacklist");
   // The changes in version order; the list is what the last change of each card says.
   std::map<std::string, host::BlacklistEntry> current;
-  std::int64_t version = 0;
+  std::int64_t version = WireBlacklistVersion(0);
   for (const host::BlacklistEntry& change : changes) {
-    version = std::max(version, change.version);
+    version = std::max(version, WireBlacklistVersion(change.version));
     if (change.added) {
       current[change.asn] = change;
     } else {
@@ -310,8 +411,8 @@ void RunBlacklistList(const DataDirOption& options) {
   std::printf("blacklist version %lld: %zu card(s)\n", static_cast<long long>(version),
               current.size());
   for (const auto& [asn, entry] : current) {
-    std::printf("  %s  from %s  (version %lld)\n", asn.c_str(), entry.effective_at.c_str(),
-                static_cast<long long>(entry.version));
+    std::printf("  %s  from %s  (since version %lld)\n", asn.c_str(), entry.effective_at.c_str(),
+                static_cast<long long>(WireBlacklistVersion(entry.version)));
   }
 }
 
@@ -444,8 +545,23 @@ void RunLoadsReconcile(const ReconcileOptions& options) {
           (std::chrono::system_clock::now() - std::chrono::minutes(options.older_than_minutes))
               .time_since_epoch())
           .count();
-  const auto decided =
-      HostCheck(session.host().ReconcileLoads(before_us), "reconciling pending loads");
+  std::vector<host::LoadReconciliation> decided;
+  RunAudited(
+      session, "reconciling pending loads", [&]() -> host::HostResult<std::vector<audit::Entry>> {
+        auto reconciled = session.host().ReconcileLoads(before_us);
+        if (!reconciled.ok()) return reconciled.error();
+        decided = std::move(*reconciled);
+        std::map<std::string, int> by_state;
+        for (const host::LoadReconciliation& load : decided) ++by_state[load.state];
+        return std::vector<audit::Entry>{
+            HostCommandEntry("load.reconcile", "loads",
+                             nlohmann::json{{"older_than_minutes", options.older_than_minutes},
+                                            {"looked_at", decided.size()},
+                                            {"completed", by_state["completed"]},
+                                            {"reversed", by_state["reversed"]},
+                                            {"still_pending", by_state["pending"]}}
+                                 .dump())};
+      });
   int still_pending = 0;
   for (const host::LoadReconciliation& load : decided) {
     if (load.state == "pending") ++still_pending;
@@ -486,9 +602,18 @@ void RunSuspenseResolve(const SuspenseOptions& options) {
     throw CommandFailed("--decision is pay-merchant, refund-cardholder or reject", 2);
   }
   HostSession session = OpenHostSession(options.data_dir);
-  HostCheck(
-      session.host().ResolveSuspense({options.item, *decision, options.reviewer, options.note}),
-      "resolving review item " + std::to_string(options.item));
+  RunAudited(session, "resolving review item " + std::to_string(options.item),
+             [&]() -> host::HostResult<std::vector<audit::Entry>> {
+               auto resolved = session.host().ResolveSuspense(
+                   {options.item, *decision, options.reviewer, options.note});
+               if (!resolved.ok()) return resolved.error();
+               return std::vector<audit::Entry>{
+                   HostCommandEntry("suspense.resolve", "suspense:" + std::to_string(options.item),
+                                    nlohmann::json{{"decision", options.decision},
+                                                   {"reviewer", options.reviewer},
+                                                   {"note", options.note}}
+                                        .dump())};
+             });
   std::printf("review item #%lld resolved: %s (by %s)\n", static_cast<long long>(options.item),
               options.decision.c_str(), options.reviewer.c_str());
 }

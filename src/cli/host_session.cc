@@ -1,6 +1,10 @@
 #include "cli/host_session.h"
 
+#include <pwd.h>
+#include <unistd.h>
+
 #include <filesystem>
+#include <optional>
 
 #include "access/directory.h"
 #include "audit/audit_log.h"
@@ -41,6 +45,78 @@ HostSession OpenHostSession(const std::string& data_dir) {
   auto key_store = OpenKeyStore(KeyStoreLocation{config.key_store, config.pkcs11_module});
   return HostSession(std::move(config), std::move(database), std::move(connection),
                      std::move(key_store));
+}
+
+std::string OperatingSystemActor() {
+  if (const char* login = getlogin(); login != nullptr && *login != '\0') {
+    return std::string("os:") + login;
+  }
+  const uid_t uid = geteuid();
+  if (const passwd* user = getpwuid(uid); user != nullptr && user->pw_name != nullptr) {
+    return std::string("os:") + user->pw_name;
+  }
+  return "os:uid:" + std::to_string(uid);
+}
+
+audit::Entry HostCommandEntry(std::string action, std::string target, std::string details) {
+  audit::Entry entry;
+  entry.action = std::move(action);
+  entry.target = std::move(target);
+  entry.details = std::move(details);
+  return entry;
+}
+
+host::HostResult<store::Done> TryAudited(HostSession& session, const AuditedChange& change) {
+  const std::string actor = OperatingSystemActor();
+  const store::RetryPolicy policy;
+  store::Connection& connection = session.connection();
+  for (int attempt = 1;; ++attempt) {
+    // Set when this attempt failed: why, and whether to run it again (a database failure is
+    // kSystemMalfunction, HostError's default code).
+    std::optional<host::HostError> failure;
+    auto database_failure = [](const std::string& what, const store::DbError& error) {
+      host::HostError e;
+      e.message = what + error.message;
+      e.retryable = error.retryable();
+      return e;
+    };
+    auto tx = store::Transaction::Begin(connection);
+    if (!tx.ok()) {
+      failure = database_failure("database: ", tx.error());
+    } else {
+      // An exception from `change` (CommandFailed) rolls the transaction back as it unwinds.
+      auto entries = change();
+      if (!entries.ok()) {
+        failure = entries.error();
+      } else {
+        for (audit::Entry& entry : *entries) {
+          entry.actor = actor;
+          entry.from = "cli";
+          auto appended = audit::AppendDb(connection, entry);
+          if (!appended.ok()) {
+            failure = database_failure("writing the audit log: ", appended.error());
+            break;
+          }
+        }
+      }
+      if (failure) {
+        tx->Rollback();
+      } else if (auto committed = tx->Commit(); !committed.ok()) {
+        failure = database_failure("database: ", committed.error());
+      }
+    }
+    if (!failure) return store::Done{};
+    if (!failure->retryable || attempt >= policy.max_attempts) return *failure;
+    store::BackOff(policy, attempt);
+  }
+}
+
+void RunAudited(HostSession& session, const std::string& context, const AuditedChange& change) {
+  auto done = TryAudited(session, change);
+  if (!done.ok()) {
+    const std::string& message = done.error().message;
+    throw CommandFailed(context.empty() ? message : context + ": " + message);
+  }
 }
 
 }  // namespace medcard::cli

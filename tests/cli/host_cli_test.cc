@@ -3,11 +3,15 @@
 // check — and every bad input refused with a clear message and nothing changed.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <vector>
 
 #include "cli_run.h"
 
@@ -40,13 +44,13 @@ class HostCliTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  CliRun Medcard(const std::string& args) {
+  CliRun Medcard(const std::string& args, std::optional<std::string> input = std::nullopt) {
     return test_support::RunCli(
         {.binary = MEDCARD_CLI,
          .environment =
              "MEDCARD_KEYSTORE_TEST_KDF=fast MEDCARD_KEYSTORE_PASSPHRASE='host cli test' ",
          .args = args,
-         .input = std::nullopt},
+         .input = std::move(input)},
         dir_);
   }
   CliRun Host(const std::string& command) {
@@ -232,15 +236,15 @@ TEST_F(HostCliTest, BlacklistAddListRemove) {
 
   CliRun add = Host(std::string("blacklist add ") + kAsn1 + " --at 20261125120000");
   ASSERT_EQ(add.exit_code, 0) << add.err;
-  EXPECT_THAT(add.out, HasSubstr("blacklisted from 20261125120000 (blacklist version 1)"));
+  EXPECT_THAT(add.out, HasSubstr("blacklisted from 20261125120000 (blacklist version 2)"));
   CliRun list = Host("blacklist list");
-  EXPECT_THAT(list.out, HasSubstr("blacklist version 1: 1 card(s)"));
+  EXPECT_THAT(list.out, HasSubstr("blacklist version 2: 1 card(s)"));
   EXPECT_THAT(list.out, HasSubstr(kAsn1));
   CliRun remove = Host(std::string("blacklist remove ") + kAsn1);
   ASSERT_EQ(remove.exit_code, 0) << remove.err;
-  EXPECT_THAT(remove.out, HasSubstr("version 2"));
+  EXPECT_THAT(remove.out, HasSubstr("(blacklist version 3)"));
   list = Host("blacklist list");
-  EXPECT_THAT(list.out, HasSubstr("blacklist version 2: 0 card(s)"));
+  EXPECT_THAT(list.out, HasSubstr("blacklist version 3: 0 card(s)"));
   EXPECT_THAT(list.out, Not(HasSubstr(std::string("  ") + kAsn1)));
 }
 
@@ -307,6 +311,114 @@ TEST_F(HostCliTest, SettlementReportWithNothingClearedSaysSoAndWritesTheCsvHeade
   EXPECT_THAT(report.out, HasSubstr("no purchases cleared on 20261125"));
   EXPECT_EQ(ReadText(csv),
             "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n");
+}
+
+// The operating-system user the commands run as, as the host's audit entries name them.
+std::string OsActor() {
+  if (const char* login = getlogin(); login != nullptr && *login != '\0') {
+    return std::string("os:") + login;
+  }
+  const passwd* user = getpwuid(geteuid());
+  return user != nullptr ? std::string("os:") + user->pw_name
+                         : "os:uid:" + std::to_string(geteuid());
+}
+
+std::vector<std::string> Lines(const std::string& text) {
+  std::vector<std::string> lines;
+  std::stringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty()) lines.push_back(line);
+  }
+  return lines;
+}
+
+// Every bank-side change made with `medcard host ...` is an entry of the hash-chained audit log
+// (docs/audit.md "Host commands"): who (the OS user), what, which target, from "cli" — and a
+// refused command, or one that changes nothing, writes none. No key, cryptogram or component in
+// any entry.
+TEST_F(HostCliTest, HostCommandsThatChangeTheSchemeAreInTheAuditLog) {
+  InitWithTerminal();  // merchant.register + terminal.register
+  const std::string add_again =
+      "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' --grade "
+      "hospital-3A --terminal-no 112233445566 --psam-serial 00000000000000000001";
+  ASSERT_EQ(Host(add_again).exit_code, 0);  // changes nothing: no entry
+  const fs::path log = dir_ / "issuance.log";
+  std::ofstream(log) << IssuedRecord(kAsn1, "310101199001011234", true) << "\n";
+  ASSERT_EQ(Host("cards import " + log.string()).exit_code, 0);
+  ASSERT_EQ(Host(std::string("blacklist add ") + kAsn1 + " --at 20261125120000").exit_code, 0);
+  ASSERT_EQ(Host(std::string("blacklist remove ") + kAsn1).exit_code, 0);
+  ASSERT_EQ(Host("terminals block 112233445566").exit_code, 0);
+  ASSERT_EQ(Host("terminals unblock 112233445566").exit_code, 0);
+  ASSERT_EQ(Host("loads reconcile --older-than-minutes 0").exit_code, 0);
+  constexpr char kTkekComponents[] =
+      "00112233445566778899AABBCCDDEEFF\n13579BDF02468ACE1122334455667788\n";
+  CliRun ceremony = Medcard("keys ceremony --store " + data_ + "/keys --role tkek --components 2",
+                            kTkekComponents);
+  ASSERT_EQ(ceremony.exit_code, 0) << ceremony.err;
+  const fs::path tmk_file = dir_ / "tmk.json";
+  CliRun tmk = Host("terminals export-tmk --terminal-no 112233445566 --out " + tmk_file.string());
+  ASSERT_EQ(tmk.exit_code, 0) << tmk.err;
+  const fs::path pek_file = dir_ / "pek.json";
+  CliRun pek = Host("workstations export-pek --workstation B001-T01 --out " + pek_file.string());
+  ASSERT_EQ(pek.exit_code, 0) << pek.err;
+
+  // Refused: no entry.
+  EXPECT_EQ(Host("blacklist add XYZ").exit_code, 2);
+  EXPECT_EQ(Host("blacklist add 11000000000000000009").exit_code, 1);  // unknown card
+  EXPECT_EQ(Host("terminals block 000000000999").exit_code, 1);        // unknown terminal
+  EXPECT_EQ(Host("suspense resolve 7 --decision reject --reviewer rita --note x").exit_code, 1);
+  EXPECT_EQ(Host("terminals add --merchant 898110000000001 --merchant-name 'City Hospital' "
+                 "--grade hospital-3A --terminal-no 112233445566 --psam-serial "
+                 "00000000000000000002")
+                .exit_code,
+            1);
+
+  CliRun exported = Host("audit export --format jsonl");
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  const std::vector<std::string> entries = Lines(exported.out);
+  const std::vector<std::pair<std::string, std::string>> expected = {
+      {"merchant.register", "merchant:898110000000001"},
+      {"terminal.register", "terminal:112233445566"},
+      {"card.import", "file:" + log.string()},
+      {"blacklist.add", std::string("card:") + kAsn1},
+      {"blacklist.remove", std::string("card:") + kAsn1},
+      {"terminal.block", "terminal:112233445566"},
+      {"terminal.unblock", "terminal:112233445566"},
+      {"load.reconcile", "loads"},
+      {"terminal.export_tmk", "terminal:112233445566"},
+      {"workstation.export_pek", "workstation:B001-T01"}};
+  ASSERT_EQ(entries.size(), expected.size()) << exported.out;
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    EXPECT_THAT(entries[i], HasSubstr("\"actor\":\"" + OsActor() + "\"")) << entries[i];
+    EXPECT_THAT(entries[i], HasSubstr("\"action\":\"" + expected[i].first + "\"")) << entries[i];
+    EXPECT_THAT(entries[i], HasSubstr("\"target\":\"" + expected[i].second + "\"")) << entries[i];
+    EXPECT_THAT(entries[i], HasSubstr("\"from\":\"cli\"")) << entries[i];
+  }
+  // What, in the details.
+  EXPECT_THAT(entries[0], HasSubstr("\"name\":\"City Hospital\""));
+  EXPECT_THAT(entries[1], HasSubstr("\"psam_serial\":\"00000000000000000001\""));
+  EXPECT_THAT(entries[1], HasSubstr("\"tmk\":\"tmk/112233445566\""));
+  EXPECT_THAT(entries[1], HasSubstr("\"terminal_id\":\"33445566\""));
+  EXPECT_THAT(entries[1], HasSubstr("\"tmk_kcv\":\""));
+  EXPECT_THAT(entries[2], HasSubstr("\"cards\":1"));
+  EXPECT_THAT(entries[3], HasSubstr("\"effective_at\":\"20261125120000\""));
+  EXPECT_THAT(entries[3], HasSubstr("\"blacklist_version\":2"));
+  EXPECT_THAT(entries[4], HasSubstr("\"blacklist_version\":3"));
+  EXPECT_THAT(entries[7], HasSubstr("\"looked_at\":0"));
+  EXPECT_THAT(entries[8], HasSubstr("\"out\":\"" + tmk_file.string() + "\""));
+  EXPECT_THAT(entries[9], HasSubstr("\"key\":\"pek/B001-T01\""));
+  // Never a cryptogram or a key component.
+  const std::string tmk_delivery = ReadText(tmk_file);
+  const auto at = tmk_delivery.find("\"tmk_cryptogram\": \"");
+  ASSERT_NE(at, std::string::npos) << tmk_delivery;
+  const std::string cryptogram = tmk_delivery.substr(at + 19, 32);
+  EXPECT_THAT(exported.out, Not(HasSubstr(cryptogram)));
+  EXPECT_THAT(exported.out, Not(HasSubstr("00112233445566778899")));
+
+  CliRun verify = Host("audit verify");
+  EXPECT_EQ(verify.exit_code, 0) << verify.err;
+  EXPECT_THAT(verify.out, HasSubstr("audit log intact: 10 entries"));
 }
 
 }  // namespace

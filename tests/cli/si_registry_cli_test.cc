@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -170,6 +171,14 @@ TEST_F(SiRegistryCliTest, MonthRunPaymentsAllocationsToTheBankAndReconciliation)
   CliRun reimported = Medcard("host allocations import " + batch + " --data " + bank_);
   ASSERT_EQ(reimported.exit_code, 0) << reimported.err;
   EXPECT_EQ(ReadText(batch + ".ack"), ack);
+  // One audit entry per credited line, in the credit's transaction; the re-import posted
+  // nothing and wrote none (docs/audit.md "Host commands").
+  CliRun credits =
+      Medcard("host audit export --format csv --action allocation.credit --data " + bank_);
+  ASSERT_EQ(credits.exit_code, 0) << credits.err;
+  EXPECT_EQ(std::count(credits.out.begin(), credits.out.end(), '\n'), 3) << credits.out;
+  EXPECT_THAT(credits.out, HasSubstr(std::string("person:") + kA));
+  EXPECT_THAT(credits.out, HasSubstr(std::string("person:") + kC));
   CliRun host_check = Medcard("host check --data " + bank_);
   EXPECT_EQ(host_check.exit_code, 0) << host_check.out << host_check.err;
 
