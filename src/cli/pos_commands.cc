@@ -318,6 +318,16 @@ void RunInit(const InitOptions& options) {
              ToHex(delivery->terminal_number),
          as_json);
   }
+  if (!delivery->psam_serial.empty()) {
+    auto serial = terminal::ReadPsamSerial(*psam);
+    if (!serial.ok()) Fail(ErrorKind::kWrongPsam, "PSAM: " + serial.error().message, as_json);
+    if (*serial != delivery->psam_serial) {
+      Fail(ErrorKind::kWrongPsam,
+           "the PSAM in the slot has serial " + ToHex(*serial) + "; the bank registered " +
+               ToHex(delivery->psam_serial) + " for terminal " + ToHex(delivery->terminal_number),
+           as_json);
+    }
+  }
   psam.reset();
   auto store = OpenKeyStore(KeyStoreLocation{config.key_store, config.pkcs11_module});
   auto version = ImportTmk(*store, *delivery);

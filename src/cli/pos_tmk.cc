@@ -52,6 +52,7 @@ void RunExportTmk(const ExportOptions& options) {
   TmkDelivery delivery = Check(ExportTmk(session.key_store(), *number), "exporting the TMK");
   delivery.merchant_id = terminal->merchant_id;
   delivery.terminal_id = terminal->terminal_id;
+  delivery.psam_serial = HexToBytes(terminal->psam_serial);
   // The file is written inside the audit entry's transaction: no delivery leaves the host
   // without its entry (a failed commit removes the file again).
   bool written = false;
@@ -90,6 +91,7 @@ std::string TmkDelivery::ToJson() const {
       {"terminal_number", ToHex(terminal_number)},
       {"merchant_id", merchant_id},
       {"terminal_id", terminal_id},
+      {"psam_serial", ToHex(psam_serial)},
       {"tmk_version", tmk_version},
       {"tmk_cryptogram", ToHex(cryptogram)},
       {"tmk_kcv", ToHex(tmk_kcv)},
@@ -141,6 +143,13 @@ Result<TmkDelivery> TmkDelivery::Parse(std::string_view text) {
     return DeliveryError("\"test_keys\" must be true or false");
   }
   d.test_keys = object["test_keys"].get<bool>();
+  // Optional (files exported before it was added have none): pos init then cannot compare.
+  if (object.contains("psam_serial") &&
+      !(object["psam_serial"].is_string() && object["psam_serial"].get<std::string>().empty())) {
+    auto serial = DeliveryHexField(object, "psam_serial", 10, "TMK delivery");
+    if (!serial.ok()) return serial.error();
+    d.psam_serial = *serial;
+  }
   for (auto [name, target] : {std::pair{"merchant_id", &d.merchant_id},
                               {"terminal_id", &d.terminal_id},
                               {"created", &d.created}}) {

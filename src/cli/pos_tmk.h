@@ -25,6 +25,7 @@ inline constexpr int kTmkDeliveryFormat = 1;
 struct TmkDelivery {
   Bytes terminal_number;  // 6
   std::string merchant_id, terminal_id;
+  Bytes psam_serial;  // 10: the PSAM the bank registered for the terminal; empty when not said
   std::uint8_t tmk_version = 0;  // the bank's version of tmk/<terminal number>
   Bytes cryptogram;              // 16: Wrap(tkek, tmk) = 3DES-ECB(tkek, tmk)
   Bytes tmk_kcv;                 // 3

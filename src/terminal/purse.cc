@@ -164,6 +164,13 @@ Result<Bytes> ReadTerminalNumber(reader::Reader& psam) {
                   6);
 }
 
+Result<Bytes> ReadPsamSerial(reader::Reader& psam) {
+  auto file =
+      Exchange(psam, "READ PSAM serial", CommandApdu::Case2(0x00, 0xB0, 0x95, 0x00, 14), 14);
+  if (!file.ok()) return file.error();
+  return Bytes(file->begin(), file->begin() + 10);
+}
+
 Result<PurchaseResult> Purchase(reader::Reader& card, reader::Reader& psam,
                                 const ApplicationData& app, const PurchaseRequest& req) {
   if (req.amount == 0) return MakeError("purchase amount must be greater than zero");

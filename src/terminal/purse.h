@@ -78,6 +78,8 @@ struct PurchaseResult {
 
 // The PSAM's terminal number (EF 16).
 Result<Bytes> ReadTerminalNumber(reader::Reader& psam);
+// The PSAM's serial (the first 10 bytes of EF 15, docs/psam-commands.md).
+Result<Bytes> ReadPsamSerial(reader::Reader& psam);
 
 // A complete offline purchase: INITIALIZE FOR PURCHASE, INIT_SAM_FOR_PURCHASE (MAC1), DEBIT FOR
 // PURCHASE, CREDIT_SAM_FOR_PURCHASE (MAC2). REQUIRES: SelectMedicalApplication (and VerifyPin

@@ -619,6 +619,19 @@ TEST_F(PosCliTest, InitRefusesAnotherTerminalsPsamAndADeliveryForAnotherTerminal
   auto wrong_psam = Run(Pos("init --tmk " + Path("tmk.json")));
   EXPECT_EQ(wrong_psam.exit_code, pos::ExitCode(pos::ErrorKind::kWrongPsam)) << wrong_psam.err;
   EXPECT_THAT(wrong_psam.err, HasSubstr("000000000202"));
+  // This terminal's number, but not the PSAM the bank registered (its serial differs): a wrong
+  // registration or a PSAM swapped between identical terminals shows here, not at day end (97).
+  ASSERT_EQ(Run("psam new " + Path("twin-psam.img") + " --terminal-no " + kTerminalNumber +
+                " --serial 50000000000000000999")
+                .exit_code,
+            0);
+  WriteConfig("pos.json", {{"psam_reader", "image:twin-psam.img"}});
+  auto twin = Run(Pos("init --tmk " + Path("tmk.json")));
+  EXPECT_EQ(twin.exit_code, pos::ExitCode(pos::ErrorKind::kWrongPsam)) << twin.err;
+  EXPECT_THAT(twin.err, HasSubstr("has serial 50000000000000000999; the bank registered " +
+                                  std::string(kPsamSerial)));
+  EXPECT_THAT(test_support::ReadText(Path("tmk.json")),
+              HasSubstr(std::string("\"psam_serial\": \"") + kPsamSerial + "\""));
   WriteConfig("pos.json", {{"terminal_number", "000000000303"}});
   auto other_terminal = Run(Pos("init --tmk " + Path("tmk.json")));
   EXPECT_EQ(other_terminal.exit_code, pos::ExitCode(pos::ErrorKind::kConfigError));
