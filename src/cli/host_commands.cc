@@ -446,19 +446,20 @@ void RunSettlementReport(const ReportOptions& options) {
   std::string header;
   std::getline(in, header);
   std::string selected = header + "\n";
-  std::printf("%-16s %-8s %10s %14s %10s %14s\n", "merchant", "day", "accepted", "yuan", "suspense",
-              "yuan");
+  std::printf("%-16s %-8s %10s %14s %10s %14s %10s %14s\n", "merchant", "day", "accepted", "yuan",
+              "suspense", "yuan", "paid later", "yuan");
   std::string line;
   int lines = 0;
   while (std::getline(in, line)) {
     const auto fields = SplitCsvLine(line);
-    if (fields.size() != 6) continue;
+    if (fields.size() != 8) continue;
     if (!options.date.empty() && fields[1] != options.date) continue;
     selected += line + "\n";
     ++lines;
-    std::printf("%-16s %-8s %10s %14s %10s %14s\n", fields[0].c_str(), fields[1].c_str(),
+    std::printf("%-16s %-8s %10s %14s %10s %14s %10s %14s\n", fields[0].c_str(), fields[1].c_str(),
                 fields[2].c_str(), YuanOfFenText(fields[3]).c_str(), fields[4].c_str(),
-                YuanOfFenText(fields[5]).c_str());
+                YuanOfFenText(fields[5]).c_str(), fields[6].c_str(),
+                YuanOfFenText(fields[7]).c_str());
   }
   if (lines == 0)
     std::printf("(no purchases cleared%s)\n",

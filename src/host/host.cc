@@ -1587,16 +1587,25 @@ HostResult<std::string> Host::MerchantSettlementCsv() {
       " SUM(CASE WHEN p.outcome = 'accepted' THEN 1 ELSE 0 END) AS accepted_count,"
       " SUM(CASE WHEN p.outcome = 'accepted' THEN p.amount ELSE 0 END) AS accepted_fen,"
       " SUM(CASE WHEN p.outcome = 'suspense' THEN 1 ELSE 0 END) AS suspense_count,"
-      " SUM(CASE WHEN p.outcome = 'suspense' THEN p.amount ELSE 0 END) AS suspense_fen"
+      " SUM(CASE WHEN p.outcome = 'suspense' THEN p.amount ELSE 0 END) AS suspense_fen,"
+      // Of those, what a reviewer later paid to the merchant (the merchant's account has it).
+      " SUM(CASE WHEN s.resolution = 'pay-merchant' THEN 1 ELSE 0 END) AS paid_on_review_count,"
+      " SUM(CASE WHEN s.resolution = 'pay-merchant' THEN p.amount ELSE 0 END)"
+      "   AS paid_on_review_fen"
       " FROM host_purchases p JOIN host_terminals t ON t.terminal_number = p.terminal_number"
+      " LEFT JOIN host_suspense s ON p.outcome = 'suspense' AND s.asn = p.asn"
+      "   AND s.offline_serial = p.offline_serial AND s.type = p.type"
       " GROUP BY t.merchant_id, SUBSTR(p.txn_time, 1, 8) ORDER BY t.merchant_id, day");
   if (!rows.ok()) return FromError(rows.error());
-  std::string csv = "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n";
+  std::string csv =
+      "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen,"
+      "paid_on_review_count,paid_on_review_fen\n";
   for (const store::Row& row : *rows) {
     // Merchant ids are ours (no commas or quotes are accepted at registration).
     csv += row.Text(0) + "," + row.Text(1) + "," + row["accepted_count"].ToString() + "," +
            row["accepted_fen"].ToString() + "," + row["suspense_count"].ToString() + "," +
-           row["suspense_fen"].ToString() + "\n";
+           row["suspense_fen"].ToString() + "," + row["paid_on_review_count"].ToString() + "," +
+           row["paid_on_review_fen"].ToString() + "\n";
   }
   return csv;
 }

@@ -310,7 +310,8 @@ TEST_F(HostCliTest, SettlementReportWithNothingClearedSaysSoAndWritesTheCsvHeade
   ASSERT_EQ(report.exit_code, 0) << report.err;
   EXPECT_THAT(report.out, HasSubstr("no purchases cleared on 20261125"));
   EXPECT_EQ(ReadText(csv),
-            "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n");
+            "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen,"
+            "paid_on_review_count,paid_on_review_fen\n");
 }
 
 // The operating-system user the commands run as, as the host's audit entries name them.

@@ -180,7 +180,8 @@ TEST_P(DemoScenarioTest, TheSettlementCsvsAreWrittenInTheDataDirectory) {
   ASSERT_TRUE(run.ok()) << run.error().message;
   const std::string merchants = ReadText(run->merchant_settlement_csv);
   EXPECT_THAT(merchants,
-              StartsWith("merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n"));
+              StartsWith("merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen,"
+                         "paid_on_review_count,paid_on_review_fen\n"));
   const std::string terminals = ReadText(run->terminal_settlement_csv);
   EXPECT_THAT(terminals, StartsWith("terminal,day,"));
   EXPECT_EQ(std::count(terminals.begin(), terminals.end(), '\n'), 5);  // header + 4 terminals

@@ -677,6 +677,10 @@ TEST_P(HostTest, AReviewerPaysTheMerchantOrRejectsAForgery) {
           .ok());
   EXPECT_TRUE(ReviewReasons().empty());
   EXPECT_EQ(SuspenseBalance(), 0);
+  // The settlement report: both went to suspense, the reviewer paid the merchant one of them.
+  auto csv = host_->MerchantSettlementCsv();
+  ASSERT_TRUE(csv.ok()) << csv.error().message;
+  EXPECT_THAT(*csv, HasSubstr("\nH0001,20261125,0,0,2,700,1,300\n"));
   EXPECT_FALSE(host_->ResolveSuspense({9999, SuspenseDecision::kReject, "rita", "x"}).ok());
   ExpectHostClean();
 }
@@ -1024,8 +1028,9 @@ TEST_P(HostTest, TheMerchantSettlementReportSumsEachMerchantsDay) {
   auto csv = host_->MerchantSettlementCsv();
   ASSERT_TRUE(csv.ok()) << csv.error().message;
   EXPECT_EQ(*csv,
-            "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen\n"
-            "H0001,20261125,2,1000,1,50\n");
+            "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen,"
+            "paid_on_review_count,paid_on_review_fen\n"
+            "H0001,20261125,2,1000,1,50,0,0\n");
   EXPECT_FALSE(host_->RegisterMerchant({"A,B", "Comma", "clinic"}).ok());
 }
 

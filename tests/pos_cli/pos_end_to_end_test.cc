@@ -331,12 +331,14 @@ TEST_F(PosEndToEndTest, IssueLoadPurchaseTearRecoverSettleAndTheHostMatchesTheCa
   std::istringstream csv(test_support::ReadText(Path("settlement.csv")));
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line, "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen");
+  EXPECT_EQ(line,
+            "merchant,day,accepted_count,accepted_fen,suspense_count,suspense_fen,"
+            "paid_on_review_count,paid_on_review_fen");
   while (std::getline(csv, line)) {
     std::vector<std::string> fields;
     std::istringstream row(line);
     for (std::string field; std::getline(row, field, ',');) fields.push_back(field);
-    ASSERT_EQ(fields.size(), 6u) << line;
+    ASSERT_EQ(fields.size(), 8u) << line;
     EXPECT_EQ(fields[0], kMerchant);
     accepted_count += std::stoll(fields[2]);
     accepted_fen += std::stoll(fields[3]);
