@@ -259,13 +259,20 @@ TEST_P(HostCrashTest, KilledDuringLoadsAndUploadsTheHostLosesAndDoublesNothing) 
   // The killer: SIGKILL at random moments, start again at once (a supervisor would).
   std::atomic<bool> stop{false};
   std::atomic<int> kills{0};
-  // Each kill comes 10..610 ms after the host is up again: while it serves the terminal, and
-  // now and then late enough for a slow request (an upload on the sanitizer build) to finish.
+  // Each kill comes 10..610 ms (sanitizers: 10..2010 ms) after the host is up again: while it
+  // serves the terminal, and now and then late enough for a slow request to finish.
+  // Under the sanitizers a request takes several times longer (an upload on PostgreSQL can take
+  // most of 600 ms): the window scales, or every retry of a request could be killed mid-way.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr unsigned kKillWindowMs = 2000;
+#else
+  constexpr unsigned kKillWindowMs = 600;
+#endif
   std::thread killer([&, killer_seed = random()] {
     std::mt19937 r(killer_seed);
     while (!stop) {
       host_process_->WaitUntilListening(std::chrono::seconds(20));
-      std::this_thread::sleep_for(std::chrono::milliseconds(10 + r() % 600));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 + r() % kKillWindowMs));
       if (stop) break;
       host_process_->Kill();
       ++kills;
@@ -292,8 +299,8 @@ TEST_P(HostCrashTest, KilledDuringLoadsAndUploadsTheHostLosesAndDoublesNothing) 
   // At least 150 steps, then on until the killer has struck kKills times: bounded by time, not
   // by steps, because how many steps fit between two kills depends on the machine.
   const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(3);
-  for (int step = 0;
-       step < 150 || (kills < kKills && std::chrono::steady_clock::now() < give_up); ++step) {
+  for (int step = 0; step < 150 || (kills < kKills && std::chrono::steady_clock::now() < give_up);
+       ++step) {
     Cardholder& holder = holders_[static_cast<std::size_t>(step) % holders_.size()];
     const TimeOfDay now{static_cast<std::uint8_t>(8 + step / 3600 % 14),
                         static_cast<std::uint8_t>(step / 60 % 60),
