@@ -6,6 +6,11 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <vector>
+
+#include "cli/commands.h"
+#include "cli/host_session.h"
 
 namespace medcard::cli {
 
@@ -40,6 +45,26 @@ Result<std::pair<std::uint8_t, std::string>> LatestKeyVersion(keys::KeyStore& st
     if (k.name == name && k.version > latest.first) latest = {k.version, k.kcv};
   }
   return latest;
+}
+
+void WriteAuditedDelivery(HostSession& session, const std::string& path, const std::string& text,
+                          const std::string& action, const std::string& target,
+                          nlohmann::json details) {
+  bool written = false;
+  try {
+    RunAudited(session, "", [&]() -> host::HostResult<std::vector<audit::Entry>> {
+      if (Status done = WriteDeliveryFile(path, text); !done.ok()) {
+        throw CommandFailed("writing " + path + ": " + done.error().message);
+      }
+      written = true;
+      details["out"] = std::filesystem::absolute(path).lexically_normal().string();
+      return std::vector<audit::Entry>{HostCommandEntry(action, target, details.dump())};
+    });
+  } catch (const CommandFailed&) {
+    std::error_code ignored;
+    if (written) std::filesystem::remove(path, ignored);
+    throw;
+  }
 }
 
 Status WriteDeliveryFile(const std::string& path, const std::string& text) {

@@ -31,4 +31,12 @@ Result<std::pair<std::uint8_t, std::string>> LatestKeyVersion(keys::KeyStore& st
 // Mode 0600, fsynced: nothing in a delivery file is secret, but it names a device's key.
 Status WriteDeliveryFile(const std::string& path, const std::string& text);
 
+class HostSession;
+// Writes the delivery file inside its audit entry's transaction (RunAudited): no delivery leaves
+// the host without its entry, and a failed commit removes the file again. The entry's details
+// get "out", the file's absolute path. CommandFailed on any failure.
+void WriteAuditedDelivery(HostSession& session, const std::string& path, const std::string& text,
+                          const std::string& action, const std::string& target,
+                          nlohmann::json details);
+
 }  // namespace medcard::cli

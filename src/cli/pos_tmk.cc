@@ -53,27 +53,12 @@ void RunExportTmk(const ExportOptions& options) {
   delivery.merchant_id = terminal->merchant_id;
   delivery.terminal_id = terminal->terminal_id;
   delivery.psam_serial = HexToBytes(terminal->psam_serial);
-  // The file is written inside the audit entry's transaction: no delivery leaves the host
-  // without its entry (a failed commit removes the file again).
-  bool written = false;
-  try {
-    RunAudited(session, "", [&]() -> host::HostResult<std::vector<audit::Entry>> {
-      Check(WriteDeliveryFile(options.out, delivery.ToJson()), "writing the TMK delivery");
-      written = true;
-      const std::string out = std::filesystem::absolute(options.out).lexically_normal().string();
-      return std::vector<audit::Entry>{HostCommandEntry("terminal.export_tmk", "terminal:" + hex,
-                                                        json{{"key", delivery.key_name()},
-                                                             {"version", delivery.tmk_version},
-                                                             {"kcv", ToHex(delivery.tmk_kcv)},
-                                                             {"tkek_kcv", ToHex(delivery.tkek_kcv)},
-                                                             {"out", out}}
-                                                            .dump())};
-    });
-  } catch (const CommandFailed&) {
-    std::error_code ignored;
-    if (written) std::filesystem::remove(options.out, ignored);
-    throw;
-  }
+  WriteAuditedDelivery(session, options.out, delivery.ToJson(), "terminal.export_tmk",
+                       "terminal:" + hex,
+                       json{{"key", delivery.key_name()},
+                            {"version", delivery.tmk_version},
+                            {"kcv", ToHex(delivery.tmk_kcv)},
+                            {"tkek_kcv", ToHex(delivery.tkek_kcv)}});
   std::printf("TMK %s v%u for terminal %s (merchant %s, terminal id %s) written to %s\n",
               delivery.key_name().c_str(), delivery.tmk_version, hex.c_str(),
               delivery.merchant_id.c_str(), delivery.terminal_id.c_str(), options.out.c_str());

@@ -232,29 +232,13 @@ void RunExportPek(const ExportOptions& options) {
   bool generated = false;
   PekDelivery delivery =
       Check(ExportPek(session.key_store(), options.workstation, &generated), "exporting the PEK");
-  // The file is written inside the audit entry's transaction: no delivery leaves the host
-  // without its entry (a failed commit removes the file again).
-  bool written = false;
-  try {
-    RunAudited(session, "", [&]() -> host::HostResult<std::vector<audit::Entry>> {
-      Check(WriteDeliveryFile(options.out, delivery.ToJson()), "writing the PEK delivery");
-      written = true;
-      const std::string out = std::filesystem::absolute(options.out).lexically_normal().string();
-      return std::vector<audit::Entry>{HostCommandEntry("workstation.export_pek",
-                                                        "workstation:" + delivery.workstation,
-                                                        json{{"key", delivery.key_name()},
-                                                             {"version", delivery.pek_version},
-                                                             {"kcv", ToHex(delivery.pek_kcv)},
-                                                             {"tkek_kcv", ToHex(delivery.tkek_kcv)},
-                                                             {"generated", generated},
-                                                             {"out", out}}
-                                                            .dump())};
-    });
-  } catch (const CommandFailed&) {
-    std::error_code ignored;
-    if (written) std::filesystem::remove(options.out, ignored);
-    throw;
-  }
+  WriteAuditedDelivery(session, options.out, delivery.ToJson(), "workstation.export_pek",
+                       "workstation:" + delivery.workstation,
+                       json{{"key", delivery.key_name()},
+                            {"version", delivery.pek_version},
+                            {"kcv", ToHex(delivery.pek_kcv)},
+                            {"tkek_kcv", ToHex(delivery.tkek_kcv)},
+                            {"generated", generated}});
   std::printf("PEK %s v%u%s for workstation %s written to %s\n", delivery.key_name().c_str(),
               delivery.pek_version, generated ? " (generated now)" : "",
               delivery.workstation.c_str(), options.out.c_str());
