@@ -167,6 +167,14 @@ store::DbResult<std::optional<StoredClaim>> LoadClaim(store::Connection& c, std:
   return std::optional<StoredClaim>(ClaimFromRow((*rows)[0]));
 }
 
+// The claim a state change works on; none (and `refused` says not found) for an unknown id.
+store::DbResult<std::optional<StoredClaim>> LoadClaimToChange(
+    store::Connection& c, std::int64_t id, std::optional<access::ServiceError>& refused) {
+  auto loaded = LoadClaim(c, id);
+  if (loaded.ok() && !loaded->has_value()) refused = NotFound(id).error();
+  return loaded;
+}
+
 // The month (YYYY-MM) of a time in microseconds since the epoch, UTC.
 std::string MonthOfTime(std::int64_t us) {
   const std::chrono::sys_days day{std::chrono::floor<std::chrono::days>(
@@ -284,12 +292,9 @@ ServiceResult<StoredClaim> ClaimStore::Adjudicate(std::int64_t id,
   auto status = store::RunTransaction(
       connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
         refused.reset();
-        auto loaded = LoadClaim(c, id);
+        auto loaded = LoadClaimToChange(c, id, refused);
         if (!loaded.ok()) return loaded.error();
-        if (!loaded->has_value()) {
-          refused = NotFound(id).error();
-          return Done{};
-        }
+        if (!loaded->has_value()) return Done{};  // refused: not found
         StoredClaim stored = **loaded;
         if (stored.state != ClaimState::kSubmitted) {
           refused = WrongState(stored, "adjudicated").error();
@@ -383,12 +388,9 @@ ServiceResult<StoredClaim> ClaimStore::Approve(std::int64_t id, std::string_view
   auto status = store::RunTransaction(
       connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
         refused.reset();
-        auto loaded = LoadClaim(c, id);
+        auto loaded = LoadClaimToChange(c, id, refused);
         if (!loaded.ok()) return loaded.error();
-        if (!loaded->has_value()) {
-          refused = NotFound(id).error();
-          return Done{};
-        }
+        if (!loaded->has_value()) return Done{};  // refused: not found
         if ((*loaded)->state != ClaimState::kAdjudicated) {
           refused = WrongState(**loaded, "approved").error();
           return Done{};
@@ -418,12 +420,9 @@ ServiceResult<StoredClaim> ClaimStore::Reject(std::int64_t id, std::string_view 
   auto status = store::RunTransaction(
       connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
         refused.reset();
-        auto loaded = LoadClaim(c, id);
+        auto loaded = LoadClaimToChange(c, id, refused);
         if (!loaded.ok()) return loaded.error();
-        if (!loaded->has_value()) {
-          refused = NotFound(id).error();
-          return Done{};
-        }
+        if (!loaded->has_value()) return Done{};  // refused: not found
         const auto state = (*loaded)->state;
         if (state != ClaimState::kSubmitted && state != ClaimState::kAdjudicated) {
           refused = WrongState(**loaded, "rejected").error();
@@ -448,12 +447,9 @@ ServiceResult<StoredClaim> ClaimStore::Pay(std::int64_t id) {
   auto status = store::RunTransaction(
       connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
         refused.reset();
-        auto loaded = LoadClaim(c, id);
+        auto loaded = LoadClaimToChange(c, id, refused);
         if (!loaded.ok()) return loaded.error();
-        if (!loaded->has_value()) {
-          refused = NotFound(id).error();
-          return Done{};
-        }
+        if (!loaded->has_value()) return Done{};  // refused: not found
         const StoredClaim& stored = **loaded;
         if (stored.state == ClaimState::kPaid) return Done{};  // paid before: nothing again
         if (stored.state != ClaimState::kApproved) {
@@ -505,12 +501,9 @@ ServiceResult<StoredClaim> ClaimStore::RecordCardPayment(std::int64_t id,
   auto status = store::RunTransaction(
       connection_, store::TransactionMode::kWrite, [&](store::Connection& c) -> store::DbStatus {
         refused.reset();
-        auto loaded = LoadClaim(c, id);
+        auto loaded = LoadClaimToChange(c, id, refused);
         if (!loaded.ok()) return loaded.error();
-        if (!loaded->has_value()) {
-          refused = NotFound(id).error();
-          return Done{};
-        }
+        if (!loaded->has_value()) return Done{};  // refused: not found
         const StoredClaim& stored = **loaded;
         if (stored.state != ClaimState::kAdjudicated && stored.state != ClaimState::kApproved &&
             stored.state != ClaimState::kPaid) {
