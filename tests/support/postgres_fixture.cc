@@ -21,6 +21,7 @@
 #include <iterator>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <sstream>
 #include <vector>
 
@@ -42,13 +43,21 @@ constexpr int kPortRange = 1000;
 
 struct Server {
   std::mutex mutex;
-  pid_t owner = 0;  // the process that started it; forked children never stop it
+  pid_t owner = 0;  // the process that started (or attached to) it; forked children never stop it
   std::string dir;  // /tmp/medcard-pg-XXXXXX
   std::string bin_dir;
   int port = 0;
   int databases = 0;
+  // Attached to ctest's shared server: this process drops its own databases and leaves the
+  // server running.
+  bool shared = false;
+  std::vector<std::string> created;
   std::unique_ptr<store::Connection> admin;
 };
+
+// Set by ctest (tests/CMakeLists.txt) on every test: the file naming the server that the fixture
+// postgres_server_start started for the whole run.
+constexpr char kSharedServerEnv[] = "MEDCARD_TEST_PG_SERVER";
 
 Server& Global() {
   static Server* server = new Server;  // never destroyed: atexit handlers still use it
@@ -162,9 +171,48 @@ std::string UrlFor(const Server& s, const std::string& database) {
 
 Status StartServer(Server& s);
 
+Status ConnectAdmin(Server& s) {
+  auto admin = store::Database::Open(UrlFor(s, "postgres"));
+  if (!admin) return MakeError("the test server does not answer: " + admin.error().message);
+  auto connection = (*admin)->Connect();
+  if (!connection) return MakeError(connection.error().message);
+  s.admin = std::move(connection).value();
+  return Status::Ok();
+}
+
+// The shared server's file holds two lines: its directory and its port.
+Status AttachToSharedServer(Server& s, const std::string& server_file) {
+  std::ifstream in(server_file);
+  std::string dir;
+  int port = 0;
+  if (!(in >> dir >> port) || port <= 0) {
+    return MakeError(std::string(kSharedServerEnv) + "=" + server_file +
+                     " names no running server: ctest starts it in the test "
+                     "postgres_server_start (run the tests through ctest, or unset " +
+                     kSharedServerEnv + " to start a server for this binary)");
+  }
+  s.dir = dir;
+  s.port = port;
+  s.owner = ::getpid();
+  s.shared = true;
+  static const bool registered = (std::atexit(StopAtExit), true);
+  (void)registered;
+  return ConnectAdmin(s);
+}
+
 // A failed start leaves nothing behind, so the next test tries again from scratch.
 Status StartLocked(Server& s) {
   if (s.admin) return Status::Ok();
+  if (const char* shared = std::getenv(kSharedServerEnv); shared != nullptr && *shared != '\0') {
+    Status attached = AttachToSharedServer(s, shared);
+    if (!attached) {
+      s.admin.reset();
+      s.dir.clear();
+      s.port = 0;
+      s.shared = false;
+    }
+    return attached;
+  }
   Status started = StartServer(s);
   if (!started && !s.dir.empty()) {
     s.admin.reset();
@@ -225,13 +273,7 @@ Status StartServer(Server& s) {
     }
   }
   if (s.port == 0) return MakeError("no free port for PostgreSQL near " + std::to_string(first));
-
-  auto admin = store::Database::Open(UrlFor(s, "postgres"));
-  if (!admin) return MakeError("the test server does not answer: " + admin.error().message);
-  auto connection = (*admin)->Connect();
-  if (!connection) return MakeError(connection.error().message);
-  s.admin = std::move(connection).value();
-  return Status::Ok();
+  return ConnectAdmin(s);
 }
 
 }  // namespace
@@ -258,18 +300,64 @@ Result<std::string> NewPostgresDatabase() {
   if (auto started = StartPostgres(); !started) return started.error();
   Server& s = Global();
   std::lock_guard lock(s.mutex);
-  const std::string name =
-      "medcard_test_" + std::to_string(s.owner) + "_" + std::to_string(++s.databases);
+  // On the shared server a killed test leaves its databases behind: the random part keeps a
+  // later process with the same pid from colliding with them.
+  static const unsigned tag = std::random_device{}() % 100000;
+  const std::string name = "medcard_test_" + std::to_string(s.owner) + "_" + std::to_string(tag) +
+                           "_" + std::to_string(++s.databases);
   if (auto created = s.admin->ExecuteScript("CREATE DATABASE " + name); !created) {
     return MakeError("CREATE DATABASE " + name + ": " + created.error().message);
   }
+  if (s.shared) s.created.push_back(name);
   return UrlFor(s, name);
+}
+
+Status StartSharedPostgres(const std::string& server_file) {
+  Server& s = Global();
+  std::lock_guard lock(s.mutex);
+  if (auto started = StartLocked(s); !started) return started;
+  // The server belongs to the ctest run that started this program: a server left by a killed
+  // run is then removed by the next one (RemoveAbandonedServers).
+  { std::ofstream(s.dir + "/owner.pid") << ::getppid() << "\n"; }
+  const std::string temporary = server_file + ".new";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    out << s.dir << "\n" << s.port << "\n";
+    if (!out.flush()) return MakeError("cannot write " + temporary);
+  }
+  std::error_code ec;
+  fs::rename(temporary, server_file, ec);
+  if (ec) return MakeError("cannot write " + server_file + ": " + ec.message());
+  // This program exits now; the server runs on for the tests.
+  s.admin.reset();
+  s.owner = 0;
+  return Status::Ok();
+}
+
+void StopSharedPostgres(const std::string& server_file) {
+  std::ifstream in(server_file);
+  std::string dir;
+  if (in >> dir && dir.starts_with(std::string("/tmp/") + kDirPrefix)) StopServerIn(dir, BinDir());
+  std::error_code ignored;
+  fs::remove(server_file, ignored);
 }
 
 void StopPostgres() {
   Server& s = Global();
   std::lock_guard lock(s.mutex);
   if (s.dir.empty() || s.owner != ::getpid()) return;
+  if (s.shared) {
+    // Programs a test started may still be connected: FORCE ends their sessions.
+    for (const auto& name : s.created) {
+      (void)s.admin->ExecuteScript("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)");
+    }
+    s.created.clear();
+    s.admin.reset();
+    s.dir.clear();
+    s.port = 0;
+    s.shared = false;
+    return;
+  }
   s.admin.reset();
   StopServerIn(s.dir, s.bin_dir);
   s.dir.clear();
