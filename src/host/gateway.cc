@@ -671,7 +671,15 @@ DbResult<Verdict> Handler::Download(gateway_internal::Request& r, Message& respo
     return Refuse(ResponseCode::kUnableToLocateRecord,
                   "blacklist version " + std::to_string(request.target_version) + " is gone");
   }
-  const bool full = request.from_version == 0 || request.from_version > latest;
+  // A version the host never gave (or lost in a restore from a backup: entry numbers never
+  // repeat, Host::InsertBlacklistEntry) names no state the host knows: the whole list then.
+  bool full = request.from_version == 0 || request.from_version > latest;
+  if (!full && request.from_version > 1) {
+    auto given = db_.Query("SELECT 1 FROM host_blacklist WHERE version = ?",
+                           {static_cast<std::int64_t>(request.from_version) - 1});
+    if (!given.ok()) return given.error();
+    full = given->empty();
+  }
   auto entries = host_.BlacklistSince(full ? 0 : request.from_version - 1);
   if (!entries.ok()) return FromHost(entries.error()).error();
   // The last action per card, in the order of those last actions.

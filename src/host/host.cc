@@ -1443,12 +1443,9 @@ HostResult<std::int64_t> Host::AddToBlacklist(ByteView asn_bytes, const std::str
         "UPDATE host_cards SET status = 'blacklisted', blacklisted_at = ? WHERE asn = ?",
         {effective_at, asn});
     if (!updated.ok()) return FromError(updated.error());
-    auto entry = connection_.Query(
-        "INSERT INTO host_blacklist (asn, action, effective_at) VALUES (?, 'add', ?)"
-        " RETURNING version",
-        {asn, effective_at});
-    if (!entry.ok()) return FromError(entry.error());
-    version = (*entry)[0].Int(0);
+    auto entry = InsertBlacklistEntry(asn, "add", effective_at);
+    if (!entry.ok()) return entry.error();
+    version = *entry;
     return Done{};
   });
   if (!done.ok()) return done.error();
@@ -1463,16 +1460,37 @@ HostResult<std::int64_t> Host::RemoveFromBlacklist(ByteView asn_bytes) {
         "UPDATE host_cards SET status = 'active', blacklisted_at = NULL WHERE asn = ?", {asn});
     if (!updated.ok()) return FromError(updated.error());
     if (*updated == 0) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
-    auto entry = connection_.Query(
-        "INSERT INTO host_blacklist (asn, action, effective_at) VALUES (?, 'remove', '')"
-        " RETURNING version",
-        {asn});
-    if (!entry.ok()) return FromError(entry.error());
-    version = (*entry)[0].Int(0);
+    auto entry = InsertBlacklistEntry(asn, "remove", "");
+    if (!entry.ok()) return entry.error();
+    version = *entry;
     return Done{};
   });
   if (!done.ok()) return done.error();
   return version;
+}
+
+// Entry numbers never repeat, even after the database was restored from a backup: a number is
+// at least the seconds since 2020-01-01 UTC, so the numbers a restored host gives lie beyond
+// those it gave before the restore (unless it gave more than one a second for a while), and a
+// terminal holding a version from before the restore is not taken to hold the new changes. The
+// gateway sends such a terminal the whole list (docs/host.md "Versions").
+HostResult<std::int64_t> Host::InsertBlacklistEntry(const std::string& asn,
+                                                    const std::string& action,
+                                                    const std::string& effective_at) {
+  constexpr std::int64_t k20200101 = 1577836800;  // seconds since 1970-01-01 UTC
+  auto last = connection_.Query("SELECT MAX(version) FROM host_blacklist");
+  if (!last.ok()) return FromError(last.error());
+  const std::int64_t after_last = (*last)[0].IsNull(0) ? 1 : (*last)[0].Int(0) + 1;
+  const std::int64_t number = std::max(after_last, Now() / 1'000'000 - k20200101);
+  // The wire carries number + 1 in 4 bytes (5.6.11): that lasts until 2156.
+  if (number >= 0xFFFFFFFFLL) return Fail(ResponseCode::kSystemMalfunction, "blacklist full");
+  const bool postgres = connection_.engine() == store::Engine::kPostgres;
+  auto inserted = connection_.Execute(
+      std::string("INSERT INTO host_blacklist (version, asn, action, effective_at) ") +
+          (postgres ? "OVERRIDING SYSTEM VALUE " : "") + "VALUES (?, ?, ?, ?)",
+      {number, asn, action, effective_at});
+  if (!inserted.ok()) return FromError(inserted.error());
+  return number;
 }
 
 HostResult<std::vector<BlacklistEntry>> Host::BlacklistSince(std::int64_t version) {

@@ -316,6 +316,9 @@ class Host {
   HostResult<Bytes> SettleOrRecord(ByteView terminal_number, const Date& day, ByteView challenge,
                                    ByteView totals_answer, bool exception);
   HostResult<store::Done> InTransaction(const std::function<HostResult<store::Done>()>& body);
+  // One host_blacklist entry (inside the caller's transaction); its number, never given before.
+  HostResult<std::int64_t> InsertBlacklistEntry(const std::string& asn, const std::string& action,
+                                                const std::string& effective_at);
   std::int64_t Now() const;
 
   store::Connection& connection_;

@@ -6,6 +6,8 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -228,23 +230,36 @@ TEST_F(HostCliTest, CardsImportRegistersIssuedCardsOnce) {
   EXPECT_EQ(blacklist.exit_code, 1) << "the card of the refused log must not be registered";
 }
 
+// The number that follows `before` in `text` (0 and a test failure when it is not there).
+long long VersionIn(const std::string& text, const std::string& before) {
+  const auto at = text.find(before);
+  EXPECT_NE(at, std::string::npos) << "no \"" << before << "\" in: " << text;
+  return at == std::string::npos ? 0 : std::atoll(text.c_str() + at + before.size());
+}
+
+long long SecondsSince2020() { return static_cast<long long>(::time(nullptr)) - 1577836800; }
+
 TEST_F(HostCliTest, BlacklistAddListRemove) {
   InitWithTerminal();
   const fs::path log = dir_ / "issuance.log";
   std::ofstream(log) << IssuedRecord(kAsn1, "310101199001011234", true) << "\n";
   ASSERT_EQ(Host("cards import " + log.string()).exit_code, 0);
 
+  const long long seconds_before = SecondsSince2020();
   CliRun add = Host(std::string("blacklist add ") + kAsn1 + " --at 20261125120000");
   ASSERT_EQ(add.exit_code, 0) << add.err;
-  EXPECT_THAT(add.out, HasSubstr("blacklisted from 20261125120000 (blacklist version 2)"));
+  // Versions never repeat, even after a restore: they are above the seconds since 2020.
+  const long long added = VersionIn(add.out, "blacklisted from 20261125120000 (blacklist version ");
+  EXPECT_GT(added, seconds_before);
   CliRun list = Host("blacklist list");
-  EXPECT_THAT(list.out, HasSubstr("blacklist version 2: 1 card(s)"));
+  EXPECT_THAT(list.out, HasSubstr("blacklist version " + std::to_string(added) + ": 1 card(s)"));
   EXPECT_THAT(list.out, HasSubstr(kAsn1));
   CliRun remove = Host(std::string("blacklist remove ") + kAsn1);
   ASSERT_EQ(remove.exit_code, 0) << remove.err;
-  EXPECT_THAT(remove.out, HasSubstr("(blacklist version 3)"));
+  const long long removed = VersionIn(remove.out, "removed from the blacklist (blacklist version ");
+  EXPECT_GT(removed, added);
   list = Host("blacklist list");
-  EXPECT_THAT(list.out, HasSubstr("blacklist version 3: 0 card(s)"));
+  EXPECT_THAT(list.out, HasSubstr("blacklist version " + std::to_string(removed) + ": 0 card(s)"));
   EXPECT_THAT(list.out, Not(HasSubstr(std::string("  ") + kAsn1)));
 }
 
@@ -339,6 +354,7 @@ std::vector<std::string> Lines(const std::string& text) {
 // refused command, or one that changes nothing, writes none. No key, cryptogram or component in
 // any entry.
 TEST_F(HostCliTest, HostCommandsThatChangeTheSchemeAreInTheAuditLog) {
+  const long long seconds_before = SecondsSince2020();
   InitWithTerminal();  // merchant.register + terminal.register
   const std::string add_again =
       "terminals add --merchant 898110000000001 --merchant-name 'City Hospital' --grade "
@@ -404,8 +420,9 @@ TEST_F(HostCliTest, HostCommandsThatChangeTheSchemeAreInTheAuditLog) {
   EXPECT_THAT(entries[1], HasSubstr("\"tmk_kcv\":\""));
   EXPECT_THAT(entries[2], HasSubstr("\"cards\":1"));
   EXPECT_THAT(entries[3], HasSubstr("\"effective_at\":\"20261125120000\""));
-  EXPECT_THAT(entries[3], HasSubstr("\"blacklist_version\":2"));
-  EXPECT_THAT(entries[4], HasSubstr("\"blacklist_version\":3"));
+  const long long added = VersionIn(entries[3], "\"blacklist_version\":");
+  EXPECT_GT(added, seconds_before);
+  EXPECT_GT(VersionIn(entries[4], "\"blacklist_version\":"), added);
   EXPECT_THAT(entries[7], HasSubstr("\"looked_at\":0"));
   EXPECT_THAT(entries[8], HasSubstr("\"out\":\"" + tmk_file.string() + "\""));
   EXPECT_THAT(entries[9], HasSubstr("\"key\":\"pek/B001-T01\""));

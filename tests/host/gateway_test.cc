@@ -31,6 +31,7 @@ namespace fs = std::filesystem;
 using iso8583::Frame;
 using iso8583::Message;
 using iso8583::ResponseCode;
+using ::testing::ElementsAre;
 
 static auto* const kPostgres = test_support::RegisterPostgresEnvironment();
 
@@ -843,6 +844,61 @@ TEST_P(GatewayTest, TheBlacklistComesInPartsOf90AndThenAsChanges) {
   EXPECT_EQ(changes->entries[0].asn, cards[3]);
   EXPECT_EQ(changes->entries[0].action, iso8583::BlacklistAction::kRemove);
   EXPECT_EQ(download(0, part0->version, 1).code, ResponseCode::kUnableToLocateRecord);
+}
+
+TEST_P(GatewayTest, AfterARestoreATerminalHoldingALostVersionGetsTheWholeList) {
+  const Bytes a = HexToBytes("22000000000000000001"), b = HexToBytes("22000000000000000002"),
+              c = HexToBytes("22000000000000000003");
+  for (const Bytes& card : {a, b, c}) {
+    ASSERT_TRUE(host_->RegisterCard({card, "h", "p-" + ToHex(card)}).ok());
+  }
+  SignOn();
+  auto download = [&](std::uint32_t from) {
+    Message m = Request(iso8583::Transaction::kBlacklistDownload);
+    EXPECT_TRUE(m.SetBytes(62, *iso8583::DownloadRequest{from, 0, 0}.Encode()).ok());
+    Answer answer = Send(m);
+    EXPECT_EQ(answer.code, ResponseCode::kApproved);
+    auto part = iso8583::BlacklistPart::Parse(*answer.message().GetBytes(62));
+    EXPECT_TRUE(part.ok());
+    return part.ok() ? *part : iso8583::BlacklistPart{};
+  };
+  auto cards_in = [](const iso8583::BlacklistPart& part) {
+    std::vector<std::string> cards;
+    for (const auto& e : part.entries) {
+      cards.push_back(ToHex(e.asn) + (e.action == iso8583::BlacklistAction::kAdd ? "+" : "-"));
+    }
+    return cards;
+  };
+  std::int64_t clock_us = now_us_;
+  Host host(*conn_, *key_store_, Host::Options{[&] { return clock_us; }});
+  auto added_a = host.AddToBlacklist(a, "20261101000000");
+  ASSERT_TRUE(added_a.ok());
+  const std::uint32_t backed_up = download(0).version;  // the nightly backup holds A
+  ASSERT_TRUE(host.AddToBlacklist(b, "20261101000000").ok());
+  const iso8583::BlacklistPart lost = download(backed_up);  // the terminal takes B...
+  EXPECT_THAT(cards_in(lost), ElementsAre(ToHex(b) + "+"));
+
+  // ...and the host's database is restored from the backup: B's entry is gone.
+  ASSERT_TRUE(conn_->Execute("DELETE FROM host_blacklist WHERE version > ?", {*added_a}).ok());
+  ASSERT_TRUE(conn_
+                  ->Execute("UPDATE host_cards SET status = 'active', blacklisted_at = NULL"
+                            " WHERE asn = ?",
+                            {ToHex(b)})
+                  .ok());
+  clock_us += 3600LL * 1'000'000;  // an hour later
+  ASSERT_TRUE(host.AddToBlacklist(c, "20261101000000").ok());
+
+  // The restored host's next version is not the one the terminal holds from before...
+  const iso8583::BlacklistPart whole = download(lost.version);
+  EXPECT_NE(whole.version, lost.version);
+  // ...and that version names no state the host knows: the whole list, as the host has it.
+  EXPECT_TRUE(whole.full);
+  EXPECT_THAT(cards_in(whole), ElementsAre(ToHex(a) + "+", ToHex(c) + "+"));
+  // A terminal that held the backup's version takes only the change since.
+  const iso8583::BlacklistPart since_backup = download(backed_up);
+  EXPECT_FALSE(since_backup.full);
+  EXPECT_THAT(cards_in(since_backup), ElementsAre(ToHex(c) + "+"));
+  EXPECT_EQ(since_backup.version, whole.version);
 }
 
 TEST_P(GatewayTest, ParametersAreOneCompleteSetWhoseVersionFollowsTheirValues) {

@@ -702,6 +702,29 @@ TEST_P(HostTest, TheBlacklistIsVersionedForDeltas) {
   EXPECT_FALSE(host_->AddToBlacklist(HexToBytes("99999999999999999999"), "20261125110000").ok());
 }
 
+TEST_P(HostTest, BlacklistEntryNumbersFollowTheClockAndNeverRepeat) {
+  // 2026-11-25 12:00:00 UTC: 217,944,000 s after 2020-01-01.
+  std::int64_t now_us = 1764072000LL * 1'000'000;
+  Host host(*conn_, *key_store_, Host::Options{[&] { return now_us; }});
+  auto first = host.AddToBlacklist(asn_, "20261125110000");
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(*first, 1764072000 - 1577836800);
+  // Two changes in one second, and a clock set back: the numbers still rise.
+  auto second = host.RemoveFromBlacklist(asn_);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(*second, *first + 1);
+  now_us -= 3600LL * 1'000'000;
+  auto third = host.AddToBlacklist(asn_, "20261125110000");
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(*third, *first + 2);
+  // A day later the numbers jump to the clock: a host restored from yesterday's backup gives
+  // numbers beyond every one it gave since.
+  now_us += 86400LL * 1'000'000;
+  auto fourth = host.RemoveFromBlacklist(asn_);
+  ASSERT_TRUE(fourth.ok());
+  EXPECT_EQ(*fourth, *first + 86400 - 3600);
+}
+
 TEST_P(HostTest, AnUnknownCardsPurchaseWaitsInTheReviewQueue) {
   ASSERT_TRUE(Load(1000).ok());
   auto purchase = Upload(Purchase(100));
