@@ -35,7 +35,7 @@ class SiApiTest : public ::testing::TestWithParam<store::Engine> {
  protected:
   void SetUp() override {
     ::setenv("MEDCARD_PASSWORD_TEST_KDF", "fast", 1);
-    auto policy = insurance::LoadPolicyFile(MEDCARD_TEST_DATA_DIR
+    auto policy = insurance::LoadPolicyFile(std::string(MEDCARD_TEST_DATA_DIR) +
                                             "/../../config/policy/beijing-example.json");
     ASSERT_TRUE(policy.ok()) << policy.error().message;
     policy->effective_from = {2026, 1, 1};

@@ -284,7 +284,8 @@ TEST_P(SiApiTest, BadInputIsRefusedAndChangesNothing) {
 
 TEST_P(SiApiTest, PolicyAndClaimChecks) {
   const std::string officer = SignIn("officer1");
-  std::ifstream file(MEDCARD_TEST_DATA_DIR "/../../config/policy/beijing-example.json");
+  std::ifstream file(std::string(MEDCARD_TEST_DATA_DIR) +
+                     "/../../config/policy/beijing-example.json");
   std::string policy((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
   auto good = Call("POST", "/v1/policy/check", policy, officer);
   ASSERT_EQ(good.status, 200) << good.body;

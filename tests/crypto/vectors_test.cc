@@ -27,7 +27,7 @@ struct Vector {
 // What gtest prints for a failing parameter: the name, not the whole object.
 void PrintTo(const Vector& v, std::ostream* os) { *os << v.name; }
 
-const char* const kVectorFile = MEDCARD_TEST_DATA_DIR "/test-vectors.json";
+const std::string kVectorFile = std::string(MEDCARD_TEST_DATA_DIR) + "/test-vectors.json";
 
 std::vector<Vector> LoadVectors() {
   std::ifstream in(kVectorFile);

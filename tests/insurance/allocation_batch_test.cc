@@ -112,7 +112,8 @@ class AllocationBatchTest : public ::testing::TestWithParam<store::Engine> {
     ASSERT_TRUE(agency.ok());
     agency_ = std::move(agency).value();
 
-    auto policy = LoadPolicyFile(MEDCARD_TEST_DATA_DIR "/../../config/policy/beijing-example.json");
+    auto policy = LoadPolicyFile(std::string(MEDCARD_TEST_DATA_DIR) +
+                                 "/../../config/policy/beijing-example.json");
     ASSERT_TRUE(policy.ok()) << policy.error().message;
     policy->effective_from = {2026, 1, 1};
     policy->average_annual_wage_fen = 12'000'000;

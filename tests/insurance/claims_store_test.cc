@@ -31,7 +31,8 @@ constexpr char kB[] = "11010120000515234X";  // employee, suspended from 2026-05
 constexpr char kC[] = "110101195003103452";  // retiree, closed (death) from 2026-04-01
 
 Result<PolicyBook> TestPolicies() {
-  auto policy = LoadPolicyFile(MEDCARD_TEST_DATA_DIR "/../../config/policy/beijing-example.json");
+  auto policy = LoadPolicyFile(std::string(MEDCARD_TEST_DATA_DIR) +
+                               "/../../config/policy/beijing-example.json");
   if (!policy.ok()) return policy.error();
   policy->effective_from = {2026, 1, 1};
   policy->average_annual_wage_fen = 12'000'000;

@@ -15,7 +15,8 @@ namespace {
 using ::testing::HasSubstr;
 
 Policy TestPolicy() {
-  auto policy = LoadPolicyFile(MEDCARD_TEST_DATA_DIR "/../../config/policy/beijing-example.json");
+  auto policy = LoadPolicyFile(std::string(MEDCARD_TEST_DATA_DIR) +
+                               "/../../config/policy/beijing-example.json");
   EXPECT_TRUE(policy.ok());
   policy->effective_from = {2026, 1, 1};
   policy->average_annual_wage_fen = 12'000'000;  // 10,000.00 a month

@@ -33,7 +33,8 @@ constexpr char kF[] = "11010119851111678X";
 constexpr YearMonth kMonth{2026, 11};
 
 Result<PolicyBook> TestPolicies() {
-  auto policy = LoadPolicyFile(MEDCARD_TEST_DATA_DIR "/../../config/policy/beijing-example.json");
+  auto policy = LoadPolicyFile(std::string(MEDCARD_TEST_DATA_DIR) +
+                               "/../../config/policy/beijing-example.json");
   if (!policy.ok()) return policy.error();
   policy->effective_from = {2026, 1, 1};
   policy->average_annual_wage_fen = 12'000'000;
@@ -206,7 +207,8 @@ TEST_P(MonthlyRunTest, AMissingPolicyStopsTheRunWithNothingOfTheChunkAndItResume
   const auto committed = Count("si_bill_lines");
   EXPECT_EQ(committed % 2, 0);  // whole chunks only
 
-  auto shanghai = LoadPolicyFile(MEDCARD_TEST_DATA_DIR "/../../config/policy/beijing-example.json");
+  auto shanghai = LoadPolicyFile(std::string(MEDCARD_TEST_DATA_DIR) +
+                                 "/../../config/policy/beijing-example.json");
   ASSERT_TRUE(shanghai.ok());
   shanghai->area_code = "310000";
   shanghai->effective_from = {2026, 1, 1};
