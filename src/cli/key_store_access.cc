@@ -60,7 +60,8 @@ void AddKeyStoreOptions(CLI::App* command, KeyStoreLocation& location) {
       std::string("PKCS#11 module for a pkcs11: store (default $") + kPkcs11ModuleVariable + ")");
 }
 
-std::unique_ptr<keys::KeyStore> OpenKeyStore(const KeyStoreLocation& location) {
+std::unique_ptr<keys::KeyStore> OpenKeyStore(const KeyStoreLocation& location,
+                                             bool mark_test_only) {
   Result<std::unique_ptr<keys::KeyStore>> store = MakeError("");
   if (location.is_pkcs11()) {
     keys::Pkcs11Config config;
@@ -77,6 +78,7 @@ std::unique_ptr<keys::KeyStore> OpenKeyStore(const KeyStoreLocation& location) {
     SecretString pin;
     ReadSecret(kPkcs11PinVariable, "token user PIN", pin);
     config.user_pin = pin.value;
+    config.mark_test_only = mark_test_only;
     store = keys::OpenPkcs11KeyStore(config);
     OPENSSL_cleanse(config.user_pin.data(), config.user_pin.size());
   } else {

@@ -44,6 +44,8 @@ struct KeyStoreLocation {
 void AddKeyStoreOptions(CLI::App* command, KeyStoreLocation& location);
 
 // Opens the store (the passphrase or PIN as above). CommandFailed with the store's message.
-std::unique_ptr<keys::KeyStore> OpenKeyStore(const KeyStoreLocation& location);
+// mark_test_only: a token holding no medcard keys becomes a test key store (Pkcs11Config).
+std::unique_ptr<keys::KeyStore> OpenKeyStore(const KeyStoreLocation& location,
+                                             bool mark_test_only = false);
 
 }  // namespace medcard::cli

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/key_store_access.h"
 #include "crypto/crypto.h"
 #include "issuance/test_issuer.h"
 #include "keys/key_store.h"
@@ -27,43 +28,9 @@
 namespace medcard::cli {
 namespace {
 
-constexpr char kPassphraseVariable[] = "MEDCARD_KEYSTORE_PASSPHRASE";
 constexpr char kTestBanner[] = "TEST KEY STORE — not for real money";
 
-void Wipe(std::string& secret) {
-  if (!secret.empty()) OPENSSL_cleanse(secret.data(), secret.size());
-  secret.clear();
-}
-
-// A std::string that is wiped when it goes out of scope.
-struct SecretString {
-  std::string value;
-  SecretString() = default;
-  SecretString(const SecretString&) = delete;
-  SecretString& operator=(const SecretString&) = delete;
-  ~SecretString() { Wipe(value); }
-};
-
 bool StdinIsTerminal() { return ::isatty(STDIN_FILENO) == 1; }
-
-// One line from stdin; on a terminal the prompt goes to stderr and nothing is echoed.
-bool ReadSecretLine(const std::string& prompt, std::string& out) {
-  out.clear();
-  if (!StdinIsTerminal()) return static_cast<bool>(std::getline(std::cin, out));
-  std::fprintf(stderr, "%s", prompt.c_str());
-  std::fflush(stderr);
-  termios saved{};
-  const bool have_termios = ::tcgetattr(STDIN_FILENO, &saved) == 0;
-  if (have_termios) {
-    termios quiet = saved;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
-  }
-  const bool got = static_cast<bool>(std::getline(std::cin, out));
-  if (have_termios) ::tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
-  std::fprintf(stderr, "\n");
-  return got;
-}
 
 // The passphrase of an existing store (confirm = false) or of a new one (asked twice).
 void ReadPassphrase(bool confirm, SecretString& passphrase) {
@@ -75,12 +42,12 @@ void ReadPassphrase(bool confirm, SecretString& passphrase) {
     throw CommandFailed(std::string("no passphrase: run on a terminal or set ") +
                         kPassphraseVariable);
   }
-  if (!ReadSecretLine("key store passphrase: ", passphrase.value)) {
+  if (!ReadSecretLine("key store passphrase: ", passphrase)) {
     throw CommandFailed("no passphrase entered");
   }
   if (confirm) {
     SecretString again;
-    if (!ReadSecretLine("again: ", again.value) || again.value != passphrase.value) {
+    if (!ReadSecretLine("again: ", again) || again.value != passphrase.value) {
       throw CommandFailed("the passphrases do not match");
     }
   }
@@ -92,10 +59,12 @@ std::unique_ptr<keys::KeyStore> StoreOrThrow(Result<std::unique_ptr<keys::KeySto
   return std::move(store).value();
 }
 
-std::unique_ptr<keys::KeyStore> OpenStore(const std::string& dir) {
+// A software store directory, or a PKCS#11 token (its user PIN as key_store_access.h says).
+std::unique_ptr<keys::KeyStore> OpenStore(const KeyStoreLocation& location) {
+  if (location.is_pkcs11()) return OpenKeyStore(location);
   SecretString passphrase;
   ReadPassphrase(false, passphrase);
-  return StoreOrThrow(keys::OpenSoftwareKeyStore(dir, passphrase.value));
+  return StoreOrThrow(keys::OpenSoftwareKeyStore(location.store, passphrase.value));
 }
 
 std::unique_ptr<keys::KeyStore> CreateStore(const std::string& dir, bool test_only) {
@@ -145,17 +114,16 @@ void PrintKey(const keys::KeyInfo& info) {
 // against the sheet the component came on.
 std::vector<Bytes> ReadComponents(unsigned count) {
   std::vector<Bytes> components;
-  SecretString line;
   for (unsigned i = 1; i <= count; ++i) {
+    SecretString line;
     const std::string label = "component " + std::to_string(i) + " of " + std::to_string(count);
     if (!ReadSecretLine(
             "custodian " + std::to_string(i) + ", enter " + label + " (32 hex digits, not shown): ",
-            line.value)) {
+            line)) {
       for (auto& c : components) SecureWipe(c);
       throw CommandFailed(label + ": no input");
     }
     auto bytes = FromHex(line.value);
-    Wipe(line.value);
     if (!bytes || bytes->size() != 16) {
       if (bytes) SecureWipe(*bytes);
       for (auto& c : components) SecureWipe(c);
@@ -185,18 +153,28 @@ std::string ReadTextFile(const std::string& path) {
 void AddKeysCommands(CLI::App& app) {
   auto* group = app.add_subcommand("keys", "the key store and the key ceremony");
   group->require_subcommand(1);
-  static std::string store_dir;
-  auto add_store = [](CLI::App* cmd) {
-    cmd->add_option("--store", store_dir, "key store directory")->required();
-  };
+  // --store DIR | pkcs11:<token label>, --pkcs11-module (key_store_access.h).
+  static KeyStoreLocation location;
+  auto add_store = [](CLI::App* cmd) { AddKeyStoreOptions(cmd, location); };
 
   {
-    auto* cmd = group->add_subcommand("init", "create an empty key store");
+    auto* cmd = group->add_subcommand(
+        "init", "create an empty key store (a token: check it opens, or mark it --test-only)");
     static bool test_only = false;
     add_store(cmd);
     cmd->add_flag("--test-only", test_only, "a store for published test keys (never real money)");
     cmd->callback([] {
-      auto store = CreateStore(store_dir, test_only);
+      if (location.is_pkcs11()) {
+        // The token itself is initialised with the HSM's own tool (SO PIN, user PIN): medcard
+        // only checks that it opens with the user PIN, and marks an empty one as a test store.
+        auto store = OpenKeyStore(location, /*mark_test_only=*/test_only);
+        const auto keys = Check(store->List(), "listing keys");
+        std::printf("%s opens: %zu key%s%s\n", store->Describe().c_str(), keys.size(),
+                    keys.size() == 1 ? "" : "s",
+                    store->test_only() ? " (TEST KEY STORE — not for real money)" : "");
+        return;
+      }
+      auto store = CreateStore(location.store, test_only);
       std::printf("created %s%s\n", store->Describe().c_str(),
                   store->test_only() ? " (TEST KEY STORE — not for real money)" : "");
     });
@@ -213,7 +191,7 @@ void AddKeysCommands(CLI::App& app) {
         ->check(CLI::Range(2u, 16u));
     cmd->callback([] {
       const std::string name = ValidatedKeyName(role);
-      auto store = OpenStore(store_dir);
+      auto store = OpenStore(location);
       std::vector<Bytes> components = ReadComponents(count);
       auto info = store->ImportComponents(name, components);
       for (auto& c : components) SecureWipe(c);
@@ -227,7 +205,7 @@ void AddKeysCommands(CLI::App& app) {
     cmd->add_option("--role", role, "issuer role or tmk/<terminal number>")->required();
     cmd->callback([] {
       const std::string name = ValidatedKeyName(role);
-      auto store = OpenStore(store_dir);
+      auto store = OpenStore(location);
       if (auto latest = LatestVersion(*store, name)) {
         throw CommandFailed("key " + name + " exists (version " + std::to_string(*latest) +
                             "); use medcard keys rotate for a new version");
@@ -243,7 +221,7 @@ void AddKeysCommands(CLI::App& app) {
     cmd->add_option("--role", role, "issuer role or tmk/<terminal number>")->required();
     cmd->callback([] {
       const std::string name = ValidatedKeyName(role);
-      auto store = OpenStore(store_dir);
+      auto store = OpenStore(location);
       if (!LatestVersion(*store, name)) {
         throw CommandFailed("no key " + name + " to rotate; use medcard keys generate");
       }
@@ -256,7 +234,7 @@ void AddKeysCommands(CLI::App& app) {
     add_store(cmd);
     cmd->add_flag("--json", json, "machine-readable output");
     cmd->callback([] {
-      auto store = OpenStore(store_dir);
+      auto store = OpenStore(location);
       auto list = Check(store->List(), "listing keys");
       if (json) {
         nlohmann::json out = {{"store", store->Describe()},
@@ -292,7 +270,9 @@ void AddKeysCommands(CLI::App& app) {
     cmd->add_option("file", file, "JSON key set with \"test_only\": true")->required();
     cmd->callback([] {
       auto set = Check(issuance::TestKeySet::FromJson(ReadTextFile(file)), file);
-      auto store = StoreExists(store_dir) ? OpenStore(store_dir) : CreateStore(store_dir, true);
+      auto store = location.is_pkcs11()          ? OpenKeyStore(location, /*mark_test_only=*/true)
+                   : StoreExists(location.store) ? OpenStore(location)
+                                                 : CreateStore(location.store, true);
       if (!store->test_only()) {
         throw CommandFailed(store->Describe() +
                             " is not a test key store: published test keys are refused");

@@ -22,6 +22,7 @@
 #include "pcscd_fixture.h"
 #include "psam/psam.h"
 #include "reader/reader.h"
+#include "softhsm_token.h"
 #include "terminal/purse.h"
 
 namespace medcard::issuance {
@@ -259,28 +260,12 @@ TEST_F(IssuancePcscTest, AHalfPersonalisedCardInAReaderIsRefusedAndShowsItsLifec
 
 // ---- The same with the PKCS#11 store (SoftHSM2) --------------------------------------------
 
-std::string SoftHsmModule() {
-  for (const char* path :
-       {"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so"}) {
-    if (fs::exists(path)) return path;
-  }
-  return "";
-}
-
 TEST_F(IssuancePcscTest, Pkcs11StoreIssuesACardThatLoadsAndPaysWithTacsVerifiedOnTheToken) {
-  const std::string module = SoftHsmModule();
+  const std::string module = test_support::SoftHsmModule();
   ASSERT_FALSE(module.empty()) << "SoftHSM2 is not installed: apt-get install softhsm2";
-  // A token of this test's own (docs/keys-pkcs11.md, "Preparing a SoftHSM2 token").
-  fs::create_directories(dir_.path() / "tokens");
-  const std::string conf = dir_ / "softhsm2.conf";
-  std::ofstream(conf) << "directories.tokendir = " << (dir_ / "tokens") << "\n"
-                      << "objectstore.backend = file\nlog.level = ERROR\n";
+  const std::string conf = test_support::NewSoftHsmToken(dir_.path(), "medcard-issuance", "1234");
+  ASSERT_FALSE(conf.empty()) << "softhsm2-util --init-token failed";
   ::setenv("SOFTHSM2_CONF", conf.c_str(), 1);
-  ASSERT_EQ(std::system("softhsm2-util --init-token --free --label medcard-issuance "
-                        "--so-pin 123456 --pin 1234 >/dev/null 2>&1"),
-            0);
   const keys::Pkcs11Config token{module, "medcard-issuance", "1234", false};
   {
     auto store = keys::OpenPkcs11KeyStore(token);

@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -10,6 +11,7 @@
 
 #include "cli_run.h"
 #include "crypto/crypto.h"
+#include "softhsm_token.h"
 
 namespace medcard {
 namespace {
@@ -186,6 +188,107 @@ TEST_F(KeysCliTest, WrongOrMissingPassphraseIsAClearError) {
   CliRun none = Medcard("keys list --store " + store_, "store passphrase 1\n", "");
   EXPECT_EQ(none.exit_code, 1);
   EXPECT_THAT(none.err, HasSubstr("MEDCARD_KEYSTORE_PASSPHRASE"));
+}
+
+// ---- A PKCS#11 token (SoftHSM2) as the store ---------------------------------------------------
+
+class KeysTokenCliTest : public KeysCliTest {
+ protected:
+  void SetUp() override {
+    KeysCliTest::SetUp();
+    module_ = test_support::SoftHsmModule();
+    ASSERT_FALSE(module_.empty()) << "SoftHSM2 is not installed: apt-get install softhsm2";
+    conf_ = test_support::NewSoftHsmToken(dir_ / "hsm", "bank-keys", "4321");
+    ASSERT_FALSE(conf_.empty()) << "softhsm2-util --init-token failed";
+    // A second token on the same SoftHSM2, for published test keys.
+    ASSERT_EQ(std::system(("SOFTHSM2_CONF=" + conf_ +
+                           " softhsm2-util --init-token --free --label test-keys --so-pin 123456"
+                           " --pin 4321 >/dev/null 2>&1")
+                              .c_str()),
+              0);
+  }
+  // `medcard keys COMMAND --store pkcs11:TOKEN ...`, the user PIN in MEDCARD_PKCS11_PIN unless
+  // empty (never on the command line).
+  CliRun Token(const std::string& command, const std::string& input = "",
+               const std::string& pin = "4321", const std::string& token = "bank-keys") {
+    std::string environment =
+        "-u MEDCARD_KEYSTORE_PASSPHRASE -u MEDCARD_PKCS11_PIN -u MEDCARD_PKCS11_MODULE "
+        "SOFTHSM2_CONF=" +
+        conf_ + " ";
+    if (!pin.empty()) environment += "MEDCARD_PKCS11_PIN=" + pin + " ";
+    return test_support::RunCli(
+        {.binary = MEDCARD_CLI,
+         .environment = environment,
+         .args = "keys " + command + " --store pkcs11:" + token + " --pkcs11-module " + module_,
+         .input = input},
+        dir_);
+  }
+
+  std::string module_, conf_;
+};
+
+TEST_F(KeysTokenCliTest, TheBankProvisionsAnHsmTokenWithTheKeysCommands) {
+  CliRun init = Token("init");
+  ASSERT_EQ(init.exit_code, 0) << init.err;
+  EXPECT_THAT(init.out, HasSubstr("pkcs11:bank-keys opens: 0 keys"));
+  EXPECT_THAT(init.out, Not(HasSubstr("TEST KEY STORE")));
+
+  // The terminal key-exchange key from two custodians' components, assembled on the token.
+  const Bytes a = crypto::RandomBytes(16), b = crypto::RandomBytes(16);
+  Bytes tkek(16);
+  for (std::size_t i = 0; i < 16; ++i) tkek[i] = static_cast<std::uint8_t>(a[i] ^ b[i]);
+  CliRun ceremony = Token("ceremony --role tkek --components 2", ToHex(a) + "\n" + ToHex(b) + "\n");
+  ASSERT_EQ(ceremony.exit_code, 0) << ceremony.err;
+  EXPECT_THAT(ceremony.out, HasSubstr("key tkek version 1: KCV " + ToHex(*crypto::Kcv(tkek))));
+
+  CliRun generated = Token("generate --role tmk/112233445566");
+  ASSERT_EQ(generated.exit_code, 0) << generated.err;
+  EXPECT_THAT(generated.out, HasSubstr("key tmk/112233445566 version 1: KCV "));
+  CliRun again = Token("generate --role tmk/112233445566");
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("exists (version 1)"));
+  CliRun rotated = Token("rotate --role tmk/112233445566");
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.err;
+  EXPECT_THAT(rotated.out, HasSubstr("key tmk/112233445566 version 2: KCV "));
+
+  CliRun list = Token("list");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("pkcs11:bank-keys: 3 keys"));
+  EXPECT_THAT(list.out, HasSubstr(ToHex(*crypto::Kcv(tkek))));
+  for (const std::string& text : {ceremony.out, ceremony.err, list.out, list.err}) {
+    for (const Bytes& secret : {a, b, tkek}) EXPECT_THAT(text, Not(HasSubstr(ToHex(secret))));
+  }
+  // The token holds real keys now: published test keys are refused on it.
+  const std::string keyset = std::string(MEDCARD_TEST_DATA_DIR) + "/../../share/test-keyset.json";
+  CliRun test_set = Token("import-test-set " + keyset);
+  EXPECT_EQ(test_set.exit_code, 1);
+  EXPECT_THAT(test_set.err, HasSubstr("refused to make it a test key store"));
+}
+
+TEST_F(KeysTokenCliTest, ATestTokenTakesThePublishedSetAndEveryListingSaysTest) {
+  const std::string keyset = std::string(MEDCARD_TEST_DATA_DIR) + "/../../share/test-keyset.json";
+  CliRun imported = Token("import-test-set " + keyset, "", "4321", "test-keys");
+  ASSERT_EQ(imported.exit_code, 0) << imported.err;
+  EXPECT_THAT(imported.out, HasSubstr("TEST KEY STORE — not for real money"));
+  CliRun list = Token("list", "", "4321", "test-keys");
+  ASSERT_EQ(list.exit_code, 0) << list.err;
+  EXPECT_THAT(list.out, HasSubstr("TEST KEY STORE — not for real money"));
+  EXPECT_THAT(list.out, HasSubstr("14 keys"));
+  CliRun init = Token("init", "", "4321", "test-keys");
+  EXPECT_THAT(init.out, HasSubstr("(TEST KEY STORE — not for real money)"));
+}
+
+TEST_F(KeysTokenCliTest, AWrongOrMissingPinAndAnUnknownTokenAreClearErrors) {
+  CliRun wrong = Token("list", "", "9999");
+  EXPECT_EQ(wrong.exit_code, 1);
+  EXPECT_THAT(wrong.err, HasSubstr("wrong user PIN"));
+  EXPECT_THAT(wrong.err, Not(HasSubstr("9999")));
+  CliRun none = Token("list", "4321\n", "");
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_THAT(none.err, HasSubstr("MEDCARD_PKCS11_PIN"));
+  CliRun unknown = Token("list", "", "4321", "no-such-token");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("no-such-token"));
 }
 
 }  // namespace
