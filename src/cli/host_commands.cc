@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -597,6 +598,24 @@ void RunSuspenseList(const DataDirOption& options) {
   }
 }
 
+// Open serial gaps (Clearing rules 4): a card's offline purchase that no terminal has uploaded
+// yet, listed until its upload closes the gap.
+void RunGapsList(const DataDirOption& options) {
+  HostSession session = OpenHostSession(options.data_dir);
+  const auto gaps = HostCheck(session.host().OpenGaps(), "reading the serial gaps");
+  std::printf("%zu open serial gap(s): purchases the cards made that no terminal has uploaded\n",
+              gaps.size());
+  for (const host::SerialGap& gap : gaps) {
+    const std::time_t opened = static_cast<std::time_t>(gap.opened_at_us / 1'000'000);
+    std::tm utc{};
+    ::gmtime_r(&opened, &utc);
+    char since[32];
+    std::strftime(since, sizeof since, "%Y-%m-%d %H:%M:%S UTC", &utc);
+    std::printf("  card %s  %s  offline serial %lld  missing since %s\n", gap.asn.c_str(),
+                gap.wallet.c_str(), static_cast<long long>(gap.offline_serial), since);
+  }
+}
+
 void RunSuspenseResolve(const SuspenseOptions& options) {
   const auto decision = host::ParseSuspenseDecision(options.decision);
   if (!decision) {
@@ -846,6 +865,13 @@ void AddHostCommands(CLI::App& app) {
     resolve->add_option("--reviewer", options->reviewer, "Who decides")->required();
     resolve->add_option("--note", options->note, "Why (required to reject)");
     resolve->callback([options] { RunSuspenseResolve(*options); });
+  }
+  {
+    auto options = std::make_shared<DataDirOption>();
+    CLI::App* gaps = host->add_subcommand(
+        "gaps", "Open serial gaps: card purchases no terminal has uploaded yet (until uploaded)");
+    AddDataOption(gaps, options->data_dir);
+    gaps->callback([options] { RunGapsList(*options); });
   }
   {
     auto options = std::make_shared<HostCheckOptions>();

@@ -1417,12 +1417,12 @@ HostResult<Done> Host::ResolveSuspense(const SuspenseResolution& resolution) {
 
 HostResult<std::vector<SerialGap>> Host::OpenGaps() {
   auto rows = connection_.Query(
-      "SELECT asn, wallet, offline_serial FROM host_gaps WHERE closed_at_us IS NULL"
-      " ORDER BY asn, wallet, offline_serial");
+      "SELECT asn, wallet, offline_serial, opened_at_us FROM host_gaps"
+      " WHERE closed_at_us IS NULL ORDER BY asn, wallet, offline_serial");
   if (!rows.ok()) return FromError(rows.error());
   std::vector<SerialGap> gaps;
   for (const store::Row& row : *rows) {
-    gaps.push_back({row.Text(0), row.Text(1), row.Int(2)});
+    gaps.push_back({row.Text(0), row.Text(1), row.Int(2), row.Int(3)});
   }
   return gaps;
 }

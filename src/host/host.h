@@ -177,6 +177,7 @@ struct SerialGap {
   std::string asn;
   std::string wallet;  // "ED" / "EP"
   std::int64_t offline_serial = 0;
+  std::int64_t opened_at_us = 0;  // when clearing first saw the serial missing
 };
 
 // What reconciliation decided for a pending load.

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "cli_run.h"
+#include "store/store.h"
 
 namespace medcard {
 namespace {
@@ -228,6 +229,33 @@ TEST_F(HostCliTest, CardsImportRegistersIssuedCardsOnce) {
   EXPECT_THAT(refused.err, HasSubstr("not a JSON object"));
   CliRun blacklist = Host("blacklist add 11000000000000000009");
   EXPECT_EQ(blacklist.exit_code, 1) << "the card of the refused log must not be registered";
+}
+
+TEST_F(HostCliTest, GapsListsTheOpenSerialGapsUntilAnUploadClosesThem) {
+  InitWithTerminal();
+  CliRun none = Host("gaps");
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_THAT(none.out, HasSubstr("0 open serial gap(s)"));
+  {
+    // What clearing records (docs/host.md "Clearing rules"): serial 5 of a card's ED missing
+    // since 2026-11-25 12:00 UTC, and an EP gap an upload has closed since.
+    auto db = store::Database::Open("sqlite:" + data_ + "/medcard.db");
+    ASSERT_TRUE(db.ok()) << db.error().message;
+    auto conn = (*db)->Connect();
+    ASSERT_TRUE(conn.ok()) << conn.error().message;
+    const std::int64_t opened = 1795608000LL * 1'000'000;
+    ASSERT_TRUE((*conn)
+                    ->Execute("INSERT INTO host_gaps (asn, wallet, offline_serial, opened_at_us,"
+                              " closed_at_us) VALUES (?, 'ED', 5, ?, NULL), (?, 'EP', 2, ?, ?)",
+                              {std::string(kAsn1), opened, std::string(kAsn1), opened, opened + 1})
+                    .ok());
+  }
+  CliRun open = Host("gaps");
+  ASSERT_EQ(open.exit_code, 0) << open.err;
+  EXPECT_THAT(open.out, HasSubstr("1 open serial gap(s)"));
+  EXPECT_THAT(open.out, HasSubstr(std::string("card ") + kAsn1 +
+                                  "  ED  offline serial 5  missing since 2026-11-25 12:00:00 UTC"));
+  EXPECT_THAT(open.out, Not(HasSubstr("  EP  ")));
 }
 
 // The number that follows `before` in `text` (0 and a test failure when it is not there).

@@ -703,7 +703,7 @@ TEST_P(HostTest, TheBlacklistIsVersionedForDeltas) {
 }
 
 TEST_P(HostTest, BlacklistEntryNumbersFollowTheClockAndNeverRepeat) {
-  // 2026-11-25 12:00:00 UTC: 217,944,000 s after 2020-01-01.
+  // 2025-11-25 12:00:00 UTC: 186,235,200 s after 2020-01-01.
   std::int64_t now_us = 1764072000LL * 1'000'000;
   Host host(*conn_, *key_store_, Host::Options{[&] { return now_us; }});
   auto first = host.AddToBlacklist(asn_, "20261125110000");
