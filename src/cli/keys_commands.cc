@@ -5,8 +5,6 @@
 // (no echo) or MEDCARD_KEYSTORE_PASSPHRASE (automation); ceremony components from the terminal
 // (no echo) or, when stdin is not a terminal, one line each from stdin. Only check values are
 // printed.
-#include <openssl/crypto.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>

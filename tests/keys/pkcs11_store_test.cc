@@ -21,6 +21,7 @@
 #include "key_store_suite.h"
 #include "keys/key_store.h"
 #include "keys/pboc.h"
+#include "softhsm_token.h"
 
 namespace medcard::keys {
 namespace {
@@ -31,16 +32,6 @@ using ::testing::HasSubstr;
 constexpr char kTokenLabel[] = "medcard-test";
 constexpr char kUserPin[] = "1234";
 constexpr char kSoPin[] = "123456";
-
-std::string FindModule() {
-  for (const char* path :
-       {"/usr/lib/softhsm/libsofthsm2.so", "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        "/usr/local/lib/softhsm/libsofthsm2.so"}) {
-    if (fs::exists(path)) return path;
-  }
-  return "";
-}
 
 // The SoftHSM2 token of this process, made on first use.
 class SoftHsmToken {
@@ -65,7 +56,7 @@ class SoftHsmToken {
 
  private:
   SoftHsmToken() {
-    module_path_ = FindModule();
+    module_path_ = medcard::test_support::SoftHsmModule();
     if (module_path_.empty() || std::system("command -v softhsm2-util >/dev/null 2>&1") != 0) {
       problem_ =
           "SoftHSM2 is not installed (no libsofthsm2.so or softhsm2-util): "
