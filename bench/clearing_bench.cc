@@ -18,7 +18,7 @@
 // MEDCARD_BENCH_CHECK=1 runs Host::CheckHost after clearing (default: at ≤ 100,000 purchases).
 // MEDCARD_BENCH_ENGINES=sqlite or postgresql runs one engine only.
 #include <benchmark/benchmark.h>
-
+#include <sqlite3.h>
 #include <time.h>
 
 #include <chrono>
@@ -211,6 +211,299 @@ void BM_ClearPurchasesSqlite(benchmark::State& state) {
 }
 BENCHMARK(BM_ClearPurchasesSqlite)->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
 
+// ---- The database floor -----------------------------------------------------------------------
+//
+// What SQLite alone needs to read and write the rows clearing touches per purchase, in the host's
+// real schema (the same migrations, pragmas and registered cards), with one prepared single-row
+// statement per row and no decisions, no TAC, no layers: the limit of the schema on this machine,
+// beside which the clearing figure is read. Two row sets, both with the batches of the clearing
+// run:
+//  - this_schema: what ClearPurchases writes today: the duplicate probe, the card's wallet, card
+//    state and account reads, the ledger's id probe, a transfer, its two posting legs, the card
+//    float's balance (the merchant's once per batch), the card state, the wallet, the purchase;
+//  - one_transfer_per_merchant_batch: the model docs/host.md "Not done yet" names: one transfer
+//    per merchant and batch, so per purchase one posting leg instead of a transfer and two legs.
+// The rows are only a measurement: nothing here is a valid ledger afterwards.
+class Sqlite {
+ public:
+  explicit Sqlite(const std::string& path) {
+    Require(sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE, nullptr) == SQLITE_OK,
+            "opening " + path);
+    // As store/sqlite_driver.cc sets them for the host's connection.
+    for (const char* pragma :
+         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+          "PRAGMA cache_size=-65536", "PRAGMA temp_store=MEMORY"}) {
+      Exec(pragma);
+    }
+  }
+  ~Sqlite() {
+    for (sqlite3_stmt* s : statements_) sqlite3_finalize(s);
+    sqlite3_close(db_);
+  }
+  Sqlite(const Sqlite&) = delete;
+  Sqlite& operator=(const Sqlite&) = delete;
+
+  void Exec(const char* sql) {
+    char* error = nullptr;
+    const int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &error);
+    const std::string message = error != nullptr ? error : "";
+    sqlite3_free(error);
+    Require(rc == SQLITE_OK, std::string(sql) + ": " + message);
+  }
+  sqlite3_stmt* Prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    Require(sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) == SQLITE_OK,
+            std::string(sql) + ": " + sqlite3_errmsg(db_));
+    statements_.push_back(s);
+    return s;
+  }
+  // Runs a bound statement; true when it produced a row (read with sqlite3_column_*, then Reset).
+  bool Step(sqlite3_stmt* s) {
+    const int rc = sqlite3_step(s);
+    Require(rc == SQLITE_ROW || rc == SQLITE_DONE, std::string("step: ") + sqlite3_errmsg(db_));
+    return rc == SQLITE_ROW;
+  }
+  void Run(sqlite3_stmt* s) {
+    Step(s);
+    Reset(s);
+  }
+  static void Reset(sqlite3_stmt* s) {
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+  }
+  std::int64_t LastRowId() const { return sqlite3_last_insert_rowid(db_); }
+
+ private:
+  sqlite3* db_ = nullptr;
+  std::vector<sqlite3_stmt*> statements_;
+};
+
+void BindText(sqlite3_stmt* s, int i, const std::string& text) {
+  sqlite3_bind_text(s, i, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+}
+
+void RunSqliteFloor(benchmark::State& state, bool one_transfer_per_batch) {
+  if (!EngineWanted("sqlite")) {
+    state.SkipWithError("not asked for (MEDCARD_BENCH_ENGINES)");
+    for (auto _ : state) {
+    }
+    return;
+  }
+  const Config& c = Settings();
+  const Population& p = Workload();
+  BenchDir dir("medcard-bench-floor");
+  const std::string path = (dir.path / "host.db").string();
+  {
+    // The same cards, accounts, card states and wallets the clearing run starts from.
+    auto key_store = TestKeyStore(dir.path / "keys");
+    HostDatabase db("sqlite:" + path, *key_store);
+    RegisterMerchantsAndTerminals(*db.host, p);
+    ImportCards(*db.host, 0, c.cards);
+    LoadCards(*db.connection, p, 0, c.cards);
+  }
+  Sqlite db(path);
+  std::vector<std::int64_t> merchant_account(p.merchants);
+  {
+    sqlite3_stmt* find =
+        db.Prepare("SELECT id FROM ledger_accounts WHERE kind = 'merchant' AND account_key = ?");
+    for (std::size_t m = 0; m < p.merchants; ++m) {
+      const std::string id = MerchantId(m);
+      BindText(find, 1, id);
+      Require(db.Step(find), "merchant account " + id);
+      merchant_account[m] = sqlite3_column_int64(find, 0);
+      Sqlite::Reset(find);
+    }
+  }
+  sqlite3_stmt* duplicate =
+      db.Prepare("SELECT 1 FROM host_purchases WHERE asn = ? AND offline_serial = ? AND type = ?");
+  sqlite3_stmt* wallet = db.Prepare(
+      "SELECT c.blacklisted_at, w.last_offline_serial, w.held_in_suspense, s.balance,"
+      " s.offline_serial, w.overdraw_limit, w.overdraw_used FROM host_cards c"
+      " JOIN host_card_wallets w ON w.asn = c.asn AND w.wallet = 'EP'"
+      " LEFT JOIN ledger_card_state s ON s.asn = c.asn AND s.wallet = w.wallet WHERE c.asn = ?");
+  sqlite3_stmt* account = db.Prepare(
+      "SELECT id, balance, debits_pending, credits_pending, shard FROM ledger_accounts"
+      " WHERE kind = 'card_float' AND account_key = ?");
+  sqlite3_stmt* transfer_probe = db.Prepare("SELECT 1 FROM ledger_transfers WHERE id = ?");
+  sqlite3_stmt* transfer = db.Prepare(
+      "INSERT INTO ledger_transfers (id, debit_account, credit_account, amount, pending,"
+      " debit_must_not_go_negative, state, cause_kind, cause_reference, cause_details, card_state,"
+      " shard, created_at) VALUES (?, ?, ?, ?, 0, 0, 'posted', 'purchase', ?, '{}', ?, ?, ?)");
+  sqlite3_stmt* leg = db.Prepare(
+      "INSERT INTO ledger_postings (transfer_seq, account_id, amount, balance_after, shard,"
+      " created_at) VALUES (?, ?, ?, ?, ?, ?)");
+  sqlite3_stmt* balance =
+      db.Prepare("UPDATE ledger_accounts SET balance = balance + ? WHERE id = ?");
+  sqlite3_stmt* card_state = db.Prepare(
+      "UPDATE ledger_card_state SET balance = ?, offline_serial = ?, updated_at = ?"
+      " WHERE account_id = ? AND COALESCE(? >= offline_serial, TRUE)");
+  sqlite3_stmt* wallet_update = db.Prepare(
+      "UPDATE host_card_wallets SET last_offline_serial = ?, held_in_suspense = ?,"
+      " overdraw_used = ? WHERE asn = ? AND wallet = 'EP'");
+  sqlite3_stmt* purchase = db.Prepare(
+      "INSERT INTO host_purchases (asn, offline_serial, type, amount, balance_before,"
+      " balance_after, terminal_number, terminal_serial, txn_time, tac, outcome, reason)"
+      " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'accepted', '')");
+
+  std::vector<std::string> asn_hex(p.asns.size()), terminal_hex(p.terminals.size());
+  for (std::size_t i = 0; i < p.asns.size(); ++i) asn_hex[i] = ToHex(p.asns[i]);
+  for (std::size_t i = 0; i < p.terminals.size(); ++i) terminal_hex[i] = ToHex(p.terminals[i]);
+  const std::int64_t now = 1'764'000'000'000'000;
+  std::chrono::steady_clock::duration elapsed{};
+  for (auto _ : state) {
+    for (std::size_t first = 0; first < p.purchases.size(); first += c.batch) {
+      const std::size_t last = std::min(p.purchases.size(), first + c.batch);
+      // Untimed: the texts a purchase's rows carry (clearing builds them too, but that is the
+      // host's work, not the database's).
+      struct Texts {
+        std::string account_key, reference, transfer_id, card_state, when, tac;
+      };
+      std::vector<Texts> texts(last - first);
+      for (std::size_t i = first; i < last; ++i) {
+        const SyntheticPurchase& s = p.purchases[i];
+        Texts& t = texts[i - first];
+        t.account_key = asn_hex[s.card] + "/EP";
+        t.reference = asn_hex[s.card] + "/" + std::to_string(s.offline_serial) + "/6";
+        t.transfer_id = "purchase/" + t.reference;
+        t.card_state = R"({"asn":")" + asn_hex[s.card] + R"(","balance":)" +
+                       std::to_string(s.balance_before - s.amount) + R"(,"offline_serial":)" +
+                       std::to_string(s.offline_serial) + R"(,"wallet":"EP"})";
+        const TimeOfDay time = TimeOf(s.second_of_day);
+        char when[32];
+        std::snprintf(when, sizeof when, "20261125%02d%02d%02d", time.hour, time.minute,
+                      time.second);
+        t.when = when;
+        t.tac = ToHex(ByteView(s.tac.data(), s.tac.size()));
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      db.Exec("BEGIN IMMEDIATE");
+      std::vector<std::int64_t> merchant_delta(p.merchants, 0);
+      std::vector<std::int64_t> batch_transfer(p.merchants, 0);
+      if (one_transfer_per_batch) {
+        for (std::size_t m = 0; m < p.merchants; ++m) {
+          const std::string id = "clearing/" + std::to_string(first) + "/" + MerchantId(m);
+          BindText(transfer, 1, id);
+          sqlite3_bind_int64(transfer, 2, merchant_account[m]);  // stands for the card legs
+          sqlite3_bind_int64(transfer, 3, merchant_account[(m + 1) % p.merchants]);
+          sqlite3_bind_int64(transfer, 4, 1);
+          BindText(transfer, 5, id);
+          sqlite3_bind_null(transfer, 6);
+          sqlite3_bind_int64(transfer, 7, static_cast<std::int64_t>(m));
+          sqlite3_bind_int64(transfer, 8, now);
+          db.Run(transfer);
+          batch_transfer[m] = db.LastRowId();
+        }
+      }
+      for (std::size_t i = first; i < last; ++i) {
+        const SyntheticPurchase& s = p.purchases[i];
+        const Texts& t = texts[i - first];
+        const std::string& asn = asn_hex[s.card];
+        const std::size_t merchant = s.terminal % p.merchants;
+        BindText(duplicate, 1, asn);
+        sqlite3_bind_int64(duplicate, 2, s.offline_serial);
+        sqlite3_bind_int64(duplicate, 3, kEpPurchase);
+        Require(!db.Step(duplicate), "a purchase uploaded twice");
+        Sqlite::Reset(duplicate);
+        BindText(wallet, 1, asn);
+        Require(db.Step(wallet), "card " + asn);
+        Sqlite::Reset(wallet);
+        BindText(account, 1, t.account_key);
+        Require(db.Step(account), "card float " + t.account_key);
+        const std::int64_t account_id = sqlite3_column_int64(account, 0);
+        const std::int64_t balance_after = sqlite3_column_int64(account, 1) - s.amount;
+        const std::int64_t shard = sqlite3_column_int64(account, 4);
+        Sqlite::Reset(account);
+        std::int64_t transfer_seq = batch_transfer[merchant];
+        if (!one_transfer_per_batch) {
+          BindText(transfer_probe, 1, t.transfer_id);
+          Require(!db.Step(transfer_probe), "a transfer posted twice");
+          Sqlite::Reset(transfer_probe);
+          BindText(transfer, 1, t.transfer_id);
+          sqlite3_bind_int64(transfer, 2, account_id);
+          sqlite3_bind_int64(transfer, 3, merchant_account[merchant]);
+          sqlite3_bind_int64(transfer, 4, s.amount);
+          BindText(transfer, 5, t.reference);
+          BindText(transfer, 6, t.card_state);
+          sqlite3_bind_int64(transfer, 7, shard);
+          sqlite3_bind_int64(transfer, 8, now);
+          db.Run(transfer);
+          transfer_seq = db.LastRowId();
+          sqlite3_bind_int64(leg, 1, transfer_seq);
+          sqlite3_bind_int64(leg, 2, merchant_account[merchant]);
+          sqlite3_bind_int64(leg, 3, s.amount);
+          sqlite3_bind_int64(leg, 4, 0);
+          sqlite3_bind_int64(leg, 5, static_cast<std::int64_t>(merchant));
+          sqlite3_bind_int64(leg, 6, now);
+          db.Run(leg);
+        }
+        sqlite3_bind_int64(leg, 1, transfer_seq);
+        sqlite3_bind_int64(leg, 2, account_id);
+        sqlite3_bind_int64(leg, 3, -static_cast<std::int64_t>(s.amount));
+        sqlite3_bind_int64(leg, 4, balance_after);
+        sqlite3_bind_int64(leg, 5, shard);
+        sqlite3_bind_int64(leg, 6, now);
+        db.Run(leg);
+        sqlite3_bind_int64(balance, 1, -static_cast<std::int64_t>(s.amount));
+        sqlite3_bind_int64(balance, 2, account_id);
+        db.Run(balance);
+        merchant_delta[merchant] += s.amount;
+        sqlite3_bind_int64(card_state, 1, balance_after);
+        sqlite3_bind_int64(card_state, 2, s.offline_serial);
+        sqlite3_bind_int64(card_state, 3, now);
+        sqlite3_bind_int64(card_state, 4, account_id);
+        sqlite3_bind_int64(card_state, 5, s.offline_serial);
+        db.Run(card_state);
+        sqlite3_bind_int64(wallet_update, 1, s.offline_serial);
+        sqlite3_bind_int64(wallet_update, 2, 0);
+        sqlite3_bind_int64(wallet_update, 3, 0);
+        BindText(wallet_update, 4, asn);
+        db.Run(wallet_update);
+        BindText(purchase, 1, asn);
+        sqlite3_bind_int64(purchase, 2, s.offline_serial);
+        sqlite3_bind_int64(purchase, 3, kEpPurchase);
+        sqlite3_bind_int64(purchase, 4, s.amount);
+        sqlite3_bind_int64(purchase, 5, s.balance_before);
+        sqlite3_bind_int64(purchase, 6, balance_after);
+        BindText(purchase, 7, terminal_hex[s.terminal]);
+        sqlite3_bind_int64(purchase, 8, s.terminal_serial);
+        BindText(purchase, 9, t.when);
+        BindText(purchase, 10, t.tac);
+        db.Run(purchase);
+      }
+      for (std::size_t m = 0; m < p.merchants; ++m) {
+        if (merchant_delta[m] == 0) continue;
+        sqlite3_bind_int64(balance, 1, merchant_delta[m]);
+        sqlite3_bind_int64(balance, 2, merchant_account[m]);
+        db.Run(balance);
+        if (one_transfer_per_batch) {
+          sqlite3_bind_int64(leg, 1, batch_transfer[m]);
+          sqlite3_bind_int64(leg, 2, merchant_account[m]);
+          sqlite3_bind_int64(leg, 3, merchant_delta[m]);
+          sqlite3_bind_int64(leg, 4, 0);
+          sqlite3_bind_int64(leg, 5, static_cast<std::int64_t>(m));
+          sqlite3_bind_int64(leg, 6, now);
+          db.Run(leg);
+        }
+      }
+      db.Exec("COMMIT");
+      elapsed += std::chrono::steady_clock::now() - t0;
+    }
+    state.SetIterationTime(Seconds(elapsed));
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(p.purchases.size()));
+}
+
+void BM_SqliteFloorThisSchema(benchmark::State& state) { RunSqliteFloor(state, false); }
+BENCHMARK(BM_SqliteFloorThisSchema)->Iterations(1)->UseManualTime()->Unit(benchmark::kSecond);
+
+void BM_SqliteFloorOneTransferPerMerchantBatch(benchmark::State& state) {
+  RunSqliteFloor(state, true);
+}
+BENCHMARK(BM_SqliteFloorOneTransferPerMerchantBatch)
+    ->Iterations(1)
+    ->UseManualTime()
+    ->Unit(benchmark::kSecond);
+
 // MEDCARD_BENCH_PG_URL, else a database on the throwaway test server; empty with *why.
 std::string PostgresUrl(std::string* why) {
   if (const char* url = std::getenv("MEDCARD_BENCH_PG_URL"); url != nullptr && *url != '\0') {
@@ -278,6 +571,11 @@ int main(int argc, char** argv) {
                       "BM_ClearPurchasesSqlite", "BM_TacVerifyKeyStore");
   reporter.PrintRatio("postgresql_clearing_per_s / keystore_tac_verify_per_s",
                       "BM_ClearPurchasesPostgres", "BM_TacVerifyKeyStore");
+  // How near clearing is to what SQLite alone needs for the rows it writes (1.0: no host cost).
+  reporter.PrintRatio("sqlite_clearing_per_s / sqlite_floor_this_schema_per_s",
+                      "BM_ClearPurchasesSqlite", "BM_SqliteFloorThisSchema");
+  reporter.PrintRatio("sqlite_floor_one_transfer_per_merchant_batch / sqlite_floor_this_schema",
+                      "BM_SqliteFloorOneTransferPerMerchantBatch", "BM_SqliteFloorThisSchema");
   reporter.PrintRatio("keystore_tac_verify_per_s / raw_crypto_tac_verify_per_s",
                       "BM_TacVerifyKeyStore", "BM_TacVerifyRawCrypto");
   return 0;
