@@ -659,130 +659,165 @@ HostResult<LoadAuthorisation> Host::AuthoriseLoad(const LoadRequest& request) {
   return answer;
 }
 
+namespace {
+
+// A load with, in the same row, its card's ED overdraw used and the ledger's card state of the
+// load's wallet: what completing it needs, read once.
+constexpr char kLoadWithCardSql[] =
+    "SELECT l.*, w.overdraw_used AS ed_overdraw_used, s.asn AS known_asn,"
+    " s.balance AS known_balance, s.online_serial AS known_online_serial"
+    " FROM host_loads l"
+    " LEFT JOIN host_card_wallets w ON w.asn = l.asn AND w.wallet = 'ED'"
+    " LEFT JOIN ledger_card_state s ON s.asn = l.asn"
+    "   AND s.wallet = CASE WHEN l.type = 1 THEN 'ED' ELSE 'EP' END"
+    " WHERE l.terminal_number = ? AND l.trace = ?";
+
+// ED overdraw (docs/host.md "ED overdraw"): a card repays the overdraw it used before it keeps
+// any of a load, so its new balance is old + amount − repaid; what the host knows it used.
+std::int64_t RepaidBy(const store::Row& load) {
+  if (LoadWallet(static_cast<std::uint8_t>(load.Int("type"))) != ledger::Wallet::kEd) return 0;
+  const auto used = load.OptionalInt("ed_overdraw_used");
+  return used ? std::min<std::int64_t>(load.Int("amount"), *used) : 0;
+}
+
+}  // namespace
+
+HostResult<store::Row> Host::ReadLoad(const std::string& terminal, std::uint32_t trace) {
+  auto load = connection_.Query(kLoadWithCardSql, {terminal, static_cast<std::int64_t>(trace)});
+  if (!load.ok()) return FromError(load.error());
+  if (load->empty()) {
+    return Fail(ResponseCode::kUnableToLocateRecord, "no load " + LoadId(terminal, trace));
+  }
+  return std::move((*load)[0]);
+}
+
 HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace, ByteView tac) {
   const std::string terminal = ToHex(terminal_number);
   return InTransaction([&]() -> HostResult<Done> {
-    // The load with, in the same statement, its card's ED overdraw used and the ledger's card
-    // state of the load's wallet (what ConfirmLoad needs of them, read once).
-    auto load = connection_.Query(
-        "SELECT l.*, w.overdraw_used AS ed_overdraw_used, s.asn AS known_asn,"
-        " s.balance AS known_balance, s.online_serial AS known_online_serial"
-        " FROM host_loads l"
-        " LEFT JOIN host_card_wallets w ON w.asn = l.asn AND w.wallet = 'ED'"
-        " LEFT JOIN ledger_card_state s ON s.asn = l.asn"
-        "   AND s.wallet = CASE WHEN l.type = 1 THEN 'ED' ELSE 'EP' END"
-        " WHERE l.terminal_number = ? AND l.trace = ?",
-        {terminal, static_cast<std::int64_t>(trace)});
-    if (!load.ok()) return FromError(load.error());
-    if (load->empty()) {
-      return Fail(ResponseCode::kUnableToLocateRecord, "no load " + LoadId(terminal, trace));
-    }
-    const store::Row& row = (*load)[0];
-    const std::string load_state = row.Text("state");
+    auto load = ReadLoad(terminal, trace);
+    if (!load.ok()) return load.error();
+    const std::string load_state = load->Text("state");
     if (load_state == "completed") return Done{};  // a replay
     const bool reversed = load_state == "reversed";
     if (load_state != "pending" && !reversed) {
       return Fail(ResponseCode::kInvalidTransaction, "the load was " + load_state);
     }
-    const keys::LoadAuthorisationRequest request = KeyRequestFromRow(row);
-    const std::string asn = row.Text("asn");
-    const ledger::Wallet wallet = *LoadWallet(request.type);
-    // ED overdraw (docs/host.md "ED overdraw"): the card repays the overdraw it used first, and
-    // its TAC covers the balance after that.
-    std::int64_t repaid = 0;
-    if (wallet == ledger::Wallet::kEd && !reversed) {
-      if (auto used = row.OptionalInt("ed_overdraw_used")) {
-        repaid = std::min<std::int64_t>(request.amount, *used);
+    // Earlier loads of the card still pending are decided by this one's online serial first (as
+    // reconciliation would): the card state this load is measured against must include them.
+    auto earlier = connection_.Query(
+        "SELECT terminal_number, trace FROM host_loads WHERE asn = ? AND type = ?"
+        " AND online_serial <= ? AND state = 'pending' AND NOT (terminal_number = ? AND trace = ?)"
+        " ORDER BY online_serial, created_at_us",
+        {load->Text("asn"), load->Int("type"), load->Int("online_serial"), terminal,
+         static_cast<std::int64_t>(trace)});
+    if (!earlier.ok()) return FromError(earlier.error());
+    if (!earlier->empty()) {
+      for (const store::Row& other : *earlier) {
+        auto decided = DecidePendingLoad(other.Text(0), static_cast<std::uint32_t>(other.Int(1)));
+        if (!decided.ok()) return decided.error();
       }
+      load = ReadLoad(terminal, trace);
+      if (!load.ok()) return load.error();
     }
-    Status verified =
-        keys::VerifyLoadTac(key_store_, request, tac, static_cast<std::uint32_t>(repaid));
+    const std::int64_t repaid = RepaidBy(*load);
+    Status verified = keys::VerifyLoadTac(key_store_, KeyRequestFromRow(*load), tac,
+                                          static_cast<std::uint32_t>(repaid));
     if (!verified.ok()) {
       // The load stays pending (reconciliation decides it from the card's later transactions)
       // or reversed.
       return Fail(ResponseCode::kMacError, "load TAC invalid: " + verified.error().message);
     }
-    // Purchases in transit: the card's balance before the load (INITIALIZE FOR LOAD) is below what
-    // the host last knew, because purchases made since have not been uploaded yet. Their money
-    // leaves the card float for suspense now, so that the float stays the card's balance; their
-    // upload pays it from there to the merchant (ClearPurchases: "in transit"). Only when the
-    // known state is not from a later load of the card (a late confirmation).
-    const bool known = !row.IsNull("known_asn");
-    const std::int64_t known_balance = known ? row.Int("known_balance") : 0;
-    const std::optional<std::int64_t> known_online_serial = row.OptionalInt("known_online_serial");
-    const std::int64_t in_transit = known_balance - static_cast<std::int64_t>(request.old_balance);
-    const bool known_is_older =
-        known && (!known_online_serial || *known_online_serial <= request.online_serial);
-    if (known_is_older && in_transit > 0) {
-      const std::string transit_id = "transit/" + LoadId(terminal, trace);
-      auto held =
-          ledger_.Post({.id = transit_id,
-                        .debit = ledger::AccountId::CardFloat(asn, wallet),
-                        .credit = ledger::AccountId::Suspense(),
-                        .amount = in_transit,
-                        .cause = {ledger::cause::kSuspense, transit_id},
-                        .card_state = ledger::CardState{.asn = asn,
-                                                        .wallet = wallet,
-                                                        .balance = request.old_balance,
-                                                        .online_serial = request.online_serial}});
-      if (!held.ok()) return FromError(held.error());
-      auto counted = connection_.Execute(
-          "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense + ?"
-          " WHERE asn = ? AND wallet = ?",
-          {in_transit, asn, std::string(ledger::WalletName(wallet))});
-      if (!counted.ok()) return FromError(counted.error());
-    }
-    const ledger::CardState state{
-        .asn = asn,
-        .wallet = wallet,
-        .balance = static_cast<std::int64_t>(request.old_balance) + request.amount - repaid,
-        .online_serial = static_cast<std::int64_t>(request.online_serial) + 1};
-    if (!reversed) {
-      auto completed = ledger_.Complete(LoadId(terminal, trace), state);
-      if (!completed.ok()) return FromError(completed.error());
-      if (repaid > 0) {
-        // The repaid part leaves the card float for the cardholder's overdraft.
-        const std::string id = "repay/" + LoadId(terminal, trace);
-        auto posted = ledger_.Post({.id = id,
-                                    .debit = ledger::AccountId::CardFloat(asn, wallet),
-                                    .credit = ledger::AccountId::Overdraft(asn),
-                                    .amount = repaid,
-                                    .cause = {ledger::cause::kOverdraft, id}});
-        if (!posted.ok()) return FromError(posted.error());
-        auto lowered = connection_.Execute(
-            "UPDATE host_card_wallets SET overdraw_used = overdraw_used - ? WHERE asn = ? AND"
-            " wallet = 'ED'",
-            {repaid, asn});
-        if (!lowered.ok()) return FromError(lowered.error());
-      }
-    } else {
-      // 7.7: the reservation was voided, yet the card proves it was credited: the card has the
-      // money. A new transfer completes it, whatever the medical account holds now (it may go
-      // below 0: the card's money is a fact), and a reviewer looks at why the host reversed it.
-      auto card = connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {asn});
-      if (!card.ok()) return FromError(card.error());
-      if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
-      const std::string id = LoadAfterReversalId(terminal, trace);
-      auto posted = ledger_.Post({.id = id,
-                                  .debit = ledger::AccountId::Medical((*card)[0].Text(0)),
-                                  .credit = ledger::AccountId::CardFloat(asn, wallet),
-                                  .amount = request.amount,
-                                  .cause = {ledger::cause::kLoad, id},
-                                  .card_state = state});
-      if (!posted.ok()) return FromError(posted.error());
-      auto queued = connection_.Execute(
-          "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us,"
-          " money_held) VALUES (?, ?, ?, ?, ?, ?, 0)",
-          {asn, static_cast<std::int64_t>(request.online_serial), request.type, request.amount,
-           std::string(kReasonLoadAfterReversal), Now()});
-      if (!queued.ok()) return FromError(queued.error());
-    }
-    auto updated = connection_.Execute(
-        "UPDATE host_loads SET state = 'completed' WHERE terminal_number = ? AND trace = ?",
-        {terminal, static_cast<std::int64_t>(trace)});
-    if (!updated.ok()) return FromError(updated.error());
-    return Done{};
+    return CompleteCreditedLoad(*load, repaid);
   });
+}
+
+HostResult<Done> Host::CompleteCreditedLoad(const store::Row& load, std::int64_t repaid) {
+  const std::string terminal = load.Text("terminal_number");
+  const auto trace = static_cast<std::uint32_t>(load.Int("trace"));
+  const bool reversed = load.Text("state") == "reversed";
+  const keys::LoadAuthorisationRequest request = KeyRequestFromRow(load);
+  const std::string asn = load.Text("asn");
+  const ledger::Wallet wallet = *LoadWallet(request.type);
+  // Purchases in transit: the card's balance before the load (INITIALIZE FOR LOAD) is below what
+  // the host last knew, because purchases made since have not been uploaded yet. Their money
+  // leaves the card float for suspense now, so that the float stays the card's balance; their
+  // upload pays it from there to the merchant (ClearPurchases: "in transit"). Only when the
+  // known state is not from a later load of the card (a late confirmation).
+  const bool known = !load.IsNull("known_asn");
+  const std::int64_t known_balance = known ? load.Int("known_balance") : 0;
+  const std::optional<std::int64_t> known_online_serial = load.OptionalInt("known_online_serial");
+  const std::int64_t in_transit = known_balance - static_cast<std::int64_t>(request.old_balance);
+  const bool known_is_older =
+      known && (!known_online_serial || *known_online_serial <= request.online_serial);
+  if (known_is_older && in_transit > 0) {
+    const std::string transit_id = "transit/" + LoadId(terminal, trace);
+    auto held =
+        ledger_.Post({.id = transit_id,
+                      .debit = ledger::AccountId::CardFloat(asn, wallet),
+                      .credit = ledger::AccountId::Suspense(),
+                      .amount = in_transit,
+                      .cause = {ledger::cause::kSuspense, transit_id},
+                      .card_state = ledger::CardState{.asn = asn,
+                                                      .wallet = wallet,
+                                                      .balance = request.old_balance,
+                                                      .online_serial = request.online_serial}});
+    if (!held.ok()) return FromError(held.error());
+    auto counted = connection_.Execute(
+        "UPDATE host_card_wallets SET held_in_suspense = held_in_suspense + ?"
+        " WHERE asn = ? AND wallet = ?",
+        {in_transit, asn, std::string(ledger::WalletName(wallet))});
+    if (!counted.ok()) return FromError(counted.error());
+  }
+  const ledger::CardState state{
+      .asn = asn,
+      .wallet = wallet,
+      .balance = static_cast<std::int64_t>(request.old_balance) + request.amount - repaid,
+      .online_serial = static_cast<std::int64_t>(request.online_serial) + 1};
+  if (!reversed) {
+    auto completed = ledger_.Complete(LoadId(terminal, trace), state);
+    if (!completed.ok()) return FromError(completed.error());
+  } else {
+    // 7.7: the reservation was voided, yet the card proves it was credited: the card has the
+    // money. A new transfer completes it, whatever the medical account holds now (it may go
+    // below 0: the card's money is a fact), and a reviewer looks at why the host reversed it.
+    auto card = connection_.Query("SELECT person_id FROM host_cards WHERE asn = ?", {asn});
+    if (!card.ok()) return FromError(card.error());
+    if (card->empty()) return Fail(ResponseCode::kInvalidCard, "card " + asn + " unknown");
+    const std::string id = LoadAfterReversalId(terminal, trace);
+    auto posted = ledger_.Post({.id = id,
+                                .debit = ledger::AccountId::Medical((*card)[0].Text(0)),
+                                .credit = ledger::AccountId::CardFloat(asn, wallet),
+                                .amount = request.amount,
+                                .cause = {ledger::cause::kLoad, id},
+                                .card_state = state});
+    if (!posted.ok()) return FromError(posted.error());
+    auto queued = connection_.Execute(
+        "INSERT INTO host_suspense (asn, offline_serial, type, amount, reason, created_at_us,"
+        " money_held) VALUES (?, ?, ?, ?, ?, ?, 0)",
+        {asn, static_cast<std::int64_t>(request.online_serial), request.type, request.amount,
+         std::string(kReasonLoadAfterReversal), Now()});
+    if (!queued.ok()) return FromError(queued.error());
+  }
+  if (repaid > 0) {
+    // The repaid part leaves the card float for the cardholder's overdraft.
+    const std::string id = "repay/" + LoadId(terminal, trace);
+    auto posted = ledger_.Post({.id = id,
+                                .debit = ledger::AccountId::CardFloat(asn, wallet),
+                                .credit = ledger::AccountId::Overdraft(asn),
+                                .amount = repaid,
+                                .cause = {ledger::cause::kOverdraft, id}});
+    if (!posted.ok()) return FromError(posted.error());
+    auto lowered = connection_.Execute(
+        "UPDATE host_card_wallets SET overdraw_used = overdraw_used - ? WHERE asn = ? AND"
+        " wallet = 'ED'",
+        {repaid, asn});
+    if (!lowered.ok()) return FromError(lowered.error());
+  }
+  auto updated = connection_.Execute(
+      "UPDATE host_loads SET state = 'completed' WHERE terminal_number = ? AND trace = ?",
+      {terminal, static_cast<std::int64_t>(trace)});
+  if (!updated.ok()) return FromError(updated.error());
+  return Done{};
 }
 
 HostResult<Done> Host::ReverseLoad(ByteView terminal_number, std::uint32_t trace) {
@@ -810,49 +845,54 @@ HostResult<Done> Host::ReverseLoad(ByteView terminal_number, std::uint32_t trace
   });
 }
 
+HostResult<std::string> Host::DecidePendingLoad(const std::string& terminal, std::uint32_t trace) {
+  auto load = ReadLoad(terminal, trace);
+  if (!load.ok()) return load.error();
+  if (load->Text("state") != "pending") return load->Text("state");
+  // The card's online serial counts its completed loads (pboc-ed-ep.md): a later INITIALIZE FOR
+  // LOAD reporting a higher serial proves this credit happened, the same serial proves it did
+  // not. Only a request made after this one says so: an earlier one with the same serial says
+  // nothing about this one (it was the one not credited).
+  const std::int64_t serial = load->Int("online_serial");
+  auto later = connection_.Query(
+      "SELECT MAX(online_serial) FROM host_loads WHERE asn = ? AND type = ?"
+      " AND NOT (terminal_number = ? AND trace = ?)"
+      " AND (online_serial > ? OR (online_serial = ? AND created_at_us > ?))",
+      {load->Text("asn"), load->Int("type"), terminal, static_cast<std::int64_t>(trace), serial,
+       serial, load->Int("created_at_us")});
+  if (!later.ok()) return FromError(later.error());
+  if ((*later)[0].IsNull(0)) return std::string("pending");
+  if ((*later)[0].Int(0) > serial) {
+    // Completed as a confirmation would: the purchases in transit held, the overdraw repaid.
+    auto completed = CompleteCreditedLoad(*load, RepaidBy(*load));
+    if (!completed.ok()) return completed.error();
+    return std::string("completed");
+  }
+  auto voided = ledger_.Void(LoadId(terminal, trace));
+  if (!voided.ok()) return FromError(voided.error());
+  auto updated = connection_.Execute(
+      "UPDATE host_loads SET state = 'reversed' WHERE terminal_number = ? AND trace = ?",
+      {terminal, static_cast<std::int64_t>(trace)});
+  if (!updated.ok()) return FromError(updated.error());
+  return std::string("reversed");
+}
+
 HostResult<std::vector<LoadReconciliation>> Host::ReconcileLoads(std::int64_t created_before_us) {
   std::vector<LoadReconciliation> decisions;
   auto done = InTransaction([&]() -> HostResult<Done> {
     decisions.clear();
     auto pending = connection_.Query(
-        "SELECT * FROM host_loads WHERE state = 'pending' AND created_at_us < ?"
-        " ORDER BY created_at_us, terminal_number, trace",
+        "SELECT terminal_number, trace FROM host_loads WHERE state = 'pending'"
+        " AND created_at_us < ? ORDER BY created_at_us, terminal_number, trace",
         {created_before_us});
     if (!pending.ok()) return FromError(pending.error());
     for (const store::Row& row : *pending) {
-      LoadReconciliation decision{row.Text("terminal_number"),
-                                  static_cast<std::uint32_t>(row.Int("trace")), "pending"};
-      // The card's online serial counts its completed loads (pboc-ed-ep.md): a later INITIALIZE
-      // FOR LOAD reporting a higher serial proves this credit happened, the same serial proves
-      // it did not.
-      auto later = connection_.Query(
-          "SELECT MAX(online_serial) FROM host_loads WHERE asn = ? AND type = ?"
-          " AND online_serial >= ? AND NOT (terminal_number = ? AND trace = ?)",
-          {row.Text("asn"), row.Int("type"), row.Int("online_serial"), row.Text("terminal_number"),
-           row.Int("trace")});
-      if (!later.ok()) return FromError(later.error());
-      const std::string id = LoadId(decision.terminal_number, decision.trace);
-      if (!(*later)[0].IsNull(0) && (*later)[0].Int(0) > row.Int("online_serial")) {
-        const keys::LoadAuthorisationRequest request = KeyRequestFromRow(row);
-        auto completed = ledger_.Complete(
-            id, ledger::CardState{
-                    .asn = row.Text("asn"),
-                    .wallet = *LoadWallet(request.type),
-                    .balance = static_cast<std::int64_t>(request.old_balance) + request.amount,
-                    .online_serial = static_cast<std::int64_t>(request.online_serial) + 1});
-        if (!completed.ok()) return FromError(completed.error());
-        decision.state = "completed";
-      } else if (!(*later)[0].IsNull(0)) {
-        auto voided = ledger_.Void(id);
-        if (!voided.ok()) return FromError(voided.error());
-        decision.state = "reversed";
-      }
-      if (decision.state != "pending") {
-        auto updated = connection_.Execute(
-            "UPDATE host_loads SET state = ? WHERE terminal_number = ? AND trace = ?",
-            {decision.state, decision.terminal_number, static_cast<std::int64_t>(decision.trace)});
-        if (!updated.ok()) return FromError(updated.error());
-      }
+      // One at a time, each read afresh: deciding one changes the card state the next of the
+      // same card is measured against.
+      LoadReconciliation decision{row.Text(0), static_cast<std::uint32_t>(row.Int(1)), ""};
+      auto state = DecidePendingLoad(decision.terminal_number, decision.trace);
+      if (!state.ok()) return state.error();
+      decision.state = *state;
       decisions.push_back(decision);
     }
     return Done{};

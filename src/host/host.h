@@ -317,6 +317,14 @@ class Host {
   HostResult<Bytes> SettleOrRecord(ByteView terminal_number, const Date& day, ByteView challenge,
                                    ByteView totals_answer, bool exception);
   HostResult<store::Done> InTransaction(const std::function<HostResult<store::Done>()>& body);
+  // Loads (inside the caller's transaction). A load row with its card's context.
+  HostResult<store::Row> ReadLoad(const std::string& terminal, std::uint32_t trace);
+  // A load the card proves credited (its TAC, or its later online serial), pending or reversed:
+  // completed with the card's new state, the purchases in transit held, the overdraw repaid.
+  HostResult<store::Done> CompleteCreditedLoad(const store::Row& load, std::int64_t repaid);
+  // A pending load decided by the card's later load requests: "completed", "reversed", or
+  // "pending" when there is none yet (docs/host.md "Online loads and their reconciliation").
+  HostResult<std::string> DecidePendingLoad(const std::string& terminal, std::uint32_t trace);
   // One host_blacklist entry (inside the caller's transaction); its number, never given before.
   HostResult<std::int64_t> InsertBlacklistEntry(const std::string& asn, const std::string& action,
                                                 const std::string& effective_at);

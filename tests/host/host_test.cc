@@ -787,14 +787,14 @@ TEST_P(HostTest, ReconciliationCompletesAnUnconfirmedLoadTheCardsNextLoadProvesC
   authoriser_->confirm = false;
   ASSERT_TRUE(Load(2000).ok());  // credited on the card, confirmation lost
   const std::uint32_t unconfirmed = authoriser_->trace;
-  authoriser_->confirm = true;
-  ASSERT_TRUE(Load(1000).ok());
+  ASSERT_TRUE(Load(1000).ok());  // credited too, its confirmation lost as well
   auto decisions = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
   ASSERT_TRUE(decisions.ok()) << decisions.error().message;
-  ASSERT_EQ(decisions->size(), 1u);
+  ASSERT_EQ(decisions->size(), 2u);
   EXPECT_EQ((*decisions)[0].trace, unconfirmed);
   EXPECT_EQ((*decisions)[0].state, "completed");
-  EXPECT_EQ(Balance().card_ed, 3000);
+  EXPECT_EQ((*decisions)[1].state, "pending") << "nothing proves the last one yet";
+  EXPECT_EQ(Balance().card_ed, 2000);
   EXPECT_EQ(Balance().medical_account, 97000);
   ExpectHostClean();
 }
@@ -809,15 +809,73 @@ TEST_P(HostTest, ReconciliationReversesALoadTheCardsNextLoadProvesNotCredited) {
   ASSERT_TRUE(waiting.ok());
   ASSERT_EQ(waiting->size(), 1u);
   EXPECT_EQ((*waiting)[0].state, "pending");
+  authoriser_->confirm = false;
   ASSERT_TRUE(Load(1000).ok());
   auto decisions = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
   ASSERT_TRUE(decisions.ok()) << decisions.error().message;
-  ASSERT_EQ(decisions->size(), 1u);
+  ASSERT_EQ(decisions->size(), 2u);
   EXPECT_EQ((*decisions)[0].state, "reversed");
-  EXPECT_EQ(Balance().card_ed, 1000);
-  EXPECT_EQ(Balance().medical_account, 99000);
+  EXPECT_EQ((*decisions)[1].state, "pending");
+  EXPECT_EQ(Balance().card_ed, 0);
+  EXPECT_EQ(Balance().medical_account, 99000) << "the second load's 1000 is still held";
   ExpectHostClean();
 }
+
+// The card's next load proves what became of an earlier one: its confirmation decides it first,
+// as reconciliation would, so its own card state is measured against the right one.
+TEST_P(HostTest, TheCardsNextConfirmedLoadDecidesItsEarlierPendingLoads) {
+  authoriser_->confirm = false;
+  ASSERT_TRUE(Load(2000).ok());  // credited on the card, confirmation lost
+  authoriser_->lose_mac2 = true;
+  authoriser_->confirm = true;
+  ASSERT_FALSE(Load(500).ok());  // reserved, never credited
+  authoriser_->lose_mac2 = false;
+  ASSERT_TRUE(Load(1000).ok());
+  EXPECT_EQ(Balance().card_ed, 3000);
+  EXPECT_EQ(Balance().medical_account, 97000);
+  auto decisions = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(decisions.ok()) << decisions.error().message;
+  EXPECT_TRUE(decisions->empty()) << "nothing left pending";
+  ExpectHostClean();
+}
+
+// A purchase made before a load whose confirmation was lost, uploaded after the card's next
+// load: the lost load's completion holds the purchase's money in transit (as its confirmation
+// would have), whether the next load's confirmation or reconciliation completes it, and the
+// upload is paid from there.
+class HostTransitTest : public HostTest {
+ protected:
+  void PurchaseInTransitThenLoads(bool next_confirmed) {
+    ASSERT_TRUE(Load(5000).ok());
+    const auto in_transit = Purchase(700);  // uploaded only at day end
+    authoriser_->confirm = false;
+    ASSERT_TRUE(Load(2000).ok());  // credited, confirmation lost: the card has 6300
+    authoriser_->confirm = next_confirmed;
+    ASSERT_TRUE(Load(1000).ok());  // the card has 7300
+    auto decisions = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+    ASSERT_TRUE(decisions.ok()) << decisions.error().message;
+    EXPECT_EQ(decisions->size(), next_confirmed ? 0u : 2u);
+    EXPECT_EQ(Balance().card_ed, next_confirmed ? 7300 : 6300) << "the last load pending or not";
+    EXPECT_EQ(SuspenseBalance(), 700);
+    ExpectHostClean();
+    EXPECT_THAT(Clear({Upload(in_transit)}), ElementsAre(ClearingOutcome::kAccepted));
+    EXPECT_EQ(MerchantBalance(), 700);
+    EXPECT_EQ(SuspenseBalance(), 0);
+    EXPECT_TRUE(ReviewReasons().empty());
+    ExpectHostClean();
+  }
+};
+
+TEST_P(HostTransitTest, TheNextConfirmationCompletesALostLoadWithThePurchasesInTransitHeld) {
+  PurchaseInTransitThenLoads(/*next_confirmed=*/true);
+}
+
+TEST_P(HostTransitTest, ReconciliationCompletesALostLoadWithThePurchasesInTransitHeld) {
+  PurchaseInTransitThenLoads(/*next_confirmed=*/false);
+}
+
+INSTANTIATE_TEST_SUITE_P(Engines, HostTransitTest, test_support::AllEngines(),
+                         test_support::EngineTestName);
 
 TEST_P(HostTest, TheIssuanceLogsIssuedCardsAreImportedOnceAndTornLinesSkipped) {
   const std::string log =
@@ -1009,6 +1067,57 @@ TEST_P(HostOverdrawTest, BeyondTheLimitTheHostKnowsOrOutOfChainItWaitsForReviewA
   EXPECT_EQ(host_->SetOverdrawLimit(asn_, -1).error().code, ResponseCode::kInvalidAmount);
   EXPECT_EQ(host_->SetOverdrawLimit(HexToBytes("11000000000000000999"), 100).error().code,
             ResponseCode::kInvalidCard);
+}
+
+// A load the card repaid overdraw from, completed without its confirmation: by the card's next
+// confirmed load (then that load's TAC repays nothing more), by reconciliation, or by a
+// confirmation after the host reversed it (7.7) — each as the card did it.
+TEST_P(HostOverdrawTest, ALoadCompletedWithoutItsConfirmationRepaysTheOverdrawAsTheCardDid) {
+  SetOverdrawLimit(5000);
+  ASSERT_TRUE(Load(3000).ok());
+  EXPECT_THAT(Clear({Upload(Purchase(4000))}), ElementsAre(ClearingOutcome::kAccepted));
+  ASSERT_EQ(Owed(), 1000);
+  authoriser_->confirm = false;
+  ASSERT_TRUE(Load(5000).ok());  // the card repays 1000 first: 4000
+  authoriser_->confirm = true;
+  auto next = Load(100);  // its TAC covers 4100: the overdraw was repaid by the load before
+  ASSERT_TRUE(next.ok()) << next.error().message;
+  EXPECT_EQ(*terminal::GetBalance(*cardholder_.reader, terminal::Wallet::kEd), 4100u);
+  EXPECT_EQ(Balance().card_ed, 4100);
+  EXPECT_EQ(Owed(), 0);
+  ExpectHostClean();
+
+  // Overdrawn again, then a load whose confirmation is lost, decided by reconciliation.
+  EXPECT_THAT(Clear({Upload(Purchase(4600, {12, 0, 0}))}), ElementsAre(ClearingOutcome::kAccepted));
+  ASSERT_EQ(Owed(), 500);
+  authoriser_->confirm = false;
+  ASSERT_TRUE(Load(2000).ok());  // repays 500: 1500
+  ASSERT_TRUE(Load(100).ok());   // proves the one before; its own confirmation is lost too
+  auto decisions = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(decisions.ok()) << decisions.error().message;
+  ASSERT_EQ(decisions->size(), 2u);
+  EXPECT_EQ((*decisions)[0].state, "completed");
+  EXPECT_EQ(Balance().card_ed, 1500);
+  EXPECT_EQ(Owed(), 0);
+  ExpectHostClean();
+
+  // Overdrawn again; the host reverses the next load, then its confirmation arrives (7.7).
+  const std::uint32_t pending_trace = authoriser_->trace;
+  ASSERT_TRUE(host_->ReverseLoad(terminal_number_, pending_trace).ok());  // the 100 above
+  const auto tac_of_reversed = authoriser_->last_tac;
+  ASSERT_TRUE(host_->ConfirmLoad(terminal_number_, pending_trace, tac_of_reversed).ok());
+  EXPECT_EQ(Balance().card_ed, 1600);
+  EXPECT_THAT(Clear({Upload(Purchase(2600, {13, 0, 0}))}), ElementsAre(ClearingOutcome::kAccepted));
+  ASSERT_EQ(Owed(), 1000);
+  ASSERT_TRUE(Load(3000).ok());  // repays 1000: 2000; the host learns of it only late
+  const std::uint32_t late = authoriser_->trace;
+  ASSERT_TRUE(host_->ReverseLoad(terminal_number_, late).ok());
+  auto confirmed = host_->ConfirmLoad(terminal_number_, late, authoriser_->last_tac);
+  ASSERT_TRUE(confirmed.ok()) << confirmed.error().message;
+  EXPECT_EQ(Balance().card_ed, 2000);
+  EXPECT_EQ(Owed(), 0);
+  EXPECT_THAT(ReviewReasons(), ElementsAre(kReasonLoadAfterReversal, kReasonLoadAfterReversal));
+  ExpectHostClean();
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, HostOverdrawTest, test_support::AllEngines(),
