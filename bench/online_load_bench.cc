@@ -290,6 +290,10 @@ void RunLoads(benchmark::State& state, const std::string& url, int terminals) {
         handler_wall_us > 0 ? loads * 1e6 / handler_wall_us : 0;
     // Everything of this process per load: host, 100 simulated terminals and their cards.
     state.counters["process_cpu_us_per_load"] = cpu * 1e6 / loads;
+    // The most this process could do on this machine's cores at that CPU cost, with no waiting
+    // at all: where the loads/s above cannot go, whatever the host's own share.
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    state.counters["cpu_bound_loads_per_s"] = cpu > 0 ? loads * cores / cpu : 0;
   }
 }
 

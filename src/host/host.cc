@@ -704,6 +704,13 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
     }
     // Earlier loads of the card still pending are decided by this one's online serial first (as
     // reconciliation would): the card state this load is measured against must include them.
+    // Only when that state is behind this load's serial (a load was credited and not completed);
+    // when it is at it, a pending earlier load can only be one the card was not credited by,
+    // which reconciliation releases.
+    const auto known_serial = load->OptionalInt("known_online_serial");
+    if (known_serial && *known_serial >= load->Int("online_serial")) {
+      return ConfirmCreditedLoad(*load, tac);
+    }
     auto earlier = connection_.Query(
         "SELECT terminal_number, trace FROM host_loads WHERE asn = ? AND type = ?"
         " AND online_serial <= ? AND state = 'pending' AND NOT (terminal_number = ? AND trace = ?)"
@@ -719,16 +726,20 @@ HostResult<Done> Host::ConfirmLoad(ByteView terminal_number, std::uint32_t trace
       load = ReadLoad(terminal, trace);
       if (!load.ok()) return load.error();
     }
-    const std::int64_t repaid = RepaidBy(*load);
-    Status verified = keys::VerifyLoadTac(key_store_, KeyRequestFromRow(*load), tac,
-                                          static_cast<std::uint32_t>(repaid));
-    if (!verified.ok()) {
-      // The load stays pending (reconciliation decides it from the card's later transactions)
-      // or reversed.
-      return Fail(ResponseCode::kMacError, "load TAC invalid: " + verified.error().message);
-    }
-    return CompleteCreditedLoad(*load, repaid);
+    return ConfirmCreditedLoad(*load, tac);
   });
+}
+
+HostResult<Done> Host::ConfirmCreditedLoad(const store::Row& load, ByteView tac) {
+  const std::int64_t repaid = RepaidBy(load);
+  Status verified = keys::VerifyLoadTac(key_store_, KeyRequestFromRow(load), tac,
+                                        static_cast<std::uint32_t>(repaid));
+  if (!verified.ok()) {
+    // The load stays pending (reconciliation decides it from the card's later transactions) or
+    // reversed.
+    return Fail(ResponseCode::kMacError, "load TAC invalid: " + verified.error().message);
+  }
+  return CompleteCreditedLoad(load, repaid);
 }
 
 HostResult<Done> Host::CompleteCreditedLoad(const store::Row& load, std::int64_t repaid) {
@@ -849,32 +860,40 @@ HostResult<std::string> Host::DecidePendingLoad(const std::string& terminal, std
   auto load = ReadLoad(terminal, trace);
   if (!load.ok()) return load.error();
   if (load->Text("state") != "pending") return load->Text("state");
-  // The card's online serial counts its completed loads (pboc-ed-ep.md): a later INITIALIZE FOR
-  // LOAD reporting a higher serial proves this credit happened, the same serial proves it did
-  // not. Only a request made after this one says so: an earlier one with the same serial says
-  // nothing about this one (it was the one not credited).
+  // The card's online serial counts its completed loads (pboc-ed-ep.md). Made with serial S, this
+  // load was credited if the card later reported a higher serial: a completed later load left
+  // the card state at S + 2 or more, a pending one says so itself. It was not credited if another
+  // load was credited at S (the card state at S + 1) or asked later with S again. A load reversed
+  // since is no evidence either way: the load waits for the card's next one.
   const std::int64_t serial = load->Int("online_serial");
-  auto later = connection_.Query(
-      "SELECT MAX(online_serial) FROM host_loads WHERE asn = ? AND type = ?"
-      " AND NOT (terminal_number = ? AND trace = ?)"
-      " AND (online_serial > ? OR (online_serial = ? AND created_at_us > ?))",
-      {load->Text("asn"), load->Int("type"), terminal, static_cast<std::int64_t>(trace), serial,
-       serial, load->Int("created_at_us")});
-  if (!later.ok()) return FromError(later.error());
-  if ((*later)[0].IsNull(0)) return std::string("pending");
-  if ((*later)[0].Int(0) > serial) {
+  const std::optional<std::int64_t> known = load->OptionalInt("known_online_serial");
+  auto others = connection_.Query(
+      "SELECT MAX(online_serial) AS highest,"
+      " MAX(CASE WHEN online_serial = ? AND created_at_us > ? THEN 1 ELSE 0 END) AS again"
+      " FROM host_loads WHERE asn = ? AND type = ? AND state = 'pending' AND online_serial >= ?"
+      " AND NOT (terminal_number = ? AND trace = ?)",
+      {serial, load->Int("created_at_us"), load->Text("asn"), load->Int("type"), serial, terminal,
+       static_cast<std::int64_t>(trace)});
+  if (!others.ok()) return FromError(others.error());
+  const store::Row& pending = (*others)[0];
+  const bool later_pending = !pending.IsNull("highest") && pending.Int("highest") > serial;
+  if ((known && *known >= serial + 2) || later_pending) {
     // Completed as a confirmation would: the purchases in transit held, the overdraw repaid.
     auto completed = CompleteCreditedLoad(*load, RepaidBy(*load));
     if (!completed.ok()) return completed.error();
     return std::string("completed");
   }
-  auto voided = ledger_.Void(LoadId(terminal, trace));
-  if (!voided.ok()) return FromError(voided.error());
-  auto updated = connection_.Execute(
-      "UPDATE host_loads SET state = 'reversed' WHERE terminal_number = ? AND trace = ?",
-      {terminal, static_cast<std::int64_t>(trace)});
-  if (!updated.ok()) return FromError(updated.error());
-  return std::string("reversed");
+  const bool asked_again = !pending.IsNull("again") && pending.Int("again") == 1;
+  if ((known && *known == serial + 1) || asked_again) {
+    auto voided = ledger_.Void(LoadId(terminal, trace));
+    if (!voided.ok()) return FromError(voided.error());
+    auto updated = connection_.Execute(
+        "UPDATE host_loads SET state = 'reversed' WHERE terminal_number = ? AND trace = ?",
+        {terminal, static_cast<std::int64_t>(trace)});
+    if (!updated.ok()) return FromError(updated.error());
+    return std::string("reversed");
+  }
+  return std::string("pending");
 }
 
 HostResult<std::vector<LoadReconciliation>> Host::ReconcileLoads(std::int64_t created_before_us) {

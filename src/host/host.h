@@ -319,6 +319,8 @@ class Host {
   HostResult<store::Done> InTransaction(const std::function<HostResult<store::Done>()>& body);
   // Loads (inside the caller's transaction). A load row with its card's context.
   HostResult<store::Row> ReadLoad(const std::string& terminal, std::uint32_t trace);
+  // A load's TAC verified (with the overdraw the card repaid), then CompleteCreditedLoad.
+  HostResult<store::Done> ConfirmCreditedLoad(const store::Row& load, ByteView tac);
   // A load the card proves credited (its TAC, or its later online serial), pending or reversed:
   // completed with the card's new state, the purchases in transit held, the overdraw repaid.
   HostResult<store::Done> CompleteCreditedLoad(const store::Row& load, std::int64_t repaid);

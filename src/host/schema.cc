@@ -195,10 +195,12 @@ CREATE TABLE host_card_pins (
 ALTER TABLE host_card_wallets ADD COLUMN overdraw_limit BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE host_card_wallets ADD COLUMN overdraw_used BIGINT NOT NULL DEFAULT 0;
 )sql"},
-          // A load's card's other loads: what proves it credited or not (reconciliation, and a
-          // confirmation deciding the card's earlier pending loads), read by the card.
-          {9, "loads by card", R"sql(
-CREATE INDEX host_loads_by_card ON host_loads (asn, type, online_serial);
+          // The pending loads by card: what a confirmation after a lost one, and reconciliation,
+          // read to decide a pending load (its completed loads are in the card state). Pending
+          // loads only: a handful of index pages, however many loads the host has had.
+          {9, "pending loads by card", R"sql(
+CREATE INDEX host_loads_pending_by_card ON host_loads (asn, type, online_serial)
+  WHERE state = 'pending';
 )sql"},
       }};
   return set;
