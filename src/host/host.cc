@@ -846,14 +846,18 @@ HostResult<Done> Host::ReverseLoad(ByteView terminal_number, std::uint32_t trace
     if (state != "pending") {
       return Fail(ResponseCode::kInvalidTransaction, "the load was " + state + ": not reversed");
     }
-    auto voided = ledger_.Void(LoadId(terminal, trace));
-    if (!voided.ok()) return FromError(voided.error());
-    auto updated = connection_.Execute(
-        "UPDATE host_loads SET state = 'reversed' WHERE terminal_number = ? AND trace = ?",
-        {terminal, static_cast<std::int64_t>(trace)});
-    if (!updated.ok()) return FromError(updated.error());
-    return Done{};
+    return ReleaseLoad(terminal, trace);
   });
+}
+
+HostResult<Done> Host::ReleaseLoad(const std::string& terminal, std::uint32_t trace) {
+  auto voided = ledger_.Void(LoadId(terminal, trace));
+  if (!voided.ok()) return FromError(voided.error());
+  auto updated = connection_.Execute(
+      "UPDATE host_loads SET state = 'reversed' WHERE terminal_number = ? AND trace = ?",
+      {terminal, static_cast<std::int64_t>(trace)});
+  if (!updated.ok()) return FromError(updated.error());
+  return Done{};
 }
 
 HostResult<std::string> Host::DecidePendingLoad(const std::string& terminal, std::uint32_t trace) {
@@ -885,12 +889,8 @@ HostResult<std::string> Host::DecidePendingLoad(const std::string& terminal, std
   }
   const bool asked_again = !pending.IsNull("again") && pending.Int("again") == 1;
   if ((known && *known == serial + 1) || asked_again) {
-    auto voided = ledger_.Void(LoadId(terminal, trace));
-    if (!voided.ok()) return FromError(voided.error());
-    auto updated = connection_.Execute(
-        "UPDATE host_loads SET state = 'reversed' WHERE terminal_number = ? AND trace = ?",
-        {terminal, static_cast<std::int64_t>(trace)});
-    if (!updated.ok()) return FromError(updated.error());
+    auto released = ReleaseLoad(terminal, trace);
+    if (!released.ok()) return released.error();
     return std::string("reversed");
   }
   return std::string("pending");

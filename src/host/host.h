@@ -324,6 +324,8 @@ class Host {
   // A load the card proves credited (its TAC, or its later online serial), pending or reversed:
   // completed with the card's new state, the purchases in transit held, the overdraw repaid.
   HostResult<store::Done> CompleteCreditedLoad(const store::Row& load, std::int64_t repaid);
+  // A pending load's reservation released and the load marked reversed.
+  HostResult<store::Done> ReleaseLoad(const std::string& terminal, std::uint32_t trace);
   // A pending load decided by the card's later load requests: "completed", "reversed", or
   // "pending" when there is none yet (docs/host.md "Online loads and their reconciliation").
   HostResult<std::string> DecidePendingLoad(const std::string& terminal, std::uint32_t trace);
