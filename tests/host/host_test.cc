@@ -839,6 +839,49 @@ TEST_P(HostTest, TheCardsNextConfirmedLoadDecidesItsEarlierPendingLoads) {
   ExpectHostClean();
 }
 
+// A pending load whose card's later load was completed without deciding it (a host before this
+// rule): the card state tells. At S + 2 or more a later load was credited, so this one was; at
+// S + 1 another load was credited at S, so this one was not.
+TEST_P(HostTest, ReconciliationReadsTheCardStateOfLaterLoadsCompletedBefore) {
+  // As an older host completed a load: the ledger and the load row only.
+  auto complete_alone = [&](std::uint32_t trace, std::int64_t balance, std::int64_t online) {
+    ledger::Ledger ledger(*conn_);
+    auto completed = ledger.Complete("load/000000000301/" + std::to_string(trace),
+                                     ledger::CardState{.asn = ToHex(asn_),
+                                                       .wallet = ledger::Wallet::kEd,
+                                                       .balance = balance,
+                                                       .online_serial = online});
+    ASSERT_TRUE(completed.ok()) << completed.error().message;
+    ASSERT_TRUE(conn_
+                    ->Execute("UPDATE host_loads SET state = 'completed' WHERE trace = ?",
+                              {static_cast<std::int64_t>(trace)})
+                    .ok());
+  };
+  authoriser_->confirm = false;
+  ASSERT_TRUE(Load(2000).ok());  // serial 0: credited, confirmation lost
+  ASSERT_TRUE(Load(1000).ok());  // serial 1, completed below as an older host would
+  complete_alone(authoriser_->trace, 3000, 2);
+  auto credited = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(credited.ok()) << credited.error().message;
+  ASSERT_EQ(credited->size(), 1u);
+  EXPECT_EQ((*credited)[0].state, "completed") << "the card state is at 2: serial 0 + 2";
+  EXPECT_EQ(Balance().card_ed, 3000);
+  ExpectHostClean();
+
+  authoriser_->lose_mac2 = true;
+  ASSERT_FALSE(Load(500).ok());  // serial 2: reserved, never credited
+  authoriser_->lose_mac2 = false;
+  ASSERT_TRUE(Load(400).ok());  // serial 2 again: credited, completed as an older host would
+  complete_alone(authoriser_->trace, 3400, 3);
+  auto not_credited = host_->ReconcileLoads(std::numeric_limits<std::int64_t>::max());
+  ASSERT_TRUE(not_credited.ok()) << not_credited.error().message;
+  ASSERT_EQ(not_credited->size(), 1u);
+  EXPECT_EQ((*not_credited)[0].state, "reversed") << "the card state is at 3: serial 2 + 1";
+  EXPECT_EQ(Balance().card_ed, 3400);
+  EXPECT_EQ(Balance().medical_account, 100000 - 3400);
+  ExpectHostClean();
+}
+
 // A purchase made before a load whose confirmation was lost, uploaded after the card's next
 // load: the lost load's completion holds the purchase's money in transit (as its confirmation
 // would have), whether the next load's confirmation or reconciliation completes it, and the
