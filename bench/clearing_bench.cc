@@ -1,7 +1,9 @@
 // Clearing throughput: Host::ClearPurchases over offline purchases with valid TACs, on SQLite in a
 // file on disk (WAL, synchronous=FULL) and on PostgreSQL, beside the rate of the TAC verification
 // alone through the same key store (the crypto limit: diversify + TAC key + MAC per purchase),
-// measured in the same run. Figures only; nothing here asserts on time.
+// measured in the same run, and beside SQLite's own floor for the rows clearing writes (the same
+// schema and cards, raw single-row statements: "The database floor" below). Figures only; nothing
+// here asserts on time.
 //
 // The population (bench/host_workload.h) is made and registered outside the timed part: cards
 // imported through the issuance log, each card's EP loaded, purchases round-robin over the cards
